@@ -1,0 +1,41 @@
+//! Limits and options for a connection, with safe defaults.
+
+/// Options for a [`Connection`](crate::Connection).
+///
+/// ```
+/// use tether_proto::Config;
+/// let config = Config { max_message_size: 1 << 20, ..Config::default() };
+/// assert_eq!(config.max_frame_size, 16 << 20);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Largest frame payload accepted; larger frames fail the connection
+    /// with 1009 as soon as their header arrives. Default 16 MiB.
+    pub max_frame_size: usize,
+    /// Largest message accepted (after decompression, if any); larger
+    /// messages fail the connection with 1009 as soon as the limit is
+    /// crossed. Default 64 MiB.
+    pub max_message_size: usize,
+    /// Answer pings with pongs automatically. Default true.
+    pub auto_pong: bool,
+    /// When more than this many bytes wait to be written (the peer is not
+    /// reading), replies to pings are coalesced: only the latest ping is
+    /// answered, as RFC 6455 §5.5.3 permits. This bounds the memory a ping
+    /// flood can claim. Default 64 KiB.
+    pub control_backlog: usize,
+    /// Split outgoing messages into frames of at most this many bytes.
+    /// `None` (the default) sends each message as one frame.
+    pub fragment_size: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            auto_pong: true,
+            control_backlog: 64 << 10,
+            fragment_size: None,
+        }
+    }
+}

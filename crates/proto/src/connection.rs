@@ -1,0 +1,577 @@
+//! The WebSocket connection state machine (RFC 6455 §5-§7), without I/O.
+//!
+//! Bytes from the transport go in ([`Connection::read_buf`] or
+//! [`Connection::receive`]); events come out ([`Connection::poll_event`]);
+//! messages the application sends are encoded into an output queue
+//! ([`Connection::output`]) that the transport drains. There is no clock and no
+//! socket, so the same code runs under tokio, in tests, and in fuzzers, and
+//! every behaviour is deterministic given its input.
+//!
+//! Reading works in place: a frame's payload is unmasked and UTF-8-checked in
+//! the read buffer as its bytes arrive (so a bad text message fails the
+//! connection at the first bad byte), and a complete single-frame message is
+//! split off that buffer without copying. Memory is bounded by the configured
+//! frame and message limits, which are checked against each header before any
+//! payload is accepted; nothing is ever allocated from a declared length.
+//!
+//! ```
+//! use tether_proto::{Config, Connection, Event, Message, Role};
+//! let mut client = Connection::new(Role::Client, Config::default());
+//! let mut server = Connection::new(Role::Server, Config::default());
+//! client.send(Message::text("hi")).unwrap();
+//! let bytes = client.take_output();
+//! server.receive(&bytes);
+//! assert_eq!(server.poll_event().unwrap(), Some(Event::Message(Message::text("hi"))));
+//! ```
+
+use crate::close::{CloseFrame, MAX_REASON_LEN};
+use crate::config::Config;
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::mask::apply_mask;
+use crate::message::{Event, Message};
+use crate::output::{Output, ZERO_COPY_THRESHOLD};
+use crate::utf8::{Utf8Bytes, Utf8Validator};
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Which end of the connection this is; decides masking (RFC 6455 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Masks what it sends; rejects masked frames.
+    Client,
+    /// Rejects unmasked frames; never masks.
+    Server,
+}
+
+/// Where the closing handshake stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseState {
+    /// No Close sent or received.
+    Open,
+    /// We sent a Close and wait for the peer's.
+    CloseSent,
+    /// The peer sent a Close; our reply is queued or sent. Reading is over.
+    CloseReceived,
+    /// Both Close frames have been exchanged, or the connection failed.
+    Closed,
+}
+
+/// The frame being read: its header and how much of its payload is processed.
+#[derive(Clone, Copy, Debug)]
+struct InFrame {
+    header: FrameHeader,
+    header_len: usize,
+    /// Payload bytes already unmasked (and validated, for text).
+    done: usize,
+    /// Payload bytes belong to a text message (validate UTF-8 as they arrive).
+    text: bool,
+}
+
+/// A fragmented message being assembled.
+#[derive(Debug)]
+struct Assembly {
+    text: bool,
+    buf: BytesMut,
+}
+
+/// One end of a WebSocket connection, as a pure state machine.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    read_buf: BytesMut,
+    frame: Option<InFrame>,
+    assembly: Option<Assembly>,
+    utf8: Utf8Validator,
+    out: Output,
+    /// A pong deferred because the output was backed up (only the latest).
+    deferred_pong: Option<Bytes>,
+    /// An outgoing fragmented message is in progress.
+    sending_fragmented: bool,
+    close_sent: bool,
+    close_received: bool,
+    failed: Option<ProtocolError>,
+    peer_close: Option<CloseFrame>,
+}
+
+impl Connection {
+    /// A connection whose opening handshake is complete.
+    pub fn new(role: Role, config: Config) -> Self {
+        Connection {
+            role,
+            config,
+            read_buf: BytesMut::new(),
+            frame: None,
+            assembly: None,
+            utf8: Utf8Validator::new(),
+            out: Output::default(),
+            deferred_pong: None,
+            sending_fragmented: false,
+            close_sent: false,
+            close_received: false,
+            failed: None,
+            peer_close: None,
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ----- input -------------------------------------------------------
+
+    /// The buffer the transport reads into (avoids a copy). Reserve space
+    /// and read into its spare capacity, e.g. with tokio's `read_buf`.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        &mut self.read_buf
+    }
+
+    /// Append received bytes (copying them).
+    pub fn receive(&mut self, data: &[u8]) {
+        if !self.reading_done() {
+            self.read_buf.extend_from_slice(data);
+        }
+    }
+
+    /// True once nothing more will be read: the peer's Close arrived or the
+    /// connection failed. Further input is ignored.
+    pub fn reading_done(&self) -> bool {
+        self.close_received || self.failed.is_some()
+    }
+
+    /// The next event, if the buffered bytes complete one.
+    ///
+    /// `Ok(None)` means more input is needed (or reading is over). An error
+    /// means the peer broke the protocol: a Close with the matching code is
+    /// already queued, and the transport should flush the output and close.
+    pub fn poll_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        if self.reading_done() {
+            self.read_buf.clear();
+            return Ok(None);
+        }
+        match self.next_event() {
+            Err(e) => {
+                self.fail(e.clone());
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            let mut f = match self.frame {
+                Some(f) => f,
+                None => match FrameHeader::decode(&self.read_buf)? {
+                    None => return Ok(None),
+                    Some((header, header_len)) => self.start_frame(header, header_len)?,
+                },
+            };
+            // `start_frame` bounded the length by max_frame_size, a usize.
+            let len = f.header.payload_len as usize;
+            let arrived = (self.read_buf.len() - f.header_len).min(len);
+            if arrived > f.done {
+                let range = f.header_len + f.done..f.header_len + arrived;
+                let piece = &mut self.read_buf[range];
+                if let Some(key) = f.header.mask {
+                    apply_mask(piece, key, f.done);
+                }
+                if f.text {
+                    self.utf8
+                        .feed(piece)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                f.done = arrived;
+            }
+            if arrived < len {
+                self.frame = Some(f);
+                return Ok(None);
+            }
+            self.frame = None;
+            self.read_buf.advance(f.header_len);
+            let payload = self.read_buf.split_to(len).freeze();
+            if let Some(event) = self.finish_frame(f.header, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// Check a new frame's header against the connection state and limits.
+    fn start_frame(&mut self, h: FrameHeader, header_len: usize) -> Result<InFrame, ProtocolError> {
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedClientFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedServerFrame),
+            _ => {}
+        }
+        if h.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                size: h.payload_len,
+                limit: self.config.max_frame_size,
+            });
+        }
+        let text = match h.opcode {
+            OpCode::Continuation => match &self.assembly {
+                None => return Err(ProtocolError::UnexpectedContinuation),
+                Some(a) => {
+                    let size = a.buf.len() as u64 + h.payload_len;
+                    if size > self.config.max_message_size as u64 {
+                        return Err(ProtocolError::MessageTooLarge {
+                            size,
+                            limit: self.config.max_message_size,
+                        });
+                    }
+                    a.text
+                }
+            },
+            OpCode::Text | OpCode::Binary => {
+                if self.assembly.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                if h.payload_len > self.config.max_message_size as u64 {
+                    return Err(ProtocolError::MessageTooLarge {
+                        size: h.payload_len,
+                        limit: self.config.max_message_size,
+                    });
+                }
+                if h.opcode == OpCode::Text {
+                    self.utf8.reset();
+                    true
+                } else {
+                    false
+                }
+            }
+            OpCode::Close | OpCode::Ping | OpCode::Pong => false,
+        };
+        Ok(InFrame {
+            header: h,
+            header_len,
+            done: 0,
+            text,
+        })
+    }
+
+    /// A frame is complete: assemble messages, answer pings, handle Close.
+    fn finish_frame(
+        &mut self,
+        h: FrameHeader,
+        payload: Bytes,
+    ) -> Result<Option<Event>, ProtocolError> {
+        match h.opcode {
+            OpCode::Text | OpCode::Binary if h.fin => Ok(Some(Event::Message(
+                self.complete(h.opcode == OpCode::Text, payload)?,
+            ))),
+            OpCode::Text | OpCode::Binary => {
+                let mut buf = BytesMut::new();
+                buf.extend_from_slice(&payload);
+                self.assembly = Some(Assembly {
+                    text: h.opcode == OpCode::Text,
+                    buf,
+                });
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let a = self.assembly.as_mut().expect("checked in start_frame");
+                a.buf.extend_from_slice(&payload);
+                if !h.fin {
+                    return Ok(None);
+                }
+                let a = self.assembly.take().expect("present");
+                Ok(Some(Event::Message(self.complete(a.text, a.buf.freeze())?)))
+            }
+            OpCode::Ping => {
+                if self.config.auto_pong && !self.close_sent {
+                    self.queue_pong(payload.clone());
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Event::Pong(payload))),
+            OpCode::Close => {
+                let frame = CloseFrame::parse(&payload)?;
+                self.close_received = true;
+                self.read_buf.clear();
+                if !self.close_sent {
+                    // Echo the code (RFC 6455 §5.5.1); 1005 is not sendable, so
+                    // a Close without a code is answered without one.
+                    let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+                    self.write_close(reply.as_ref());
+                }
+                self.peer_close = frame.clone();
+                Ok(Some(Event::Close(frame)))
+            }
+        }
+    }
+
+    fn complete(&mut self, text: bool, payload: Bytes) -> Result<Message, ProtocolError> {
+        if text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Message::Text(Utf8Bytes::from_validated(payload)))
+        } else {
+            Ok(Message::Binary(payload))
+        }
+    }
+
+    /// Fail the connection (RFC 6455 §7.1.7): queue a Close with the error's
+    /// code and stop reading.
+    fn fail(&mut self, e: ProtocolError) {
+        if !self.close_sent {
+            let reason = truncate_reason(&e.to_string());
+            self.write_close(Some(&CloseFrame::new(e.close_code(), reason)));
+        }
+        self.deferred_pong = None;
+        self.read_buf.clear();
+        self.frame = None;
+        self.assembly = None;
+        self.failed = Some(e);
+    }
+
+    // ----- output ------------------------------------------------------
+
+    /// Send a complete message (split into frames if `fragment_size` is set).
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        if self.sending_fragmented {
+            return Err(SendError::FragmentOutOfSequence);
+        }
+        let (opcode, payload) = match msg {
+            Message::Text(t) => (OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => (OpCode::Binary, b),
+        };
+        match self.config.fragment_size {
+            Some(size) if size > 0 && payload.len() > size => {
+                let mut op = opcode;
+                let mut rest = payload;
+                while rest.len() > size {
+                    self.write_frame(op, false, rest.split_to(size));
+                    op = OpCode::Continuation;
+                }
+                self.write_frame(op, true, rest);
+            }
+            _ => self.write_frame(opcode, true, payload),
+        }
+        Ok(())
+    }
+
+    /// Send one frame of a message sent in pieces: the first call gives
+    /// `Text` or `Binary`, later calls `Continuation`; `fin` ends the message.
+    /// The caller is responsible for the pieces of a text message forming
+    /// valid UTF-8 together.
+    pub fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        let ok = match opcode {
+            OpCode::Text | OpCode::Binary => !self.sending_fragmented,
+            OpCode::Continuation => self.sending_fragmented,
+            _ => false,
+        };
+        if !ok {
+            return Err(SendError::FragmentOutOfSequence);
+        }
+        self.sending_fragmented = !fin;
+        self.write_frame(opcode, fin, payload);
+        Ok(())
+    }
+
+    /// Send a ping.
+    pub fn send_ping(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Send an unsolicited pong (a heartbeat that expects no answer).
+    pub fn send_pong(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlPayloadTooLong(payload.len()));
+        }
+        self.write_frame(opcode, true, payload);
+        Ok(())
+    }
+
+    /// Start (or answer) the closing handshake. `None` sends a Close without
+    /// a status code. After this no data may be sent.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        if let Some(f) = &frame {
+            if !f.code.is_valid_on_wire() {
+                return Err(SendError::InvalidCloseCode(f.code.0));
+            }
+            if f.reason.len() > MAX_REASON_LEN {
+                return Err(SendError::CloseReasonTooLong(f.reason.len()));
+            }
+        }
+        self.write_close(frame.as_ref());
+        Ok(())
+    }
+
+    fn write_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = BytesMut::new();
+        if let Some(f) = frame {
+            f.encode_payload(&mut payload);
+        }
+        self.deferred_pong = None;
+        self.write_frame(OpCode::Close, true, payload.freeze());
+        self.close_sent = true;
+    }
+
+    fn queue_pong(&mut self, payload: Bytes) {
+        if self.out.len() > self.config.control_backlog {
+            // The peer is not reading: answer only the latest ping (§5.5.3).
+            self.deferred_pong = Some(payload);
+        } else {
+            self.write_frame(OpCode::Pong, true, payload);
+        }
+    }
+
+    /// Encode one frame into the output queue.
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
+        let mask = match self.role {
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut hbuf = [0u8; MAX_HEADER_LEN];
+        let hlen = header.encode(&mut hbuf);
+        let tail = self.out.tail();
+        tail.extend_from_slice(&hbuf[..hlen]);
+        match mask {
+            None if payload.len() >= ZERO_COPY_THRESHOLD => {
+                self.out.grew(hlen);
+                self.out.push_bytes(payload);
+            }
+            None => {
+                tail.extend_from_slice(&payload);
+                self.out.grew(hlen + payload.len());
+            }
+            Some(key) => {
+                let start = tail.len();
+                tail.extend_from_slice(&payload);
+                apply_mask(&mut tail[start..], key, 0);
+                self.out.grew(hlen + payload.len());
+            }
+        }
+    }
+
+    /// The bytes waiting to be written. Drain with [`Buf::advance`] after
+    /// writing (or `chunks_vectored` for vectored writes).
+    pub fn output(&mut self) -> &mut Output {
+        &mut self.out
+    }
+
+    /// Take all waiting bytes as one buffer (convenient in tests).
+    pub fn take_output(&mut self) -> Bytes {
+        let mut all = BytesMut::with_capacity(self.out.len());
+        while self.out.has_remaining() {
+            let c = self.out.chunk();
+            let n = c.len();
+            all.extend_from_slice(c);
+            self.out.advance(n);
+        }
+        self.on_output_drained();
+        all.freeze()
+    }
+
+    /// Bytes waiting to be written (the WebSocket API's `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Call after draining some output: sends a pong deferred by backlog.
+    pub fn on_output_drained(&mut self) {
+        if self.out.len() <= self.config.control_backlog {
+            if let Some(p) = self.deferred_pong.take() {
+                if !self.close_sent {
+                    self.write_frame(OpCode::Pong, true, p);
+                }
+            }
+        }
+    }
+
+    /// Release buffer memory while the connection is idle.
+    pub fn shrink_buffers(&mut self) {
+        self.out.shrink();
+        if self.read_buf.is_empty() && self.frame.is_none() {
+            self.read_buf = BytesMut::new();
+        }
+    }
+
+    /// The transport is gone: drop queued output.
+    pub fn discard_output(&mut self) {
+        self.out.clear();
+        self.deferred_pong = None;
+    }
+
+    // ----- state -------------------------------------------------------
+
+    /// The closing handshake's progress.
+    pub fn close_state(&self) -> CloseState {
+        match (
+            self.close_sent,
+            self.close_received || self.failed.is_some(),
+        ) {
+            (false, false) => CloseState::Open,
+            (true, false) => CloseState::CloseSent,
+            (false, true) => CloseState::CloseReceived,
+            (true, true) => CloseState::Closed,
+        }
+    }
+
+    /// True once we have sent (or queued) a Close.
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// The peer's Close, if it sent one with a status code.
+    pub fn peer_close(&self) -> Option<&CloseFrame> {
+        self.peer_close.as_ref()
+    }
+
+    /// The protocol error that failed the connection, if any.
+    pub fn failure(&self) -> Option<&ProtocolError> {
+        self.failed.as_ref()
+    }
+}
+
+/// Cut a reason to fit a close frame, at a character boundary.
+fn truncate_reason(s: &str) -> String {
+    if s.len() <= MAX_REASON_LEN {
+        return s.to_owned();
+    }
+    let mut end = MAX_REASON_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests;
