@@ -1,1 +1,47 @@
-fn main() {}
+//! `tether`: a WebSocket server, client and load generator.
+#![forbid(unsafe_code)]
+
+mod serve;
+mod size;
+
+use clap::{Parser, Subcommand};
+
+/// Tether: WebSocket tools (RFC 6455).
+///
+/// Run `tether serve` to start a WebSocket server on 127.0.0.1:8080 with an
+/// echo endpoint at /echo.
+#[derive(Parser, Debug)]
+#[command(name = "tether", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log filter (e.g. `info`, `debug`, `tether=trace`). Also `RUST_LOG`.
+    #[arg(long, global = true, env = "TETHER_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a WebSocket server.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+        }
+    })
+}

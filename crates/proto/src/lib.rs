@@ -38,6 +38,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod output;

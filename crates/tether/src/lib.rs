@@ -1,1 +1,50 @@
-//! placeholder
+//! # tether
+//!
+//! Async WebSocket client and server on tokio, built on the sans-IO
+//! [`tether_proto`] core.
+//!
+//! * [`connect`] / [`ClientBuilder`] — open a connection to a `ws://` URL;
+//! * [`accept`] / [`ServerBuilder`] — accept one on any stream, with a policy
+//!   hook ([`Incoming`]) for origin, subprotocol and authentication checks;
+//! * [`WebSocket`] — a `Stream` + `Sink` of [`Message`]s with backpressure,
+//!   automatic pongs, keepalive and a proper closing handshake.
+//!
+//! A complete echo server:
+//!
+//! ```no_run
+//! use futures_util::{SinkExt, StreamExt};
+//! # async fn run() -> tether::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! while let Ok((tcp, _)) = listener.accept().await {
+//!     tokio::spawn(async move {
+//!         let mut ws = tether::accept(tcp).await?;
+//!         while let Some(Ok(msg)) = ws.next().await {
+//!             if msg.is_data() { ws.send(msg).await?; }
+//!         }
+//!         Ok::<_, tether::Error>(())
+//!     });
+//! }
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod error;
+mod head;
+mod message;
+mod server;
+mod socket;
+mod stream;
+
+pub use client::{connect, ClientBuilder};
+pub use config::{Keepalive, WebSocketConfig};
+pub use error::{Error, Result};
+pub use message::Message;
+pub use server::{accept, Accept, Incoming, Reject, ServerBuilder};
+pub use socket::WebSocket;
+pub use stream::MaybeTlsStream;
+
+pub use tether_proto as proto;
+pub use tether_proto::{CloseCode, CloseFrame, Utf8Bytes};

@@ -1,0 +1,994 @@
+//! The server role: validating the client's opening handshake (RFC 6455
+//! §4.2.1) and writing the answer (§4.2.2).
+//!
+//! [`validate_request`] works on any `http::Request`, whether it came from
+//! [`parse_request`](super::parse_request) or from hyper, and either returns
+//! everything the application needs to decide (path, origin, offered
+//! subprotocols and extensions) or the first rule the request breaks. The
+//! application then answers with [`build_accept_response`] (raw bytes) or
+//! [`accept_response`] (an `http::Response` for hyper), or refuses with
+//! [`HandshakeError::to_response`] / [`build_reject_response`].
+
+use std::fmt::Write as _;
+
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
+    TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+
+use super::headers::{has_token, header_tokens, is_token, single};
+use super::key::{accept_key, is_valid_key};
+use super::{parse_extensions, ExtensionOffer, HandshakeError};
+
+/// A client's opening handshake that passed every check of RFC 6455 §4.2.1:
+/// what the server needs to accept or refuse it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    /// `Sec-WebSocket-Key` as sent (24 base64 characters); feed it to
+    /// [`build_accept_response`].
+    pub key: String,
+    /// The authority the client addressed: the `Host` header, or the
+    /// authority of an absolute-form target (RFC 7230 §5.5).
+    pub host: String,
+    /// The `Origin` header, if any (§4.2.1 item 7). Browsers always send it;
+    /// a server that relies on cookies or other ambient credentials must
+    /// check it to prevent cross-site WebSocket hijacking (§10.2).
+    pub origin: Option<String>,
+    /// Offered subprotocols, in the client's order of preference (§4.2.1
+    /// item 8). Validated as unique tokens.
+    pub protocols: Vec<String>,
+    /// Offered extensions, in order, across all `Sec-WebSocket-Extensions`
+    /// lines (§4.2.1 item 9).
+    pub extensions: Vec<ExtensionOffer>,
+    /// The resource name: path and query as sent (`/chat?room=1`), always
+    /// starting with `/`; for an absolute-form target, its path and query.
+    pub path: String,
+}
+
+impl UpgradeRequest {
+    /// The path without the query.
+    pub fn path_only(&self) -> &str {
+        self.path.split_once('?').map_or(&self.path, |(p, _)| p)
+    }
+
+    /// The query (after `?`), if the resource has one.
+    pub fn query(&self) -> Option<&str> {
+        self.path.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The `Sec-WebSocket-Accept` value answering this request.
+    pub fn accept_key(&self) -> String {
+        accept_key(self.key.as_bytes())
+    }
+
+    /// Picks the subprotocol to use: the first one in the client's
+    /// preference order that `supported` contains (exact, case-sensitive
+    /// match, as subprotocol names are compared by the client, §4.1 response
+    /// item 6). `None` means "answer without Sec-WebSocket-Protocol".
+    pub fn select_protocol<'a>(&'a self, supported: &[&str]) -> Option<&'a str> {
+        self.protocols
+            .iter()
+            .map(String::as_str)
+            .find(|p| supported.contains(p))
+    }
+
+    /// The raw `101` response accepting this request; see
+    /// [`build_accept_response`].
+    pub fn accept(
+        &self,
+        protocol: Option<&str>,
+        extensions: Option<&str>,
+        extra: &HeaderMap,
+    ) -> Vec<u8> {
+        build_accept_response(&self.key, protocol, extensions, extra)
+    }
+}
+
+/// Checks a client's opening handshake against RFC 6455 §4.2.1 and returns
+/// its parts.
+///
+/// The checks, in order (the first failure is returned):
+///
+/// 1. method `GET` ([`MethodNotGet`](HandshakeError::MethodNotGet)) and
+///    HTTP/1.1 or later ([`Http10`](HandshakeError::Http10)) — item 1;
+/// 2. `Upgrade` contains `websocket` — item 3. A request failing this is a
+///    plain HTTP request, answered 426
+///    ([`MissingUpgradeWebsocket`](HandshakeError::MissingUpgradeWebsocket));
+/// 3. `Connection` contains `Upgrade`, over all its field lines — item 4;
+/// 4. a target that is a path or an absolute `http`/`https`/`ws`/`wss` URI
+///    ([`InvalidRequestTarget`](HandshakeError::InvalidRequestTarget));
+/// 5. no body: `Content-Length` absent or 0, no `Transfer-Encoding`
+///    ([`RequestHasBody`](HandshakeError::RequestHasBody)) — whatever follows
+///    the head is read as frames, so a body would be misinterpreted;
+/// 6. exactly one valid `Host` — item 2 and RFC 7230 §5.4. For HTTP/2 and
+///    later the URI authority stands in for `Host` when it is absent;
+/// 7. exactly one `Sec-WebSocket-Key`, padded base64 of 16 bytes — item 5;
+/// 8. exactly one `Sec-WebSocket-Version` (§11.3.5), equal to `13` — item 6;
+///    any other value, or none, is
+///    [`UnsupportedVersion`](HandshakeError::UnsupportedVersion), answered
+///    with 426 and the version this server speaks;
+/// 9. at most one `Origin`, ASCII — item 7;
+/// 10. `Sec-WebSocket-Protocol` elements are unique tokens — item 8 with
+///     §4.1 item 10;
+/// 11. `Sec-WebSocket-Extensions` follows §9.1 — item 9.
+///
+/// The body type is ignored: pass a hyper request as is.
+pub fn validate_request<B>(req: &Request<B>) -> Result<UpgradeRequest, HandshakeError> {
+    if req.method() != Method::GET {
+        return Err(HandshakeError::MethodNotGet(req.method().clone()));
+    }
+    if req.version() < Version::HTTP_11 {
+        return Err(HandshakeError::Http10);
+    }
+    let headers = req.headers();
+    // Checked early so that a plain HTTP request (no Upgrade at all) is
+    // reported as such, whatever else is wrong with it.
+    if !has_token(headers, &UPGRADE, "websocket") {
+        return Err(HandshakeError::MissingUpgradeWebsocket);
+    }
+    if !has_token(headers, &CONNECTION, "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    let path = resource_name(req.uri())?;
+    check_no_body(headers)?;
+    let host = host(req)?;
+
+    let key = single(headers, &SEC_WEBSOCKET_KEY)?.ok_or(HandshakeError::MissingKey)?;
+    let key = key.to_str().map_err(|_| HandshakeError::InvalidKey)?;
+    if !is_valid_key(key) {
+        return Err(HandshakeError::InvalidKey);
+    }
+
+    // §11.3.5: the field MUST NOT appear more than once in a request.
+    match single(headers, &SEC_WEBSOCKET_VERSION)? {
+        Some(v) if v.as_bytes() == b"13" => {}
+        Some(v) => {
+            let offered = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            return Err(HandshakeError::UnsupportedVersion(Some(offered)));
+        }
+        None => return Err(HandshakeError::UnsupportedVersion(None)),
+    }
+
+    let origin = match single(headers, &ORIGIN).map_err(|_| HandshakeError::InvalidOrigin)? {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| HandshakeError::InvalidOrigin)?
+                .to_owned(),
+        ),
+    };
+
+    let protocols = offered_protocols(headers)?;
+
+    let mut extensions = Vec::new();
+    for value in headers.get_all(SEC_WEBSOCKET_EXTENSIONS) {
+        let value = value
+            .to_str()
+            .map_err(|_| HandshakeError::MalformedExtensions("value is not visible ASCII"))?;
+        extensions.extend(parse_extensions(value)?);
+    }
+
+    Ok(UpgradeRequest {
+        key: key.to_owned(),
+        host,
+        origin,
+        protocols,
+        extensions,
+        path,
+    })
+}
+
+/// The resource name (§3) of a request target: origin-form as is; for an
+/// absolute-form `http(s)`/`ws(s)` URI, its path and query.
+fn resource_name(uri: &Uri) -> Result<String, HandshakeError> {
+    if let Some(scheme) = uri.scheme_str() {
+        if !["http", "https", "ws", "wss"]
+            .iter()
+            .any(|s| scheme.eq_ignore_ascii_case(s))
+        {
+            return Err(HandshakeError::InvalidRequestTarget);
+        }
+    }
+    let path = uri.path();
+    // Rejects asterisk-form (`*`) and authority-form (`host:port`), which
+    // are only for OPTIONS and CONNECT (RFC 7230 §5.3).
+    if !path.starts_with('/') {
+        return Err(HandshakeError::InvalidRequestTarget);
+    }
+    let mut out = path.to_owned();
+    if let Some(q) = uri.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
+}
+
+fn check_no_body(headers: &HeaderMap) -> Result<(), HandshakeError> {
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Err(HandshakeError::RequestHasBody);
+    }
+    // Every element of every Content-Length line must be 0 (a list of
+    // identical values is tolerated by RFC 7230 §3.3.2).
+    for value in headers.get_all(CONTENT_LENGTH) {
+        let text = value.to_str().map_err(|_| HandshakeError::RequestHasBody)?;
+        for element in text.split(',') {
+            let element = element.trim_matches([' ', '\t']);
+            if element.is_empty() || !element.bytes().all(|b| b == b'0') {
+                return Err(HandshakeError::RequestHasBody);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn host<B>(req: &Request<B>) -> Result<String, HandshakeError> {
+    let header = single(req.headers(), &HOST)?;
+    let header = match header {
+        Some(v) => Some(v.to_str().map_err(|_| HandshakeError::InvalidHost)?),
+        None => None,
+    };
+    if let Some(h) = header {
+        if !is_valid_host(h) {
+            return Err(HandshakeError::InvalidHost);
+        }
+    }
+    // RFC 7230 §5.5: an absolute-form target's authority wins over Host.
+    if let Some(authority) = req.uri().authority() {
+        if !is_valid_host(authority.as_str()) {
+            return Err(HandshakeError::InvalidHost);
+        }
+        // HTTP/1.1 still requires the Host header itself (RFC 7230 §5.4);
+        // HTTP/2 and later carry the authority in :authority instead.
+        if header.is_none() && req.version() < Version::HTTP_2 {
+            return Err(HandshakeError::MissingHost);
+        }
+        return Ok(authority.as_str().to_owned());
+    }
+    header.map(str::to_owned).ok_or(HandshakeError::MissingHost)
+}
+
+/// RFC 7230 §5.4 `Host = uri-host [ ":" port ]` (RFC 3986 §3.2.2), with a
+/// non-empty host (a WebSocket server always has an authority) and a port of
+/// 1–5 digits no larger than 65535. No userinfo.
+pub(crate) fn is_valid_host(h: &str) -> bool {
+    let (host_ok, port) = if let Some(rest) = h.strip_prefix('[') {
+        // IP-literal; IPvFuture is not accepted.
+        let Some((literal, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return false,
+            },
+        };
+        (literal.parse::<std::net::Ipv6Addr>().is_ok(), port)
+    } else {
+        let (host, port) = match h.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (h, None),
+        };
+        (!host.is_empty() && is_reg_name(host), port)
+    };
+    let port_ok = match port {
+        None => true,
+        Some(p) => {
+            (1..=5).contains(&p.len())
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u16>().is_ok()
+        }
+    };
+    host_ok && port_ok
+}
+
+/// RFC 3986 `reg-name = *( unreserved / pct-encoded / sub-delims )`, which
+/// also covers IPv4 literals.
+fn is_reg_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {}
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => {}
+            b'%' => {
+                let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return false;
+                }
+                i += 2;
+            }
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+fn offered_protocols(headers: &HeaderMap) -> Result<Vec<String>, HandshakeError> {
+    let mut protocols: Vec<String> = Vec::new();
+    for p in header_tokens(headers, &SEC_WEBSOCKET_PROTOCOL) {
+        if !is_token(p) {
+            return Err(HandshakeError::InvalidSubprotocol(p.to_owned()));
+        }
+        if protocols.iter().any(|seen| seen == p) {
+            return Err(HandshakeError::DuplicateSubprotocol(p.to_owned()));
+        }
+        protocols.push(p.to_owned());
+    }
+    // `Sec-WebSocket-Protocol:` with nothing in it: the grammar is 1#token.
+    if protocols.is_empty() && headers.contains_key(SEC_WEBSOCKET_PROTOCOL) {
+        return Err(HandshakeError::InvalidSubprotocol(String::new()));
+    }
+    Ok(protocols)
+}
+
+/// Headers [`build_accept_response`] writes itself, or that a 101 must not
+/// carry (RFC 7230 §3.3.1, §3.3.2: no Transfer-Encoding or Content-Length
+/// in a 1xx); such names in `extra` are skipped.
+fn owned_by_accept(name: &http::HeaderName) -> bool {
+    [
+        &UPGRADE,
+        &CONNECTION,
+        &SEC_WEBSOCKET_ACCEPT,
+        &SEC_WEBSOCKET_PROTOCOL,
+        &SEC_WEBSOCKET_EXTENSIONS,
+        &CONTENT_LENGTH,
+        &TRANSFER_ENCODING,
+    ]
+    .contains(&name)
+}
+
+/// The raw `HTTP/1.1 101 Switching Protocols` response accepting a
+/// handshake (RFC 6455 §4.2.2 item 5): `Upgrade: websocket`,
+/// `Connection: Upgrade`, `Sec-WebSocket-Accept`, then
+/// `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` when given, then
+/// `extra`, then the empty line.
+///
+/// * `key` is the client's `Sec-WebSocket-Key` ([`UpgradeRequest::key`]).
+/// * `protocol` must be one of the client's offered subprotocols; a value
+///   that is not a token is omitted rather than written (it could not be
+///   valid, and writing it could inject header lines).
+/// * `extensions` is the negotiated `Sec-WebSocket-Extensions` value (see
+///   [`format_extensions`](super::format_extensions)); a value that is not a
+///   valid header value is omitted for the same reason.
+/// * `extra` headers (e.g. `Set-Cookie`) are appended, except those this
+///   function writes itself and `Content-Length`/`Transfer-Encoding`, which a
+///   101 must not carry.
+pub fn build_accept_response(
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    extra: &HeaderMap,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(160);
+    out.push_str("HTTP/1.1 101 Switching Protocols\r\n");
+    out.push_str("Upgrade: websocket\r\nConnection: Upgrade\r\n");
+    let _ = write!(
+        out,
+        "Sec-WebSocket-Accept: {}\r\n",
+        accept_key(key.as_bytes())
+    );
+    if let Some(p) = protocol.filter(|p| is_token(p)) {
+        let _ = write!(out, "Sec-WebSocket-Protocol: {p}\r\n");
+    }
+    if let Some(e) = extensions.filter(|e| is_safe_value(e)) {
+        let _ = write!(out, "Sec-WebSocket-Extensions: {e}\r\n");
+    }
+    let mut out = out.into_bytes();
+    write_headers(&mut out, extra, owned_by_accept);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The `101` accepting a handshake as an `http::Response`, for servers such
+/// as hyper that write the head themselves. Same rules as
+/// [`build_accept_response`].
+pub fn accept_response(
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Response<()> {
+    let mut resp = Response::new(());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
+        h.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(v) = protocol
+        .filter(|p| is_token(p))
+        .and_then(|p| HeaderValue::from_str(p).ok())
+    {
+        h.insert(SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    if let Some(v) = extensions
+        .filter(|e| is_safe_value(e))
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        h.insert(SEC_WEBSOCKET_EXTENSIONS, v);
+    }
+    resp
+}
+
+/// A non-empty header value of visible ASCII, SP and HTAB only, not
+/// starting or ending with whitespace.
+fn is_safe_value(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b))
+        && !v.starts_with([' ', '\t'])
+        && !v.ends_with([' ', '\t'])
+}
+
+fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap, skip: impl Fn(&http::HeaderName) -> bool) {
+    for (name, value) in headers {
+        if skip(name) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A raw HTTP/1.1 response refusing a handshake: the status line, `headers`,
+/// `Content-Length`, `Connection: close` (unless `headers` has a
+/// `Connection`), `Content-Type: text/plain; charset=utf-8` (unless
+/// `headers` has a `Content-Type`), the empty line and `body`.
+///
+/// `Content-Length` and `Transfer-Encoding` in `headers` are ignored: the
+/// length is always computed from `body`. For statuses that cannot carry a
+/// body (1xx, 204, 304; RFC 7230 §3.3.3) the body and its headers are
+/// omitted. The connection should be closed after sending: the client's
+/// bytes after its head were meant as WebSocket frames and cannot be read as
+/// another HTTP request.
+pub fn build_reject_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + body.len());
+    let _ = write_status_line(&mut out, status);
+    write_headers(&mut out, headers, |n| {
+        n == CONTENT_LENGTH || n == TRANSFER_ENCODING
+    });
+    if !headers.contains_key(CONNECTION) {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if !bodiless {
+        if !headers.contains_key(CONTENT_TYPE) {
+            out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n");
+        }
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    if !bodiless {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+fn write_status_line(out: &mut Vec<u8>, status: StatusCode) -> std::fmt::Result {
+    let mut line = String::new();
+    // The reason phrase may be empty, but the space before it is required
+    // (RFC 7230 §3.1.2).
+    write!(
+        line,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )?;
+    out.extend_from_slice(line.as_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::{parse_request, parse_response, HandshakeLimits};
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn base() -> http::request::Builder {
+        Request::get("/chat")
+            .header("Host", "server.example.com")
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade")
+            .header("Sec-WebSocket-Key", KEY)
+            .header("Sec-WebSocket-Version", "13")
+    }
+
+    fn without(name: &str) -> Request<()> {
+        let mut r = base().body(()).unwrap();
+        r.headers_mut().remove(name);
+        r
+    }
+
+    fn with(name: &'static str, value: &'static str) -> Request<()> {
+        base().header(name, value).body(()).unwrap()
+    }
+
+    fn replaced(name: &'static str, value: &'static str) -> Request<()> {
+        let mut r = without(name);
+        r.headers_mut()
+            .append(name, HeaderValue::from_static(value));
+        r
+    }
+
+    #[test]
+    fn server_accepts_rfc6455_section_1_2_request() {
+        let raw = b"GET /chat HTTP/1.1\r\n\
+            Host: server.example.com\r\n\
+            Upgrade: websocket\r\n\
+            Connection: Upgrade\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+            Origin: http://example.com\r\n\
+            Sec-WebSocket-Protocol: chat, superchat\r\n\
+            Sec-WebSocket-Version: 13\r\n\r\n";
+        let (req, _) = parse_request(raw, &HandshakeLimits::default())
+            .unwrap()
+            .unwrap();
+        let up = validate_request(&req).unwrap();
+        assert_eq!(
+            up,
+            UpgradeRequest {
+                key: KEY.into(),
+                host: "server.example.com".into(),
+                origin: Some("http://example.com".into()),
+                protocols: vec!["chat".into(), "superchat".into()],
+                extensions: vec![],
+                path: "/chat".into(),
+            }
+        );
+        assert_eq!(up.accept_key(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(up.select_protocol(&["superchat", "chat"]), Some("chat"));
+        assert_eq!(up.select_protocol(&["other"]), None);
+    }
+
+    #[test]
+    fn server_accepts_case_insensitive_and_listed_upgrade_tokens() {
+        let mut r = base().body(()).unwrap();
+        r.headers_mut()
+            .insert(UPGRADE, HeaderValue::from_static("h2c, WebSocket"));
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+        r.headers_mut()
+            .append(CONNECTION, HeaderValue::from_static("UPGRADE"));
+        assert!(validate_request(&r).is_ok());
+    }
+
+    #[test]
+    fn server_rejects_non_get_method() {
+        let mut r = base().body(()).unwrap();
+        *r.method_mut() = Method::POST;
+        let err = validate_request(&r).unwrap_err();
+        assert_eq!(err, HandshakeError::MethodNotGet(Method::POST));
+        assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn server_rejects_http10() {
+        let mut r = base().body(()).unwrap();
+        *r.version_mut() = Version::HTTP_10;
+        assert_eq!(validate_request(&r), Err(HandshakeError::Http10));
+        *r.version_mut() = Version::HTTP_09;
+        assert_eq!(validate_request(&r), Err(HandshakeError::Http10));
+    }
+
+    #[test]
+    fn server_rejects_missing_host() {
+        assert_eq!(
+            validate_request(&without("host")),
+            Err(HandshakeError::MissingHost)
+        );
+    }
+
+    #[test]
+    fn server_rejects_duplicate_host() {
+        assert_eq!(
+            validate_request(&with("host", "other.example")),
+            Err(HandshakeError::DuplicateHeader(HOST))
+        );
+    }
+
+    #[test]
+    fn server_rejects_invalid_host() {
+        for bad in [
+            "", "user@h", "h:port", "h:99999", "h:123456", "a b", "h:", ":80", "[::1", "[zz]",
+            "[::1]x", "[::1]:", "h:80:81", "h%zz", "h/x", "h\u{e9}",
+        ] {
+            let mut r = without("host");
+            r.headers_mut()
+                .insert(HOST, HeaderValue::from_bytes(bad.as_bytes()).unwrap());
+            assert_eq!(
+                validate_request(&r),
+                Err(HandshakeError::InvalidHost),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "h",
+            "h:8080",
+            "[::1]:9000",
+            "[::1]",
+            "127.0.0.1:1",
+            "xn--bcher-kva.example",
+            "a%41b",
+        ] {
+            let mut r = without("host");
+            r.headers_mut()
+                .insert(HOST, HeaderValue::from_str(good).unwrap());
+            assert_eq!(validate_request(&r).unwrap().host, good);
+        }
+    }
+
+    #[test]
+    fn server_rejects_missing_upgrade_websocket_with_426() {
+        let err = validate_request(&without("upgrade")).unwrap_err();
+        assert_eq!(err, HandshakeError::MissingUpgradeWebsocket);
+        assert_eq!(err.status(), 426);
+        assert_eq!(
+            validate_request(&replaced("upgrade", "websocket/13, h2c")),
+            Err(HandshakeError::MissingUpgradeWebsocket)
+        );
+    }
+
+    #[test]
+    fn server_reports_plain_http_request_as_missing_upgrade() {
+        // No Host and a body too, but the first thing to say is "this is not
+        // a WebSocket handshake".
+        let r = Request::get("/chat")
+            .header("content-length", "3")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            validate_request(&r),
+            Err(HandshakeError::MissingUpgradeWebsocket)
+        );
+    }
+
+    #[test]
+    fn server_rejects_missing_connection_upgrade() {
+        assert_eq!(
+            validate_request(&without("connection")),
+            Err(HandshakeError::MissingConnectionUpgrade)
+        );
+        assert_eq!(
+            validate_request(&replaced("connection", "keep-alive, upgraded")),
+            Err(HandshakeError::MissingConnectionUpgrade)
+        );
+    }
+
+    #[test]
+    fn server_rejects_missing_key() {
+        assert_eq!(
+            validate_request(&without("sec-websocket-key")),
+            Err(HandshakeError::MissingKey)
+        );
+    }
+
+    #[test]
+    fn server_rejects_duplicate_key() {
+        assert_eq!(
+            validate_request(&with("sec-websocket-key", KEY)),
+            Err(HandshakeError::DuplicateHeader(SEC_WEBSOCKET_KEY))
+        );
+    }
+
+    #[test]
+    fn server_rejects_key_not_16_bytes() {
+        for bad in [
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "not base64 at all!!!!!!",
+        ] {
+            assert_eq!(
+                validate_request(&replaced("sec-websocket-key", bad)),
+                Err(HandshakeError::InvalidKey),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_rejects_non_ascii_key() {
+        let mut r = without("sec-websocket-key");
+        r.headers_mut().insert(
+            SEC_WEBSOCKET_KEY,
+            HeaderValue::from_bytes(b"dGhlIHNhbXBsZSBub25jZ\xff==").unwrap(),
+        );
+        assert_eq!(validate_request(&r), Err(HandshakeError::InvalidKey));
+    }
+
+    #[test]
+    fn server_rejects_unsupported_version_with_426() {
+        let err = validate_request(&replaced("sec-websocket-version", "8")).unwrap_err();
+        assert_eq!(err, HandshakeError::UnsupportedVersion(Some("8".into())));
+        assert_eq!(err.status(), 426);
+        let text = String::from_utf8(err.to_response()).unwrap();
+        assert!(text.contains("sec-websocket-version: 13\r\n"));
+        assert_eq!(
+            validate_request(&without("sec-websocket-version")),
+            Err(HandshakeError::UnsupportedVersion(None))
+        );
+        for bad in ["013", "13 ,", "13, 8", "+13"] {
+            assert!(
+                matches!(
+                    validate_request(&replaced("sec-websocket-version", bad)),
+                    Err(HandshakeError::UnsupportedVersion(Some(_)))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            validate_request(&with("sec-websocket-version", "13")),
+            Err(HandshakeError::DuplicateHeader(SEC_WEBSOCKET_VERSION))
+        );
+    }
+
+    #[test]
+    fn server_rejects_request_with_body() {
+        assert_eq!(
+            validate_request(&with("content-length", "5")),
+            Err(HandshakeError::RequestHasBody)
+        );
+        assert_eq!(
+            validate_request(&with("content-length", "x")),
+            Err(HandshakeError::RequestHasBody)
+        );
+        assert_eq!(
+            validate_request(&with("transfer-encoding", "chunked")),
+            Err(HandshakeError::RequestHasBody)
+        );
+        assert!(validate_request(&with("content-length", "0")).is_ok());
+    }
+
+    #[test]
+    fn server_rejects_invalid_subprotocol() {
+        assert_eq!(
+            validate_request(&with("sec-websocket-protocol", "chat, bad/proto")),
+            Err(HandshakeError::InvalidSubprotocol("bad/proto".into()))
+        );
+        assert_eq!(
+            validate_request(&with("sec-websocket-protocol", " , ")),
+            Err(HandshakeError::InvalidSubprotocol(String::new()))
+        );
+    }
+
+    #[test]
+    fn server_rejects_duplicate_subprotocol_across_lines() {
+        let r = base()
+            .header("sec-websocket-protocol", "chat")
+            .header("sec-websocket-protocol", "v2, chat")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            validate_request(&r),
+            Err(HandshakeError::DuplicateSubprotocol("chat".into()))
+        );
+    }
+
+    #[test]
+    fn server_collects_protocols_and_extensions_across_lines() {
+        let r = base()
+            .header("sec-websocket-protocol", "a")
+            .header("sec-websocket-protocol", "b,c")
+            .header(
+                "sec-websocket-extensions",
+                "permessage-deflate; client_max_window_bits",
+            )
+            .header("sec-websocket-extensions", "x-foo")
+            .body(())
+            .unwrap();
+        let up = validate_request(&r).unwrap();
+        assert_eq!(up.protocols, ["a", "b", "c"]);
+        assert_eq!(up.extensions.len(), 2);
+        assert_eq!(up.extensions[1], ExtensionOffer::new("x-foo"));
+    }
+
+    #[test]
+    fn server_rejects_malformed_extensions() {
+        assert!(matches!(
+            validate_request(&with(
+                "sec-websocket-extensions",
+                "permessage-deflate; x=\"a b\""
+            )),
+            Err(HandshakeError::MalformedExtensions(_))
+        ));
+    }
+
+    #[test]
+    fn server_rejects_duplicate_or_binary_origin() {
+        let r = base()
+            .header("origin", "https://a")
+            .header("origin", "https://b")
+            .body(())
+            .unwrap();
+        assert_eq!(validate_request(&r), Err(HandshakeError::InvalidOrigin));
+        let mut r = base().body(()).unwrap();
+        r.headers_mut()
+            .insert(ORIGIN, HeaderValue::from_bytes(b"https://\xe9").unwrap());
+        assert_eq!(validate_request(&r), Err(HandshakeError::InvalidOrigin));
+    }
+
+    #[test]
+    fn server_keeps_path_and_query_as_sent() {
+        let mut r = base().body(()).unwrap();
+        *r.uri_mut() = "/a/b%20c?x=1&y=%2F".parse().unwrap();
+        let up = validate_request(&r).unwrap();
+        assert_eq!(up.path, "/a/b%20c?x=1&y=%2F");
+        assert_eq!(up.path_only(), "/a/b%20c");
+        assert_eq!(up.query(), Some("x=1&y=%2F"));
+        *r.uri_mut() = "/x?".parse().unwrap();
+        assert_eq!(validate_request(&r).unwrap().path, "/x?");
+    }
+
+    #[test]
+    fn server_takes_path_and_host_from_absolute_form() {
+        let mut r = base().body(()).unwrap();
+        *r.uri_mut() = "ws://other.example:81?q".parse().unwrap();
+        let up = validate_request(&r).unwrap();
+        assert_eq!(up.path, "/?q");
+        assert_eq!(up.host, "other.example:81");
+        *r.uri_mut() = "https://h.example/chat".parse().unwrap();
+        assert_eq!(validate_request(&r).unwrap().path, "/chat");
+        *r.uri_mut() = "ftp://h.example/chat".parse().unwrap();
+        assert_eq!(
+            validate_request(&r),
+            Err(HandshakeError::InvalidRequestTarget)
+        );
+    }
+
+    #[test]
+    fn server_accepts_http2_style_request_without_host_header() {
+        let mut r = without("host");
+        *r.uri_mut() = "https://h2.example/socket?x".parse().unwrap();
+        *r.version_mut() = Version::HTTP_2;
+        let up = validate_request(&r).unwrap();
+        assert_eq!(
+            (up.host.as_str(), up.path.as_str()),
+            ("h2.example", "/socket?x")
+        );
+        // ...but HTTP/1.1 still needs Host (RFC 7230 §5.4).
+        *r.version_mut() = Version::HTTP_11;
+        assert_eq!(validate_request(&r), Err(HandshakeError::MissingHost));
+    }
+
+    #[test]
+    fn server_rejects_asterisk_and_authority_form_targets() {
+        for target in ["*", "example.com:80"] {
+            let mut r = base().body(()).unwrap();
+            *r.uri_mut() = target.parse().unwrap();
+            assert_eq!(
+                validate_request(&r),
+                Err(HandshakeError::InvalidRequestTarget),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn accept_response_matches_rfc6455_section_1_3() {
+        let raw = build_accept_response(KEY, Some("chat"), None, &HeaderMap::new());
+        assert_eq!(
+            raw,
+            b"HTTP/1.1 101 Switching Protocols\r\n\
+              Upgrade: websocket\r\n\
+              Connection: Upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+              Sec-WebSocket-Protocol: chat\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn accept_response_writes_extensions_and_extra_but_not_conflicting_headers() {
+        let mut extra = HeaderMap::new();
+        extra.insert("set-cookie", HeaderValue::from_static("a=b"));
+        extra.insert(CONNECTION, HeaderValue::from_static("close"));
+        extra.insert(CONTENT_LENGTH, HeaderValue::from_static("3"));
+        extra.insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::from_static("forged"));
+        let raw = build_accept_response(KEY, None, Some("permessage-deflate"), &extra);
+        let (resp, n) = parse_response(&raw, &HandshakeLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, raw.len());
+        assert_eq!(
+            resp.headers()["sec-websocket-extensions"],
+            "permessage-deflate"
+        );
+        assert_eq!(resp.headers()["set-cookie"], "a=b");
+        assert_eq!(resp.headers().get_all(CONNECTION).iter().count(), 1);
+        assert_eq!(
+            resp.headers().get_all(SEC_WEBSOCKET_ACCEPT).iter().count(),
+            1
+        );
+        assert!(!resp.headers().contains_key(CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn accept_response_never_injects_header_lines() {
+        let raw = build_accept_response(
+            KEY,
+            Some("chat\r\nX-Evil: 1"),
+            Some("x\r\nX-Evil: 2"),
+            &HeaderMap::new(),
+        );
+        let text = String::from_utf8(raw).unwrap();
+        assert!(!text.contains("X-Evil"), "{text}");
+        assert!(!text.contains("Sec-WebSocket-Protocol"));
+    }
+
+    #[test]
+    fn http_accept_response_matches_raw_one() {
+        let resp = accept_response(KEY, Some("chat"), Some("permessage-deflate"));
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(
+            resp.headers()[SEC_WEBSOCKET_ACCEPT],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(resp.headers()[UPGRADE], "websocket");
+        assert_eq!(resp.headers()[CONNECTION], "Upgrade");
+        assert_eq!(resp.headers()[SEC_WEBSOCKET_PROTOCOL], "chat");
+        assert_eq!(
+            resp.headers()[SEC_WEBSOCKET_EXTENSIONS],
+            "permessage-deflate"
+        );
+        let bad = accept_response(KEY, Some("a b"), Some(" "));
+        assert!(!bad.headers().contains_key(SEC_WEBSOCKET_PROTOCOL));
+        assert!(!bad.headers().contains_key(SEC_WEBSOCKET_EXTENSIONS));
+    }
+
+    #[test]
+    fn reject_response_has_length_close_and_type() {
+        let raw = build_reject_response(StatusCode::FORBIDDEN, &HeaderMap::new(), b"nope");
+        assert_eq!(
+            raw,
+            b"HTTP/1.1 403 Forbidden\r\nconnection: close\r\n\
+              content-type: text/plain; charset=utf-8\r\ncontent-length: 4\r\n\r\nnope"
+        );
+    }
+
+    #[test]
+    fn reject_response_respects_given_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
+        h.insert("retry-after", HeaderValue::from_static("5"));
+        let raw = build_reject_response(StatusCode::SERVICE_UNAVAILABLE, &h, b"{}");
+        let (resp, n) = parse_response(&raw, &HandshakeLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(&raw[n..], b"{}");
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            resp.headers()
+                .get_all(CONTENT_LENGTH)
+                .iter()
+                .collect::<Vec<_>>(),
+            ["2"]
+        );
+        assert_eq!(resp.headers()["retry-after"], "5");
+    }
+
+    #[test]
+    fn reject_response_with_unknown_status_keeps_the_space() {
+        let raw = build_reject_response(StatusCode::from_u16(599).unwrap(), &HeaderMap::new(), b"");
+        assert!(raw.starts_with(b"HTTP/1.1 599 \r\n"));
+        assert!(parse_response(&raw, &HandshakeLimits::default())
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn reject_response_without_body_status_has_no_body() {
+        let raw = build_reject_response(StatusCode::NO_CONTENT, &HeaderMap::new(), b"ignored");
+        assert!(raw.ends_with(b"\r\n\r\n"));
+        assert!(!String::from_utf8(raw).unwrap().contains("content-length"));
+    }
+}

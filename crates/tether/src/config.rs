@@ -1,0 +1,55 @@
+//! Settings of the async layer, on top of the protocol core's [`Config`].
+
+use std::time::Duration;
+use tether_proto::handshake::HandshakeLimits;
+use tether_proto::Config;
+
+/// Keepalive: ping when the peer has been silent, give up when it stays so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Send a ping after this long without receiving anything.
+    pub interval: Duration,
+    /// Fail the connection if nothing arrives this long after the ping.
+    pub timeout: Duration,
+}
+
+/// Options for a [`WebSocket`](crate::WebSocket) and its handshake.
+///
+/// ```
+/// use std::time::Duration;
+/// use tether::WebSocketConfig;
+/// let mut config = WebSocketConfig::default();
+/// config.protocol.max_message_size = 1 << 20;
+/// config.close_timeout = Duration::from_secs(2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct WebSocketConfig {
+    /// Limits and options of the protocol core.
+    pub protocol: Config,
+    /// Limits on the opening handshake's HTTP head.
+    pub handshake_limits: HandshakeLimits,
+    /// The whole opening handshake must finish within this (slow-drip
+    /// requests must not hold a socket forever). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// How long to wait for the peer's part of the closing handshake (its
+    /// Close frame, and for a client the server's TCP close). Default 5 s.
+    pub close_timeout: Duration,
+    /// Sending waits (backpressure) while more than this many bytes are
+    /// queued for the socket. Default 128 KiB.
+    pub write_buffer_limit: usize,
+    /// Optional keepalive pings. Default off.
+    pub keepalive: Option<Keepalive>,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            protocol: Config::default(),
+            handshake_limits: HandshakeLimits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            write_buffer_limit: 128 << 10,
+            keepalive: None,
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! [`WebSocket`]: a protocol [`Connection`] driven over an async byte stream.
+//!
+//! The stream half reads bytes into the connection's buffer, turns them into
+//! messages, and flushes automatic replies (pongs, the Close echo) on the way.
+//! The sink half encodes messages into the connection's output queue and
+//! writes it out, waiting while more than `write_buffer_limit` bytes are
+//! queued: a slow peer slows the sender down instead of growing memory.
+//!
+//! Closing follows RFC 6455 §7: after both Close frames, a server closes the
+//! TCP connection at once and a client waits (bounded by `close_timeout`) for
+//! the server to do so. After a protocol error, the Close is flushed, the
+//! write side shut down and incoming bytes drained until the peer closes, so
+//! the kernel never answers unread data with a reset that could destroy our
+//! Close frame in flight.
+
+use crate::config::WebSocketConfig;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use bytes::Buf;
+use futures_core::Stream;
+use futures_sink::Sink;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tether_proto::{CloseFrame, CloseState, Connection, Event, ProtocolError, Role};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Bytes read per syscall when a frame is partly buffered.
+const READ_CHUNK: usize = 64 * 1024;
+/// Stack buffer used when nothing is buffered (keeps idle connections small).
+const STACK_READ: usize = 8 * 1024;
+/// Most slices handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// How the connection is winding down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    /// Not yet.
+    No,
+    /// Flushing, then waiting for the peer to close the transport.
+    Draining,
+    /// Transport shut down; the stream is over.
+    Done,
+}
+
+/// A WebSocket connection over any async byte stream `S`.
+///
+/// Implements [`Stream`] of incoming [`Message`]s and [`Sink`] of outgoing
+/// ones; use `futures::StreamExt::split` for independently owned halves.
+///
+/// ```no_run
+/// # async fn run() -> tether::Result<()> {
+/// use futures_util::{SinkExt, StreamExt};
+/// let (mut ws, _response) = tether::connect("ws://127.0.0.1:8080/echo").await?;
+/// ws.send(tether::Message::text("hello")).await?;
+/// while let Some(msg) = ws.next().await {
+///     println!("{:?}", msg?);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    config: WebSocketConfig,
+    shutdown: Shutdown,
+    /// Deadline for the closing handshake / keepalive.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// What the timer is for.
+    timer_kind: TimerKind,
+    /// Last time bytes arrived (for keepalive).
+    last_read: Instant,
+    /// Error to report once the transport is wound down.
+    pending_error: Option<Error>,
+    /// The transport reached end of file.
+    read_eof: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    None,
+    Keepalive,
+    AwaitPong,
+    Close,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("role", &self.conn.role())
+            .field("close_state", &self.conn.close_state())
+            .field("buffered_amount", &self.conn.buffered_amount())
+            .finish()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wrap a stream whose opening handshake is already done. `leftover` is
+    /// whatever was read past the handshake head (it is WebSocket data).
+    pub fn from_raw(io: S, role: Role, config: WebSocketConfig, leftover: &[u8]) -> Self {
+        let mut conn = Connection::new(role, config.protocol.clone());
+        conn.receive(leftover);
+        let mut ws = WebSocket {
+            io,
+            conn,
+            config,
+            shutdown: Shutdown::No,
+            timer: None,
+            timer_kind: TimerKind::None,
+            last_read: Instant::now(),
+            pending_error: None,
+            read_eof: false,
+        };
+        if let Some(k) = ws.config.keepalive {
+            ws.set_timer(TimerKind::Keepalive, k.interval);
+        }
+        ws
+    }
+
+    /// The protocol state machine (for inspection).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WebSocketConfig {
+        &self.config
+    }
+
+    /// Bytes queued but not yet written (the browser's `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.buffered_amount()
+    }
+
+    /// The peer's Close frame, once received.
+    pub fn peer_close(&self) -> Option<&CloseFrame> {
+        self.conn.peer_close()
+    }
+
+    /// Receive the next message (`None` once the connection is closed).
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// Send a message and flush it.
+    pub async fn send(&mut self, msg: Message) -> Result<()> {
+        std::future::poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        self.start_send_inner(msg)?;
+        std::future::poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// Perform the whole closing handshake: send Close (if not yet sent),
+    /// then read until the peer's Close and the end of the transport,
+    /// discarding data that arrives meanwhile. Bounded by `close_timeout`.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
+        if !self.conn.close_sent() {
+            self.conn.close(frame)?;
+        }
+        while let Some(item) = self.recv().await {
+            if let Err(e) = item {
+                return match e {
+                    Error::ConnectionClosed => Ok(()),
+                    e => Err(e),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn set_timer(&mut self, kind: TimerKind, after: std::time::Duration) {
+        let deadline = Instant::now() + after;
+        match &mut self.timer {
+            Some(t) => t.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        self.timer_kind = kind;
+    }
+
+    /// Write queued output until it is empty or the socket would block.
+    fn poll_write_output(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let out = self.conn.output();
+            if !out.has_remaining() {
+                self.conn.on_output_drained();
+                if !self.conn.output().has_remaining() {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            let n = if self.io.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let k = out.chunks_vectored(&mut slices);
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k]))?
+            } else {
+                ready!(Pin::new(&mut self.io).poll_write(cx, out.chunk()))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.conn.output().advance(n);
+        }
+    }
+
+    /// Read more bytes into the connection. Ready(Ok(0)) is end of file.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let buf = self.conn.read_buf();
+        let n = if buf.is_empty() {
+            let mut stack = [0u8; STACK_READ];
+            let mut rb = ReadBuf::new(&mut stack);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+            let filled = rb.filled();
+            self.conn.read_buf().extend_from_slice(filled);
+            filled.len()
+        } else {
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(READ_CHUNK);
+            }
+            ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.io),
+                cx,
+                buf
+            ))?
+        };
+        if n > 0 {
+            self.last_read = Instant::now();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Keepalive and close deadlines. Returns an error if one expired fatally.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Result<()> {
+        loop {
+            let Some(timer) = self.timer.as_mut() else {
+                return Ok(());
+            };
+            if timer.as_mut().poll(cx).is_pending() {
+                return Ok(());
+            }
+            match (self.timer_kind, self.config.keepalive) {
+                (TimerKind::Close, _) => {
+                    self.timer_kind = TimerKind::None;
+                    return Err(Error::Timeout {
+                        what: "closing handshake",
+                        after: self.config.close_timeout,
+                    });
+                }
+                (TimerKind::Keepalive, Some(k)) => {
+                    let idle = self.last_read.elapsed();
+                    if idle < k.interval {
+                        self.set_timer(TimerKind::Keepalive, k.interval - idle);
+                    } else {
+                        // A failed ping means we are closing; the close timer takes over.
+                        let _ = self
+                            .conn
+                            .send_ping(bytes::Bytes::from_static(b"tether-keepalive"));
+                        self.set_timer(TimerKind::AwaitPong, k.timeout);
+                    }
+                }
+                (TimerKind::AwaitPong, Some(k)) => {
+                    if self.last_read.elapsed() < k.timeout {
+                        self.set_timer(TimerKind::Keepalive, k.interval);
+                    } else {
+                        self.timer_kind = TimerKind::None;
+                        return Err(Error::Timeout {
+                            what: "keepalive pong",
+                            after: k.timeout,
+                        });
+                    }
+                }
+                _ => {
+                    self.timer = None;
+                    self.timer_kind = TimerKind::None;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn start_close_timer(&mut self) {
+        if self.timer_kind != TimerKind::Close {
+            self.set_timer(TimerKind::Close, self.config.close_timeout);
+        }
+    }
+
+    /// Wind the transport down after the closing handshake or a failure:
+    /// flush, then (server, or after failure) shut down our side, and wait
+    /// for the peer's end of file; a client waits for the server to close
+    /// first (RFC 6455 §7.1.1).
+    fn poll_wind_down(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shutdown == Shutdown::Done {
+            return Poll::Ready(());
+        }
+        self.shutdown = Shutdown::Draining;
+        self.start_close_timer();
+        if self.poll_timer(cx).is_err() {
+            return self.finish_shutdown(cx);
+        }
+        match self.poll_write_output(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return self.finish_shutdown(cx),
+            Poll::Ready(Ok(())) => {}
+        }
+        let failed = self.conn.failure().is_some();
+        if self.conn.role() == Role::Server && !failed && !self.read_eof {
+            // The server closes the TCP connection first.
+            return self.finish_shutdown(cx);
+        }
+        if failed && Pin::new(&mut self.io).poll_shutdown(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // Wait for the peer to close; discard whatever still arrives.
+        while !self.read_eof {
+            self.conn.read_buf().clear();
+            match self.poll_read_more(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.read_eof = true,
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+        self.finish_shutdown(cx)
+    }
+
+    fn finish_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if Pin::new(&mut self.io).poll_shutdown(cx).is_pending()
+            && self.timer_kind == TimerKind::Close
+        {
+            // Give the shutdown a chance unless the deadline already passed.
+            if let Some(t) = self.timer.as_mut() {
+                if t.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.shutdown = Shutdown::Done;
+        self.timer = None;
+        self.timer_kind = TimerKind::None;
+        self.conn.discard_output();
+        self.conn.shrink_buffers();
+        Poll::Ready(())
+    }
+
+    fn poll_next_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        loop {
+            if self.shutdown != Shutdown::No {
+                ready!(self.poll_wind_down(cx));
+                return Poll::Ready(self.pending_error.take().map(Err));
+            }
+            match self.conn.poll_event() {
+                Ok(Some(event)) => match event {
+                    Event::Message(m) => return Poll::Ready(Some(Ok(m.into()))),
+                    Event::Ping(p) => {
+                        // Push the automatic pong out promptly.
+                        if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
+                            return self.fail_io(e);
+                        }
+                        return Poll::Ready(Some(Ok(Message::Ping(p))));
+                    }
+                    Event::Pong(p) => return Poll::Ready(Some(Ok(Message::Pong(p)))),
+                    Event::Close(frame) => {
+                        self.shutdown = Shutdown::Draining;
+                        return Poll::Ready(Some(Ok(Message::Close(frame))));
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "failing the connection");
+                    self.pending_error = Some(Error::Protocol(e));
+                    self.shutdown = Shutdown::Draining;
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            if let Err(e) = self.poll_timer(cx) {
+                tracing::debug!(error = %e, "deadline passed");
+                self.pending_error = Some(e);
+                self.shutdown = Shutdown::Draining;
+                continue;
+            }
+            if self.conn.buffered_amount() > 0 {
+                if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
+                    return self.fail_io(e);
+                }
+            }
+            if self.conn.close_sent() {
+                self.start_close_timer();
+            }
+            match self.poll_read_more(cx) {
+                Poll::Pending => {
+                    if self.conn.read_buf().is_empty() && self.conn.buffered_amount() == 0 {
+                        self.conn.shrink_buffers();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) => {
+                    self.read_eof = true;
+                    self.shutdown = Shutdown::Done;
+                    self.conn.discard_output();
+                    return Poll::Ready(Some(Err(Error::AbnormalClosure)));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return self.fail_io(e),
+            }
+        }
+    }
+
+    fn fail_io(&mut self, e: io::Error) -> Poll<Option<Result<Message>>> {
+        self.shutdown = Shutdown::Done;
+        self.conn.discard_output();
+        Poll::Ready(Some(Err(Error::Io(e))))
+    }
+
+    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.shutdown == Shutdown::Done {
+            return Poll::Ready(Err(Error::ConnectionClosed));
+        }
+        if self.conn.buffered_amount() >= self.config.write_buffer_limit {
+            ready!(self.poll_write_output(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send_inner(&mut self, msg: Message) -> Result<()> {
+        if self.shutdown == Shutdown::Done {
+            return Err(Error::ConnectionClosed);
+        }
+        match msg {
+            Message::Text(t) => self.conn.send(tether_proto::Message::Text(t))?,
+            Message::Binary(b) => self.conn.send(tether_proto::Message::Binary(b))?,
+            Message::Ping(p) => self.conn.send_ping(p)?,
+            Message::Pong(p) => self.conn.send_pong(p)?,
+            Message::Close(f) => self.conn.close(f)?,
+        }
+        Ok(())
+    }
+
+    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.shutdown == Shutdown::Done {
+            // Nothing can be pending: output is discarded when the transport ends.
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_write_output(cx))?;
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.shutdown == Shutdown::Done {
+            return Poll::Ready(Ok(()));
+        }
+        if !self.conn.close_sent() {
+            self.conn
+                .close(Some(CloseFrame::new(tether_proto::CloseCode::NORMAL, "")))?;
+        }
+        ready!(self.poll_write_output(cx))?;
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        if self.conn.close_state() == CloseState::Closed {
+            ready!(self.poll_wind_down(cx));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_next_inner(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_ready_inner(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        self.get_mut().start_send_inner(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_flush_inner(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_close_inner(cx)
+    }
+}
+
+/// Make a [`ProtocolError`] usable where a `std::io::Error` is expected.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Io(e) => e,
+            Error::Protocol(p @ ProtocolError::InvalidUtf8) => {
+                io::Error::new(io::ErrorKind::InvalidData, p)
+            }
+            other => io::Error::other(other),
+        }
+    }
+}
