@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Ve
 
 use super::headers::{has_token, header_tokens, is_token, single};
 use super::key::{accept_key, is_valid_key};
-use super::server::is_valid_host;
+use super::server::{is_valid_host, trim_ows_bytes};
 use super::{parse_extensions, ExtensionOffer, HandshakeError};
 
 /// What a client puts in its opening handshake, apart from the key.
@@ -283,7 +283,7 @@ pub fn validate_response<B>(
     }
 
     let accept = single(headers, &SEC_WEBSOCKET_ACCEPT)?.ok_or(HandshakeError::MissingAccept)?;
-    if accept.as_bytes() != accept_key(key.as_bytes()).as_bytes() {
+    if trim_ows_bytes(accept.as_bytes()) != accept_key(key.as_bytes()).as_bytes() {
         return Err(HandshakeError::AcceptMismatch);
     }
 
@@ -312,7 +312,7 @@ pub fn validate_response<B>(
     let protocol = match single(headers, &SEC_WEBSOCKET_PROTOCOL)? {
         None => None,
         Some(v) => {
-            let text = String::from_utf8_lossy(v.as_bytes());
+            let text = String::from_utf8_lossy(trim_ows_bytes(v.as_bytes()));
             // Sec-WebSocket-Protocol-Server = token (§4.3): one, no list.
             if !is_token(&text) {
                 return Err(HandshakeError::InvalidSubprotocol(text.into_owned()));

@@ -136,14 +136,15 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<UpgradeRequest, Handshake
     let host = host(req)?;
 
     let key = single(headers, &SEC_WEBSOCKET_KEY)?.ok_or(HandshakeError::MissingKey)?;
-    let key = key.to_str().map_err(|_| HandshakeError::InvalidKey)?;
+    // §1.3: the value "minus any leading and trailing whitespace" is used.
+    let key = trim_ows(key.to_str().map_err(|_| HandshakeError::InvalidKey)?);
     if !is_valid_key(key) {
         return Err(HandshakeError::InvalidKey);
     }
 
     // §11.3.5: the field MUST NOT appear more than once in a request.
     match single(headers, &SEC_WEBSOCKET_VERSION)? {
-        Some(v) if v.as_bytes() == b"13" => {}
+        Some(v) if trim_ows_bytes(v.as_bytes()) == b"13" => {}
         Some(v) => {
             let offered = String::from_utf8_lossy(v.as_bytes()).into_owned();
             return Err(HandshakeError::UnsupportedVersion(Some(offered)));
@@ -153,11 +154,10 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<UpgradeRequest, Handshake
 
     let origin = match single(headers, &ORIGIN).map_err(|_| HandshakeError::InvalidOrigin)? {
         None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| HandshakeError::InvalidOrigin)?
-                .to_owned(),
-        ),
+        Some(v) => {
+            let v = v.to_str().map_err(|_| HandshakeError::InvalidOrigin)?;
+            Some(trim_ows(v).to_owned())
+        }
     };
 
     let protocols = offered_protocols(headers)?;
@@ -226,7 +226,9 @@ fn check_no_body(headers: &HeaderMap) -> Result<(), HandshakeError> {
 fn host<B>(req: &Request<B>) -> Result<String, HandshakeError> {
     let header = single(req.headers(), &HOST)?;
     let header = match header {
-        Some(v) => Some(v.to_str().map_err(|_| HandshakeError::InvalidHost)?),
+        Some(v) => Some(trim_ows(
+            v.to_str().map_err(|_| HandshakeError::InvalidHost)?,
+        )),
         None => None,
     };
     if let Some(h) = header {
@@ -247,6 +249,23 @@ fn host<B>(req: &Request<B>) -> Result<String, HandshakeError> {
         return Ok(authority.as_str().to_owned());
     }
     header.map(str::to_owned).ok_or(HandshakeError::MissingHost)
+}
+
+/// Strips optional whitespace (SP / HTAB, RFC 7230 §3.2.3). Values from
+/// [`parse_request`](super::parse_request) are already trimmed; values built
+/// by other code may not be.
+pub(crate) fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+pub(crate) fn trim_ows_bytes(mut b: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = b {
+        b = rest;
+    }
+    b
 }
 
 /// RFC 7230 §5.4 `Host = uri-host [ ":" port ]` (RFC 3986 §3.2.2), with a
@@ -693,6 +712,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn server_trims_whitespace_around_single_values() {
+        let mut r = without("sec-websocket-key");
+        r.headers_mut().insert(
+            SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static(" dGhlIHNhbXBsZSBub25jZQ==\t"),
+        );
+        r.headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13 "));
+        r.headers_mut()
+            .insert(HOST, HeaderValue::from_static(" h:1 "));
+        r.headers_mut()
+            .insert(ORIGIN, HeaderValue::from_static(" https://o "));
+        let up = validate_request(&r).unwrap();
+        assert_eq!(up.key, KEY);
+        assert_eq!(up.host, "h:1");
+        assert_eq!(up.origin.as_deref(), Some("https://o"));
+        assert_eq!(up.accept_key(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
