@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Autobahn|Testsuite in both roles, as CI runs it:
+#   server role: wstest fuzzingclient against `tether serve`'s /echo;
+#   client role: wstest fuzzingserver against the autobahn_client example.
+# Fails unless every case is OK (INFORMATIONAL only where the suite has no
+# strict answer; UNIMPLEMENTED only for 12.*/13.* while permessage-deflate is
+# not negotiated). Env: AUTOBAHN_CASES / AUTOBAHN_EXCLUDE as for run.sh
+# (default: every case).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+cd "$REPO"
+
+"$HERE/setup.sh"
+cargo build --release -q -p tether-cli -p tether --bin tether --example autobahn_client
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+target/release/tether serve --listen "127.0.0.1:$port" --max-message-size 64M --log warn \
+  > reports/autobahn-serve.log 2>&1 &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null || true; wait $server_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+
+status=0
+AUTOBAHN_SKIP_SETUP=1 AUTOBAHN_AGENT=tether-server \
+  "$HERE/run.sh" server "ws://127.0.0.1:$port/echo" "$REPO/reports/autobahn/server" || status=1
+AUTOBAHN_SKIP_SETUP=1 AUTOBAHN_AGENT=tether-client AUTOBAHN_OUTDIR="$REPO/reports/autobahn/client" \
+  "$HERE/run.sh" client target/release/examples/autobahn_client --agent tether-client || status=1
+exit $status
