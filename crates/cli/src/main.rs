@@ -1,6 +1,8 @@
 //! `tether`: a WebSocket server, client and load generator.
 #![forbid(unsafe_code)]
 
+mod bench;
+mod connect;
 mod serve;
 mod size;
 
@@ -25,6 +27,12 @@ struct Cli {
 enum Command {
     /// Run a WebSocket server.
     Serve(serve::ServeArgs),
+    // `about` rather than a doc comment, which would replace the long help
+    // (examples, exit statuses) defined on ConnectArgs.
+    #[command(about = "Connect to a WebSocket server (interactive on a terminal, a filter in scripts).")]
+    Connect(connect::ConnectArgs),
+    /// Load-test a WebSocket server (echo, broadcast, idle memory) or a raw TCP echo baseline.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +50,9 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Connect(args) => connect::run(args).await,
+            // The load generator runs on its own runtime (--threads) on a plain thread.
+            Command::Bench(args) => tokio::task::spawn_blocking(move || bench::run_blocking(args)).await?,
         }
     })
 }

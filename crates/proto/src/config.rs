@@ -1,5 +1,7 @@
 //! Limits and options for a connection, with safe defaults.
 
+use crate::deflate::{DeflateConfig, DeflateParams};
+
 /// Options for a [`Connection`](crate::Connection).
 ///
 /// ```
@@ -26,6 +28,17 @@ pub struct Config {
     /// Split outgoing messages into frames of at most this many bytes.
     /// `None` (the default) sends each message as one frame.
     pub fragment_size: Option<usize>,
+    /// permessage-deflate (RFC 7692) settings used by the opening handshake:
+    /// a client offers them, a server accepts offers within them. `None`
+    /// (the default) never negotiates compression. See [`crate::deflate`].
+    pub deflate: Option<DeflateConfig>,
+    /// The permessage-deflate parameters agreed in the opening handshake, if
+    /// any. The handshake layer sets this (from
+    /// [`DeflateConfig::negotiate`] or [`DeflateConfig::accept_response`]);
+    /// when `Some`, the connection accepts RSV1 on data frames and
+    /// compresses outgoing messages of at least
+    /// [`DeflateConfig::min_size`] bytes. Default `None`.
+    pub negotiated_deflate: Option<DeflateParams>,
 }
 
 impl Default for Config {
@@ -36,6 +49,8 @@ impl Default for Config {
             auto_pong: true,
             control_backlog: 64 << 10,
             fragment_size: None,
+            deflate: None,
+            negotiated_deflate: None,
         }
     }
 }

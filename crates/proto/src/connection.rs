@@ -26,8 +26,9 @@
 
 use crate::close::{CloseFrame, MAX_REASON_LEN};
 use crate::config::Config;
+use crate::deflate::{Compressor, Decompressor, DeflateParams};
 use crate::error::{ProtocolError, SendError};
-use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
 use crate::mask::apply_mask;
 use crate::message::{Event, Message};
 use crate::output::{Output, ZERO_COPY_THRESHOLD};
@@ -64,14 +65,55 @@ struct InFrame {
     /// Payload bytes already unmasked (and validated, for text).
     done: usize,
     /// Payload bytes belong to a text message (validate UTF-8 as they arrive).
+    /// False for compressed frames: their inflated bytes are validated.
     text: bool,
+    /// The frame belongs to a compressed message (RSV1 on its first frame).
+    compressed: bool,
 }
 
 /// A fragmented message being assembled.
 #[derive(Debug)]
 struct Assembly {
     text: bool,
+    /// Compressed message: the inflated bytes collect in `DeflateState::msg`
+    /// and `buf` stays empty.
+    compressed: bool,
     buf: BytesMut,
+}
+
+/// permessage-deflate state, present only when negotiated (boxed so that a
+/// connection without it stays small).
+#[derive(Debug)]
+struct DeflateState {
+    tx: Compressor,
+    rx: Decompressor,
+    min_size: usize,
+    /// Inflated bytes of the compressed message being received.
+    msg: Vec<u8>,
+}
+
+impl DeflateState {
+    fn new(role: Role, p: &DeflateParams, config: &Config) -> Self {
+        let settings = config.deflate.clone().unwrap_or_default();
+        let (tx_bits, tx_reset, rx_bits) = match role {
+            Role::Server => (
+                p.server_max_window_bits,
+                p.server_no_context_takeover,
+                p.client_max_window_bits,
+            ),
+            Role::Client => (
+                p.client_max_window_bits,
+                p.client_no_context_takeover,
+                p.server_max_window_bits,
+            ),
+        };
+        DeflateState {
+            tx: Compressor::new(tx_bits, settings.level, tx_reset),
+            rx: Decompressor::new(rx_bits),
+            min_size: settings.min_size,
+            msg: Vec::new(),
+        }
+    }
 }
 
 /// One end of a WebSocket connection, as a pure state machine.
@@ -92,12 +134,20 @@ pub struct Connection {
     close_received: bool,
     failed: Option<ProtocolError>,
     peer_close: Option<CloseFrame>,
+    /// permessage-deflate, if negotiated.
+    deflate: Option<Box<DeflateState>>,
 }
 
 impl Connection {
     /// A connection whose opening handshake is complete.
+    ///
+    /// permessage-deflate is active when `config.negotiated_deflate` is set.
     pub fn new(role: Role, config: Config) -> Self {
+        let deflate = config
+            .negotiated_deflate
+            .map(|p| Box::new(DeflateState::new(role, &p, &config)));
         Connection {
+            deflate,
             role,
             config,
             read_buf: BytesMut::new(),
@@ -196,7 +246,7 @@ impl Connection {
             self.frame = None;
             self.read_buf.advance(f.header_len);
             let payload = self.read_buf.split_to(len).freeze();
-            if let Some(event) = self.finish_frame(f.header, payload)? {
+            if let Some(event) = self.finish_frame(f.header, f.compressed, payload)? {
                 return Ok(Some(event));
             }
         }
@@ -204,8 +254,9 @@ impl Connection {
 
     /// Check a new frame's header against the connection state and limits.
     fn start_frame(&mut self, h: FrameHeader, header_len: usize) -> Result<InFrame, ProtocolError> {
+        let mut compressed = false;
         if h.rsv != 0 {
-            return Err(ProtocolError::ReservedBitsSet);
+            compressed = self.check_rsv(&h)?;
         }
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedClientFrame),
@@ -222,21 +273,24 @@ impl Connection {
             OpCode::Continuation => match &self.assembly {
                 None => return Err(ProtocolError::UnexpectedContinuation),
                 Some(a) => {
+                    // A compressed message's limit applies to its inflated
+                    // size, checked while inflating.
+                    compressed = a.compressed;
                     let size = a.buf.len() as u64 + h.payload_len;
-                    if size > self.config.max_message_size as u64 {
+                    if !compressed && size > self.config.max_message_size as u64 {
                         return Err(ProtocolError::MessageTooLarge {
                             size,
                             limit: self.config.max_message_size,
                         });
                     }
-                    a.text
+                    a.text && !compressed
                 }
             },
             OpCode::Text | OpCode::Binary => {
                 if self.assembly.is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
-                if h.payload_len > self.config.max_message_size as u64 {
+                if !compressed && h.payload_len > self.config.max_message_size as u64 {
                     return Err(ProtocolError::MessageTooLarge {
                         size: h.payload_len,
                         limit: self.config.max_message_size,
@@ -244,7 +298,7 @@ impl Connection {
                 }
                 if h.opcode == OpCode::Text {
                     self.utf8.reset();
-                    true
+                    !compressed
                 } else {
                     false
                 }
@@ -256,16 +310,78 @@ impl Connection {
             header_len,
             done: 0,
             text,
+            compressed,
         })
+    }
+
+    /// RSV bits are set: only RSV1 on the first frame of a data message, and
+    /// only with permessage-deflate negotiated (RFC 7692 §6, RFC 6455 §5.2).
+    /// Continuation frames reach here with RSV1 too, and fail.
+    #[cold]
+    fn check_rsv(&self, h: &FrameHeader) -> Result<bool, ProtocolError> {
+        if self.deflate.is_some()
+            && h.rsv == RSV1
+            && matches!(h.opcode, OpCode::Text | OpCode::Binary)
+        {
+            Ok(true)
+        } else {
+            Err(ProtocolError::ReservedBitsSet)
+        }
+    }
+
+    /// Inflate a compressed frame's payload into the message being built,
+    /// checking the message limit and (for text) UTF-8 as bytes come out.
+    fn inflate(&mut self, text: bool, payload: &[u8], last: bool) -> Result<(), ProtocolError> {
+        let d = self
+            .deflate
+            .as_deref_mut()
+            .expect("compressed frames are only accepted when deflate is negotiated");
+        let utf8 = &mut self.utf8;
+        d.rx.decompress(
+            payload,
+            last,
+            &mut d.msg,
+            self.config.max_message_size,
+            |chunk| {
+                if text {
+                    utf8.feed(chunk).map_err(|_| ProtocolError::InvalidUtf8)
+                } else {
+                    Ok(())
+                }
+            },
+        )
+    }
+
+    /// The inflated message, handed over without copying.
+    fn take_inflated(&mut self) -> Bytes {
+        match self.deflate.as_deref_mut() {
+            Some(d) => Bytes::from(std::mem::take(&mut d.msg)),
+            None => Bytes::new(),
+        }
     }
 
     /// A frame is complete: assemble messages, answer pings, handle Close.
     fn finish_frame(
         &mut self,
         h: FrameHeader,
+        compressed: bool,
         payload: Bytes,
     ) -> Result<Option<Event>, ProtocolError> {
         match h.opcode {
+            OpCode::Text | OpCode::Binary if compressed => {
+                let text = h.opcode == OpCode::Text;
+                self.inflate(text, &payload, h.fin)?;
+                if h.fin {
+                    let data = self.take_inflated();
+                    return Ok(Some(Event::Message(self.complete(text, data)?)));
+                }
+                self.assembly = Some(Assembly {
+                    text,
+                    compressed: true,
+                    buf: BytesMut::new(),
+                });
+                Ok(None)
+            }
             OpCode::Text | OpCode::Binary if h.fin => Ok(Some(Event::Message(
                 self.complete(h.opcode == OpCode::Text, payload)?,
             ))),
@@ -274,12 +390,23 @@ impl Connection {
                 buf.extend_from_slice(&payload);
                 self.assembly = Some(Assembly {
                     text: h.opcode == OpCode::Text,
+                    compressed: false,
                     buf,
                 });
                 Ok(None)
             }
             OpCode::Continuation => {
                 let a = self.assembly.as_mut().expect("checked in start_frame");
+                if a.compressed {
+                    let text = a.text;
+                    self.inflate(text, &payload, h.fin)?;
+                    if !h.fin {
+                        return Ok(None);
+                    }
+                    self.assembly = None;
+                    let data = self.take_inflated();
+                    return Ok(Some(Event::Message(self.complete(text, data)?)));
+                }
                 a.buf.extend_from_slice(&payload);
                 if !h.fin {
                     return Ok(None);
@@ -330,6 +457,10 @@ impl Connection {
         self.read_buf.clear();
         self.frame = None;
         self.assembly = None;
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.msg = Vec::new();
+            d.rx.reset();
+        }
         self.failed = Some(e);
     }
 
@@ -347,17 +478,24 @@ impl Connection {
             Message::Text(t) => (OpCode::Text, t.into_bytes()),
             Message::Binary(b) => (OpCode::Binary, b),
         };
+        // RSV1 marks a compressed message, on its first frame only (§6).
+        let (rsv, payload) = match self.deflate.as_deref_mut() {
+            Some(d) if payload.len() >= d.min_size => (RSV1, d.tx.compress(&payload)),
+            _ => (0, payload),
+        };
         match self.config.fragment_size {
             Some(size) if size > 0 && payload.len() > size => {
                 let mut op = opcode;
+                let mut rsv = rsv;
                 let mut rest = payload;
                 while rest.len() > size {
-                    self.write_frame(op, false, rest.split_to(size));
+                    self.write_frame_rsv(op, false, rsv, rest.split_to(size));
                     op = OpCode::Continuation;
+                    rsv = 0;
                 }
                 self.write_frame(op, true, rest);
             }
-            _ => self.write_frame(opcode, true, payload),
+            _ => self.write_frame_rsv(opcode, true, rsv, payload),
         }
         Ok(())
     }
@@ -365,7 +503,8 @@ impl Connection {
     /// Send one frame of a message sent in pieces: the first call gives
     /// `Text` or `Binary`, later calls `Continuation`; `fin` ends the message.
     /// The caller is responsible for the pieces of a text message forming
-    /// valid UTF-8 together.
+    /// valid UTF-8 together. Fragments are never compressed, even when
+    /// permessage-deflate is negotiated.
     pub fn send_fragment(
         &mut self,
         opcode: OpCode,
@@ -446,15 +585,21 @@ impl Connection {
         }
     }
 
-    /// Encode one frame into the output queue.
+    /// Encode one frame (RSV bits clear) into the output queue.
+    #[inline]
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
+        self.write_frame_rsv(opcode, fin, 0, payload)
+    }
+
+    /// Encode one frame into the output queue.
+    fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: Bytes) {
         let mask = match self.role {
             Role::Client => Some(rand::random::<[u8; 4]>()),
             Role::Server => None,
         };
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload.len() as u64,
@@ -555,9 +700,29 @@ impl Connection {
         self.peer_close.as_ref()
     }
 
+    /// The permessage-deflate parameters in use, if negotiated.
+    pub fn deflate(&self) -> Option<DeflateParams> {
+        if self.deflate.is_some() {
+            self.config.negotiated_deflate
+        } else {
+            None
+        }
+    }
+
     /// The protocol error that failed the connection, if any.
     pub fn failure(&self) -> Option<&ProtocolError> {
         self.failed.as_ref()
+    }
+}
+
+impl Connection {
+    /// (read buffer, inflate buffer) capacities, for memory-bound tests.
+    #[cfg(test)]
+    pub(crate) fn buffer_capacities(&self) -> (usize, usize) {
+        (
+            self.read_buf.capacity(),
+            self.deflate.as_ref().map_or(0, |d| d.msg.capacity()),
+        )
     }
 }
 

@@ -11,7 +11,8 @@
 //! * [`close`] — close codes and close frames;
 //! * [`Connection`] — the state machine: fragmentation, control frames,
 //!   the closing handshake, limits;
-//! * [`handshake`] — the HTTP/1.1 opening handshake for both roles.
+//! * [`handshake`] — the HTTP/1.1 opening handshake for both roles;
+//! * [`deflate`] — permessage-deflate (RFC 7692) negotiation and compression.
 //!
 //! ```
 //! use tether_proto::{Config, Connection, Event, Message, Role, CloseCode, CloseFrame};
@@ -36,6 +37,7 @@
 pub mod close;
 pub mod config;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

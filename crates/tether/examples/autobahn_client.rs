@@ -12,6 +12,8 @@ fn config() -> WebSocketConfig {
     let mut c = WebSocketConfig::default();
     c.protocol.max_message_size = 64 << 20;
     c.protocol.max_frame_size = 64 << 20;
+    // Offer permessage-deflate so that cases 12.* and 13.* run.
+    c.protocol.deflate = Some(tether::proto::deflate::DeflateConfig::default());
     c
 }
 

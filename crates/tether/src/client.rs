@@ -1,4 +1,9 @@
-//! The client side: URL rules, TCP connect, the opening handshake.
+//! The client side: URL rules, proxies, TCP connect, TLS, the opening
+//! handshake.
+//!
+//! By default the proxy comes from the environment (`https_proxy`,
+//! `http_proxy`, `all_proxy`, `no_proxy`; see [`crate::proxy`]) and
+//! `wss://` trusts the system's root certificates (see [`crate::tls`]).
 //!
 //! ```no_run
 //! # async fn run() -> tether::Result<()> {
@@ -13,6 +18,9 @@
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
+use crate::proxy::Proxy;
+#[cfg(feature = "tls")]
+use crate::tls::TlsOptions;
 use crate::head::read_head;
 use crate::socket::WebSocket;
 use crate::stream::MaybeTlsStream;
@@ -40,6 +48,28 @@ pub struct ClientBuilder {
     headers: HeaderMap,
     config: WebSocketConfig,
     connect_timeout: Duration,
+    proxy: ProxySetting,
+    #[cfg(feature = "tls")]
+    tls: TlsSetting,
+}
+
+/// Where the proxy for a connection comes from.
+#[derive(Clone, Debug, Default)]
+enum ProxySetting {
+    /// `http_proxy`/`https_proxy`/`all_proxy`/`no_proxy` (the default).
+    #[default]
+    Env,
+    /// Always connect directly.
+    Direct,
+    /// Always use this one.
+    Fixed(Proxy),
+}
+
+#[cfg(feature = "tls")]
+#[derive(Clone, Debug)]
+enum TlsSetting {
+    Options(TlsOptions),
+    Config(std::sync::Arc<rustls::ClientConfig>),
 }
 
 impl ClientBuilder {
@@ -52,6 +82,9 @@ impl ClientBuilder {
             headers: HeaderMap::new(),
             config: WebSocketConfig::default(),
             connect_timeout: Duration::from_secs(10),
+            proxy: ProxySetting::Env,
+            #[cfg(feature = "tls")]
+            tls: TlsSetting::Options(TlsOptions::default()),
         }
     }
 
@@ -85,33 +118,129 @@ impl ClientBuilder {
         self
     }
 
+    /// Tunnel through this proxy (`http://`, `socks5://`, `socks5h://`),
+    /// ignoring the environment.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = ProxySetting::Fixed(proxy);
+        self
+    }
+
+    /// Connect directly, ignoring `http_proxy` and friends.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxySetting::Direct;
+        self
+    }
+
+    /// TLS settings for `wss://` (roots, CA files, client certificate, SNI).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, options: TlsOptions) -> Self {
+        self.tls = TlsSetting::Options(options);
+        self
+    }
+
+    /// Use a ready-made rustls configuration for `wss://` (shared between
+    /// connections, it also shares the session cache: resumption).
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = TlsSetting::Config(config);
+        self
+    }
+
+    /// The subprotocols offered, in preference order.
+    pub fn offered_protocols(&self) -> &[String] {
+        &self.protocols
+    }
+
+    /// The URL this builder connects to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The parsed target of the URL.
     pub fn target(&self) -> Result<Target> {
         Ok(parse_target(&self.url)?)
     }
 
-    /// Connect over TCP and perform the handshake.
+    /// Connect (through a proxy if one applies), set up TLS for `wss://`,
+    /// and perform the handshake.
+    ///
+    /// The TCP connect (including the proxy tunnel) is bounded by
+    /// [`connect_timeout`](Self::connect_timeout); TLS and the HTTP exchange
+    /// by the config's `handshake_timeout`.
     pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream>, http::Response<()>)> {
         let target = self.target()?;
-        if target.secure {
-            return Err(Error::Tls("wss:// is not supported by this build".into()));
+        let tcp = self.connect_tcp(&target).await?;
+        let stream = self.wrap_tls(tcp, &target).await?;
+        self.handshake_on(stream, &target).await
+    }
+
+    /// The proxy this builder would use for its URL, if any.
+    pub fn effective_proxy(&self) -> Result<Option<Proxy>> {
+        let target = self.target()?;
+        match &self.proxy {
+            ProxySetting::Direct => Ok(None),
+            ProxySetting::Fixed(p) => Ok(Some(p.clone())),
+            ProxySetting::Env => Proxy::from_env(target.secure, &target.host, target.port),
         }
-        let addr = (
-            target
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            target.port,
-        );
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+    }
+
+    async fn connect_tcp(&self, target: &Target) -> Result<TcpStream> {
+        let proxy = self.effective_proxy()?;
+        let attempt = async {
+            match &proxy {
+                Some(p) => p.connect(&target.host, target.port).await,
+                None => {
+                    let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+                    tcp.set_nodelay(true)?;
+                    Ok(tcp)
+                }
+            }
+        };
+        tokio::time::timeout(self.connect_timeout, attempt)
             .await
             .map_err(|_| Error::Timeout {
-                what: "TCP connect",
+                what: if proxy.is_some() {
+                    "TCP connect through the proxy"
+                } else {
+                    "TCP connect"
+                },
                 after: self.connect_timeout,
-            })??;
-        tcp.set_nodelay(true)?;
-        self.handshake_on(MaybeTlsStream::Plain(tcp), &target).await
+            })?
+    }
+
+    #[cfg(feature = "tls")]
+    async fn wrap_tls(&self, tcp: TcpStream, target: &Target) -> Result<MaybeTlsStream> {
+        if !target.secure {
+            return Ok(MaybeTlsStream::Plain(tcp));
+        }
+        let (config, name) = match &self.tls {
+            TlsSetting::Options(o) => (o.build()?, o.server_name_for(&target.host)?),
+            TlsSetting::Config(c) => (
+                c.clone(),
+                TlsOptions::default().server_name_for(&target.host)?,
+            ),
+        };
+        let shown = name.to_str().into_owned();
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let timeout = self.config.handshake_timeout;
+        let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "TLS handshake",
+                after: timeout,
+            })?
+            .map_err(|e| crate::tls::describe_handshake_error(e, &shown))?;
+        Ok(MaybeTlsStream::Tls(Box::new(tls)))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    async fn wrap_tls(&self, tcp: TcpStream, target: &Target) -> Result<MaybeTlsStream> {
+        if target.secure {
+            return Err(Error::Tls(
+                "wss:// needs the `tls` feature of tether, which this build lacks".into(),
+            ));
+        }
+        Ok(MaybeTlsStream::Plain(tcp))
     }
 
     /// Perform the handshake over an already connected stream.
@@ -135,6 +264,8 @@ impl ClientBuilder {
         req.origin = self.origin.clone();
         req.protocols = self.protocols.clone();
         req.headers = self.headers.clone();
+        let (offer, offered_extensions) = crate::extensions::client_offer(&self.config);
+        req.extensions = offer;
         let key = generate_key();
         let bytes = req.encode(&key)?;
         let timeout = self.config.handshake_timeout;
@@ -153,8 +284,10 @@ impl ClientBuilder {
                     what: "opening handshake",
                     after: timeout,
                 })??;
-        validate_response(&response, &key, &self.protocols, &[])?;
-        let ws = WebSocket::from_raw(stream, Role::Client, self.config, &leftover);
+        let accepted = validate_response(&response, &key, &self.protocols, offered_extensions)?;
+        let mut config = self.config;
+        crate::extensions::client_accepted(&mut config, &accepted)?;
+        let ws = WebSocket::from_raw(stream, Role::Client, config, &leftover);
         Ok((ws, response))
     }
 }

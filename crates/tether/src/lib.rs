@@ -29,14 +29,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod browser;
 mod client;
 mod config;
 mod error;
+mod extensions;
 mod head;
 mod message;
+pub mod proxy;
+pub mod reconnect;
 mod server;
 mod socket;
 mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use client::{connect, ClientBuilder};
 pub use config::{Keepalive, WebSocketConfig};

@@ -244,10 +244,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
                 return Err(Error::Rejected(StatusCode::INTERNAL_SERVER_ERROR));
             }
         }
+        let extensions = crate::extensions::server_negotiate(&mut self.config, &self.upgrade);
         let response = build_accept_response(
             &self.upgrade.key,
             accept.protocol.as_deref(),
-            None,
+            extensions.as_deref(),
             &accept.headers,
         );
         self.stream.write_all(&response).await?;

@@ -211,8 +211,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let buf = self.conn.read_buf();
         let n = if buf.is_empty() {
-            let mut stack = [0u8; STACK_READ];
-            let mut rb = ReadBuf::new(&mut stack);
+            // Uninitialised: ReadBuf tracks what the read filled, no memset needed.
+            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); STACK_READ];
+            let mut rb = ReadBuf::uninit(&mut stack);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
             let filled = rb.filled();
             self.conn.read_buf().extend_from_slice(filled);

@@ -1,75 +1,231 @@
 //! `tether serve`: the server people run.
 //!
-//! One TCP listener; each connection's first request head is read with the
-//! protocol core's bounded parser, then routed: WebSocket upgrades to their
-//! endpoint, plain HTTP requests to the built-in pages. Every refused or
-//! malformed request gets a real HTTP answer.
+//! With no arguments it serves a demo on `http://127.0.0.1:8080`: a page
+//! with a chat room and a live ticker, plus `/echo`. A TOML file
+//! (`--config`) describes listeners, virtual hosts and routes; see
+//! [`config`] for the format and `--print-config` for the effective one.
+//!
+//! Each connection: optional TLS ([`tls`]), then the request head is read
+//! with the protocol core's bounded parser. The `Host` check ([`policy`])
+//! comes first, for every request. WebSocket upgrades then go through the
+//! route's policy (origin, auth, connection limits) to their handler
+//! ([`echo`], [`room`], [`pubsub`], [`exec`]); other requests are plain
+//! HTTP ([`http`]), with keep-alive. Refused requests always get an HTTP
+//! answer, counted in `/metrics` by reason ([`metrics`]).
+//!
+//! Shutdown (SIGINT/SIGTERM): stop accepting, close every WebSocket with
+//! 1001, wait at most `limits.shutdown_timeout`.
 
+pub mod config;
 mod echo;
+mod exec;
+mod http;
+mod metrics;
+mod policy;
+mod pubsub;
+mod room;
+mod session;
+mod stream;
+mod tls;
 
-use crate::size::parse_size;
-use futures_util::StreamExt;
+pub use config::ServeArgs;
+
+use config::{HostRule, ListenerConfig, RawConfig, Route, RouteKind, ServerConfig};
+use metrics::Metrics;
+use policy::{AuthError, ConnLimiter, Grants, LimitError};
+use session::Hub;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tether::proto::handshake::build_reject_response;
-use tether::{Incoming, ServerBuilder, WebSocketConfig};
+use stream::{Conn, Transport};
+use tether::{Incoming, Keepalive, Reject, ServerBuilder, WebSocketConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-/// Options of `tether serve`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "TETHER_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-
-    /// Largest message accepted (e.g. 1M, 64K, 16MiB); larger ones close the connection with 1009.
-    #[arg(long, env = "TETHER_MAX_MESSAGE_SIZE", default_value = "1M", value_parser = parse_size)]
-    pub max_message_size: usize,
-
-    /// Seconds a client may take to send its opening handshake.
-    #[arg(long, default_value_t = 10)]
-    pub handshake_timeout: u64,
-}
-
-/// Shared, read-only server state.
-struct State {
+/// Shared server state.
+pub struct State {
+    config: ServerConfig,
     builder: ServerBuilder,
+    metrics: Metrics,
+    limiter: Arc<ConnLimiter>,
+    /// Per route id: the hub of room and pubsub routes.
+    hubs: Vec<Option<Arc<Hub>>>,
+    shutdown: watch::Receiver<bool>,
+    /// WebSocket connections being served (for the shutdown wait).
+    active: AtomicUsize,
 }
 
 /// Run the server until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    let addr = listener.local_addr()?;
-    let mut config = WebSocketConfig::default();
-    config.protocol.max_message_size = args.max_message_size;
-    config.protocol.max_frame_size = args.max_message_size;
-    config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
-    let state = Arc::new(State {
-        builder: ServerBuilder::new().config(config),
+    let raw = match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::builtin(args.publish_token.clone().unwrap_or_else(random_token)),
+    }
+    .with_args(&args);
+    if args.print_config {
+        print!("{}", raw.to_toml());
+        return Ok(());
+    }
+    let config =
+        ServerConfig::from_raw(&raw).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let limits = &config.limits;
+    let mut ws_config = WebSocketConfig::default();
+    ws_config.protocol.max_message_size = limits.max_message_size;
+    ws_config.protocol.max_frame_size = limits.max_message_size;
+    ws_config.handshake_timeout = limits.handshake_timeout;
+    ws_config.write_buffer_limit = limits.write_buffer;
+    ws_config.keepalive = Some(Keepalive {
+        interval: limits.ping_interval,
+        timeout: limits.idle_timeout,
     });
-    info!("tether serve listening on http://{addr} (WebSocket echo at ws://{addr}/echo)");
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut hubs = vec![None; config.route_count];
+    for r in config.all_routes() {
+        if matches!(r.kind, RouteKind::Room | RouteKind::Pubsub { .. }) {
+            hubs[r.id] = Some(Arc::new(Hub::default()));
+        }
+    }
+    let mut labels = vec![(String::new(), ""); config.route_count];
+    for r in config.all_routes() {
+        labels[r.id] = (r.path.clone(), r.kind.name());
+    }
+    let state = Arc::new(State {
+        builder: ServerBuilder::new().config(ws_config),
+        metrics: Metrics::new(labels),
+        limiter: ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip),
+        hubs,
+        shutdown: shutdown_rx,
+        active: AtomicUsize::new(0),
+        config,
+    });
+    // Bind everything before announcing anything.
+    let mut bound = Vec::new();
+    for (i, l) in state.config.listeners.iter().enumerate() {
+        let acceptor = match &l.tls {
+            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+            None => None,
+        };
+        let listener = TcpListener::bind(l.addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", l.addr))?;
+        bound.push((i, listener, acceptor));
+    }
+    for r in state.config.all_routes() {
+        if let RouteKind::Pubsub {
+            demo_ticker: Some(ch),
+            ..
+        } = &r.kind
+        {
+            let hub = state.hubs[r.id].clone().expect("pubsub hub");
+            tokio::spawn(pubsub::demo_ticker(hub, ch.clone()));
+        }
+    }
+    let mut tasks = Vec::new();
+    for (i, listener, acceptor) in bound {
+        let addr = listener.local_addr()?;
+        announce(
+            &state.config.listeners[i],
+            addr,
+            acceptor.is_some(),
+            &state.config,
+            args.config.is_none(),
+            &raw,
+        );
+        tasks.push(tokio::spawn(accept_loop(
+            state.clone(),
+            i,
+            listener,
+            acceptor,
+        )));
+    }
+    shutdown_signal().await;
+    info!("shutting down: closing WebSocket connections with 1001");
+    let _ = shutdown_tx.send(true);
+    for t in &tasks {
+        t.abort();
+    }
+    let deadline = Instant::now() + state.config.limits.shutdown_timeout;
+    while state.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = state.active.load(Ordering::Acquire);
+    if left > 0 {
+        warn!("{left} connections still open after the shutdown timeout; exiting anyway");
+    } else {
+        info!("all connections closed");
+    }
+    Ok(())
+}
+
+fn announce(
+    l: &ListenerConfig,
+    addr: SocketAddr,
+    tls: bool,
+    config: &ServerConfig,
+    builtin: bool,
+    raw: &RawConfig,
+) {
+    let scheme = if tls { "https" } else { "http" };
+    // A stable, parseable line on stdout (tests and scripts read it).
+    println!("listening on {scheme}://{addr}");
+    let _ = std::io::stdout().flush();
+    let ws = if tls { "wss" } else { "ws" };
+    info!("tether serve listening on {scheme}://{addr}");
+    if builtin {
+        info!("demo page: {scheme}://{addr}/   echo: {ws}://{addr}/echo   chat: {ws}://{addr}/chat/ROOM   pub/sub: {ws}://{addr}/pubsub");
+        if let Some(tok) = raw.route.iter().find_map(|r| r.publish_token.as_deref()) {
+            info!("publish: curl -H 'Authorization: Bearer {tok}' -d '{{\"channel\":\"news\",\"data\":\"hi\"}}' {scheme}://{addr}/api/publish");
+        }
+    } else {
+        for r in config.all_routes() {
+            info!(route = %r.path, kind = r.kind.name(), "route");
+        }
+    }
+    if l.hosts == HostRule::Any {
+        warn!("{addr}: no allowed host names configured: any Host header is accepted (set `allowed_hosts` to defend against DNS rebinding)");
+    }
+}
+
+/// 128 random bits as hex, from the OS.
+fn random_token() -> String {
+    let mut buf = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .is_ok();
+    if !ok {
+        // Not a secret worth much, but never a constant.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        buf = (t ^ (std::process::id() as u128) << 64).to_le_bytes();
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn accept_loop(
+    state: Arc<State>,
+    idx: usize,
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let state = state.clone();
-                    tokio::spawn(async move { handle_connection(state, tcp, peer).await });
-                }
-                Err(e) => {
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut shutdown => {
-                info!("shutting down");
-                return Ok(());
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                state.metrics.tcp_accepted.fetch_add(1, Ordering::Relaxed);
+                let state = state.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(
+                    async move { handle_connection(state, idx, tcp, peer, acceptor).await },
+                );
+            }
+            Err(e) => {
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
@@ -89,9 +245,9 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn is_upgrade(req: &http::Request<()>) -> bool {
+fn is_upgrade(req: &::http::Request<()>) -> bool {
     req.headers()
-        .get_all(http::header::UPGRADE)
+        .get_all(::http::header::UPGRADE)
         .iter()
         .any(|v| {
             v.to_str()
@@ -103,74 +259,301 @@ fn is_upgrade(req: &http::Request<()>) -> bool {
         })
 }
 
-async fn handle_connection(state: Arc<State>, mut tcp: TcpStream, peer: SocketAddr) {
+/// Most plain HTTP requests served on one connection.
+const MAX_KEEPALIVE_REQUESTS: usize = 1000;
+
+async fn handle_connection(
+    state: Arc<State>,
+    idx: usize,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) {
     let _ = tcp.set_nodelay(true);
-    let (request, leftover) = match state.builder.read_http_request(&mut tcp).await {
-        Ok(r) => r,
-        Err(e) => {
-            debug!(%peer, "bad request: {e}");
-            return;
-        }
-    };
-    let path = request.uri().path().to_owned();
-    if !is_upgrade(&request) {
-        let (status, body): (http::StatusCode, &[u8]) = match path.as_str() {
-            "/healthz" => (http::StatusCode::OK, b"ok\n"),
-            "/echo" => (
-                http::StatusCode::UPGRADE_REQUIRED,
-                b"this is a WebSocket endpoint: connect with a WebSocket client\n",
-            ),
-            _ => (http::StatusCode::NOT_FOUND, b"not found\n"),
-        };
-        let mut headers = http::HeaderMap::new();
-        if status == http::StatusCode::UPGRADE_REQUIRED {
-            headers.insert(
-                http::header::UPGRADE,
-                http::HeaderValue::from_static("websocket"),
-            );
-            headers.insert(
-                "sec-websocket-version",
-                http::HeaderValue::from_static("13"),
-            );
-        }
-        let _ = tcp
-            .write_all(&build_reject_response(status, &headers, body))
-            .await;
-        let _ = tcp.shutdown().await;
-        return;
-    }
-    let config = state.builder.get_config().clone();
-    let incoming = match Incoming::from_request(tcp, request, leftover, config).await {
-        Ok(i) => i,
-        Err(e) => {
-            info!(%peer, %path, "refused handshake: {e}");
-            return;
-        }
-    };
-    match path.as_str() {
-        "/echo" => {
-            let started = Instant::now();
-            match incoming.accept(tether::Accept::default()).await {
-                Ok(ws) => {
-                    let summary = echo::run(ws).await;
-                    info!(%peer, %path, duration_ms = started.elapsed().as_millis() as u64, "{summary}");
+    let listener = &state.config.listeners[idx];
+    let tls = acceptor.is_some();
+    let transport = match acceptor {
+        None => Transport::Plain(tcp),
+        Some(acc) => {
+            match tokio::time::timeout(state.config.limits.handshake_timeout, acc.accept(tcp)).await
+            {
+                Ok(Ok(s)) => Transport::Tls(Box::new(s)),
+                Ok(Err(e)) => {
+                    debug!(%peer, "TLS handshake failed: {e}");
+                    return;
                 }
-                Err(e) => info!(%peer, %path, "handshake failed: {e}"),
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
             }
         }
-        _ => {
-            let _ = incoming
-                .reject(tether::Reject::new(
-                    http::StatusCode::NOT_FOUND,
-                    "no WebSocket endpoint here\n",
-                ))
-                .await;
+    };
+    let mut conn = Conn::new(transport);
+    let mut shutdown = state.shutdown.clone();
+    for served in 0..MAX_KEEPALIVE_REQUESTS {
+        let read = state.builder.read_http_request(&mut conn);
+        let result = if served == 0 {
+            read.await
+        } else {
+            tokio::select! {
+                r = read => r,
+                _ = session::wait_shutdown(&mut shutdown) => return,
+            }
+        };
+        let (req, leftover) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if served == 0 {
+                    debug!(%peer, "bad request: {e}");
+                }
+                return;
+            }
+        };
+        let host = req
+            .headers()
+            .get(::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if !policy::host_allowed(&listener.hosts, &host) {
+            state.metrics.rejected("host");
+            info!(%peer, %host, "refused: Host not allowed on this listener (421)");
+            let r = http::Response::text(
+                ::http::StatusCode::MISDIRECTED_REQUEST,
+                "this server does not answer for that Host name\n",
+            );
+            let _ = http::write_response(&mut conn, r, false, false).await;
+            let _ = conn.shutdown().await;
+            return;
+        }
+        let (name, _) = policy::split_host(&host);
+        let routes = state.config.routes_for(&name);
+        if is_upgrade(&req) {
+            websocket(&state, conn, req, leftover, peer, routes, tls).await;
+            return;
+        }
+        match http::serve(&state, &mut conn, req, leftover, routes).await {
+            Some(rest) => conn.unread(rest),
+            None => {
+                let _ = conn.shutdown().await;
+                return;
+            }
         }
     }
 }
 
-/// Drain a socket we are done with (used by tests of the module).
-#[allow(dead_code)]
-async fn drain<S: futures_util::Stream + Unpin>(mut s: S) {
-    while s.next().await.is_some() {}
+/// Counts a WebSocket connection as active for the shutdown wait.
+struct ActiveGuard<'a>(&'a AtomicUsize);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn websocket(
+    state: &State,
+    conn: Conn,
+    req: ::http::Request<()>,
+    leftover: bytes::BytesMut,
+    peer: SocketAddr,
+    routes: &[Route],
+    tls: bool,
+) {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let found = routes
+        .iter()
+        .filter(|r| r.kind.is_websocket())
+        .find_map(|r| {
+            r.pattern
+                .matches(&path)
+                .map(|(caps, _)| (r, caps.first().map(|c| policy::percent_decode(c))))
+        });
+    let config = state.builder.get_config().clone();
+    let incoming = match Incoming::from_request(conn, req, leftover, config).await {
+        Ok(i) => i,
+        Err(e) => {
+            state.metrics.rejected("bad_handshake");
+            info!(%peer, %path, "refused handshake: {e}");
+            return;
+        }
+    };
+    let reject = |reason: &'static str, r: Reject| {
+        state.metrics.rejected(reason);
+        info!(%peer, %path, status = r.status.as_u16(), "refused WebSocket: {reason}");
+        r
+    };
+    let Some((route, capture)) = found else {
+        let r = reject(
+            "not_found",
+            Reject::new(
+                ::http::StatusCode::NOT_FOUND,
+                "no WebSocket endpoint here\n",
+            ),
+        );
+        let _ = incoming.reject(r).await;
+        return;
+    };
+    if !policy::origin_allowed(&route.origins, incoming.origin(), incoming.host(), tls) {
+        let r = reject(
+            "origin",
+            Reject::forbidden("cross-origin WebSocket connections are not allowed here\n"),
+        );
+        let _ = incoming.reject(r).await;
+        return;
+    }
+    let grants = match &route.auth {
+        None => Grants::all(),
+        Some(auth) => {
+            let token = policy::find_token(auth, incoming.request());
+            match policy::check_token(auth, token.as_deref()) {
+                Ok(g) => g,
+                Err(e) => {
+                    let why = match e {
+                        AuthError::Missing => "authentication required\n".to_owned(),
+                        AuthError::Invalid(w) => format!("invalid token: {w}\n"),
+                    };
+                    let r = reject("auth", Reject::unauthorized(why));
+                    let _ = incoming.reject(r).await;
+                    return;
+                }
+            }
+        }
+    };
+    let slot = match state.limiter.acquire(peer.ip()) {
+        Ok(s) => s,
+        Err(LimitError::Total) => {
+            let r = reject(
+                "limit_total",
+                Reject::new(
+                    ::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "too many connections\n",
+                ),
+            );
+            let _ = incoming
+                .reject(r.header(
+                    ::http::header::RETRY_AFTER,
+                    ::http::HeaderValue::from_static("5"),
+                ))
+                .await;
+            return;
+        }
+        Err(LimitError::PerIp) => {
+            let r = reject(
+                "limit_ip",
+                Reject::new(
+                    ::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from your address\n",
+                ),
+            );
+            let _ = incoming
+                .reject(r.header(
+                    ::http::header::RETRY_AFTER,
+                    ::http::HeaderValue::from_static("5"),
+                ))
+                .await;
+            return;
+        }
+    };
+    let protocol = {
+        let supported: Vec<&str> = route.protocols.iter().map(String::as_str).collect();
+        incoming
+            .upgrade()
+            .select_protocol(&supported)
+            .map(str::to_owned)
+    };
+    let mut env = Vec::new();
+    if let RouteKind::Exec { .. } = &route.kind {
+        let h = |n: ::http::HeaderName| {
+            incoming
+                .header(n.as_str())
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        env = vec![
+            ("GATEWAY_INTERFACE", "CGI/1.1".to_owned()),
+            ("REQUEST_METHOD", "GET".to_owned()),
+            ("SERVER_PROTOCOL", "HTTP/1.1".to_owned()),
+            ("REMOTE_ADDR", peer.ip().to_string()),
+            ("REMOTE_PORT", peer.port().to_string()),
+            ("PATH_INFO", path.clone()),
+            ("SCRIPT_NAME", route.path.clone()),
+            ("QUERY_STRING", query.clone()),
+            ("HTTPS", if tls { "on" } else { "off" }.to_owned()),
+            ("HTTP_HOST", incoming.host().to_owned()),
+            ("HTTP_ORIGIN", incoming.origin().unwrap_or("").to_owned()),
+            ("HTTP_USER_AGENT", h(::http::header::USER_AGENT)),
+            ("HTTP_COOKIE", h(::http::header::COOKIE)),
+            (
+                "SEC_WEBSOCKET_PROTOCOL",
+                protocol.clone().unwrap_or_default(),
+            ),
+            ("REMOTE_USER", grants.subject.clone().unwrap_or_default()),
+        ];
+        if let Ok(local) = incoming.stream().local_addr() {
+            env.push(("SERVER_PORT", local.port().to_string()));
+        }
+    }
+    let accept = tether::Accept {
+        protocol,
+        ..Default::default()
+    };
+    let mut ws = match incoming.accept(accept).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            info!(%peer, %path, "handshake failed: {e}");
+            return;
+        }
+    };
+    state.active.fetch_add(1, Ordering::AcqRel);
+    let _active = ActiveGuard(&state.active);
+    let metrics = &state.metrics.routes[route.id];
+    metrics.connections.fetch_add(1, Ordering::Relaxed);
+    metrics.open.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    info!(%peer, %path, kind = route.kind.name(), user = grants.subject.as_deref().unwrap_or(""), "open");
+    let mut shutdown = state.shutdown.clone();
+    let queue = state.config.limits.send_queue;
+    let outcome = match &route.kind {
+        RouteKind::Echo => echo::run(&mut ws, &mut shutdown, metrics).await,
+        RouteKind::Room => {
+            let hub = state.hubs[route.id].as_ref().expect("room hub");
+            let room = capture.unwrap_or_else(|| route.path.clone());
+            room::run(&mut ws, hub, &room, queue, &mut shutdown, metrics).await
+        }
+        RouteKind::Pubsub { .. } => {
+            let hub = state.hubs[route.id].as_ref().expect("pubsub hub");
+            pubsub::run(&mut ws, hub, &grants, queue, &mut shutdown, metrics).await
+        }
+        RouteKind::Exec { command, binary } => {
+            let spec = exec::ExecSpec {
+                command,
+                binary: *binary,
+                env,
+                max_message_size: state.config.limits.max_message_size,
+            };
+            exec::run(&mut ws, spec, &mut shutdown, metrics).await
+        }
+        RouteKind::Demo | RouteKind::Static { .. } => unreachable!("filtered above"),
+    };
+    metrics.open.fetch_sub(1, Ordering::Relaxed);
+    state.metrics.closed(outcome.code);
+    drop(slot);
+    info!(
+        %peer,
+        %path,
+        duration_ms = started.elapsed().as_millis() as u64,
+        messages_in = outcome.messages_in,
+        bytes_in = outcome.bytes_in,
+        messages_out = outcome.messages_out,
+        bytes_out = outcome.bytes_out,
+        code = outcome.code,
+        reason = %outcome.reason,
+        closed_by = outcome.closed_by,
+        error = outcome.error.as_deref().unwrap_or(""),
+        "close"
+    );
 }

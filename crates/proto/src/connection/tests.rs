@@ -731,3 +731,17 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn server_receives_unsolicited_pong_without_answering() {
+    let mut s = server();
+    let events = feed(&mut s, &[pong(b"beat"), text("after")]);
+    assert_eq!(
+        events,
+        vec![
+            Ok(Event::Pong(Bytes::from_static(b"beat"))),
+            Ok(Event::Message(Message::text("after"))),
+        ]
+    );
+    assert!(written(&mut s).is_empty(), "a pong is never answered");
+}

@@ -1,0 +1,337 @@
+//! `tether bench`: a load generator for any WebSocket server.
+//!
+//! Four workloads share one set of flags and one summary:
+//!
+//! * **echo** (default): `-c` connections each keep `-d` messages of `-s`
+//!   bytes in flight against an echo endpoint; every echoed message is
+//!   replaced by a new one. Latency is the time from queueing a message to
+//!   receiving its echo (echo servers answer in order, so a FIFO of send
+//!   times per connection is enough; the payload carries nothing extra).
+//! * **raw TCP** (`--raw-tcp`): the same bytes a WebSocket client would send
+//!   (masked frames, pre-encoded once) written to a plain TCP echo server
+//!   with no handshake; echoed frames are counted. This measures the
+//!   transport's ceiling with identical bytes, the baseline the WebSocket
+//!   numbers are compared against.
+//! * **broadcast** (`--broadcast`): `-c` subscribers join a room URL and one
+//!   publisher sends into it; each payload starts with a send timestamp, so
+//!   subscribers measure fan-out latency and the delivered message rate.
+//! * **idle** (`--idle`): open `-c` connections, exchange one message on
+//!   each, then hold them and report the server's resident memory per
+//!   connection (`--server-pid`), read from `/proc/PID/status`.
+//!
+//! The generator is built to not be the bottleneck: one task per
+//! connection, a single poll loop per connection that queues replacements
+//! and flushes once per batch of echoes (feed-then-flush), payloads shared
+//! by reference, and a current-thread runtime by default (`--threads` for
+//! more). Its own CPU use is reported, so a saturated generator is visible.
+
+mod broadcast;
+mod echo;
+mod idle;
+mod raw;
+mod report;
+mod stats;
+
+use crate::size::parse_size;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tether::{ClientBuilder, MaybeTlsStream, WebSocket, WebSocketConfig};
+use tokio::sync::Semaphore;
+
+pub use report::Summary;
+
+/// Options of `tether bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Target: a ws:// URL (echo, broadcast, idle), or host:port with --raw-tcp.
+    pub url: String,
+
+    /// Connections (subscribers in --broadcast mode).
+    #[arg(short = 'c', long, default_value_t = 10)]
+    pub connections: usize,
+
+    /// Message payload size (e.g. 20, 16K, 1M).
+    #[arg(short = 's', long, default_value = "20", value_parser = parse_size)]
+    pub size: usize,
+
+    /// Messages in flight per connection (pipelining depth).
+    #[arg(short = 'd', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub depth: u32,
+
+    /// How long to measure (e.g. 10s, 500ms, 2m). Default 10s unless -n is given.
+    #[arg(short = 't', long, value_parser = parse_duration, conflicts_with = "messages")]
+    pub duration: Option<Duration>,
+
+    /// Total messages to exchange, spread over the connections, instead of a duration.
+    #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: Option<u64>,
+
+    /// Send text messages (ASCII) instead of binary.
+    #[arg(long)]
+    pub text: bool,
+
+    /// Runtime threads: 1 runs everything on one current-thread runtime.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: u32,
+
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Send pre-encoded masked frames to a plain TCP echo server (no handshake).
+    #[arg(long, conflicts_with_all = ["broadcast", "idle"])]
+    pub raw_tcp: bool,
+
+    /// Broadcast mode: the connections subscribe to URL and one publisher sends into it.
+    #[arg(long, conflicts_with = "idle")]
+    pub broadcast: bool,
+
+    /// URL the publisher connects to in --broadcast mode (default: the same URL).
+    #[arg(long, requires = "broadcast")]
+    pub publish_url: Option<String>,
+
+    /// Messages per second the publisher sends in --broadcast mode (0: as fast as it can).
+    #[arg(long, default_value_t = 0, requires = "broadcast")]
+    pub rate: u64,
+
+    /// Idle mode: open the connections, exchange one message each, hold them, report memory.
+    #[arg(long)]
+    pub idle: bool,
+
+    /// PID of the server process, to report its CPU use and resident memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Connection attempts in progress at once while connecting.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_concurrency: u32,
+
+    /// Give up on the closing handshake of a connection after this long.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+}
+
+impl BenchArgs {
+    /// Messages each connection must complete, in count mode.
+    fn quota(&self, index: usize) -> Option<u64> {
+        let n = self.messages?;
+        let c = self.connections as u64;
+        let i = index as u64;
+        Some(n / c + u64::from(i < n % c))
+    }
+
+    fn measure_for(&self) -> Duration {
+        self.duration.unwrap_or(Duration::from_secs(10))
+    }
+
+    fn mode(&self) -> &'static str {
+        if self.raw_tcp {
+            "raw-tcp"
+        } else if self.broadcast {
+            "broadcast"
+        } else if self.idle {
+            "idle"
+        } else {
+            "echo"
+        }
+    }
+}
+
+/// Parse `10s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 10s, 500ms or 2m)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" => n / 1e6,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{s}`")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Run `tether bench` on its own runtime (blocking the calling thread).
+pub fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads as usize)
+            .enable_all()
+            .build()?
+    };
+    let summary = runtime.block_on(run(args.clone()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    Ok(())
+}
+
+/// Run the benchmark described by `args` on the current runtime.
+pub async fn run(args: BenchArgs) -> anyhow::Result<Summary> {
+    let args = Arc::new(args);
+    match args.mode() {
+        "raw-tcp" => raw::run(args).await,
+        "broadcast" => broadcast::run(args).await,
+        "idle" => idle::run(args).await,
+        _ => echo::run(args).await,
+    }
+}
+
+/// Client settings that accept whatever size is being measured.
+fn client_config(args: &BenchArgs) -> WebSocketConfig {
+    let mut config = WebSocketConfig::default();
+    let limit = args.size.max(config.protocol.max_message_size);
+    config.protocol.max_message_size = limit;
+    config.protocol.max_frame_size = limit;
+    config.close_timeout = args.close_timeout;
+    // Keep `depth` messages queued without waiting on the socket.
+    let window = args.size.saturating_mul(args.depth as usize + 1);
+    config.write_buffer_limit = config.write_buffer_limit.max(window);
+    config
+}
+
+/// Open `args.connections` WebSocket connections to `url`, at most
+/// `connect_concurrency` at a time (a burst of thousands would overflow the
+/// server's accept backlog and stall on SYN retransmits). Failures are
+/// counted, not fatal.
+async fn connect_all(
+    args: &Arc<BenchArgs>,
+    url: &str,
+    errors: &stats::Errors,
+) -> Vec<(usize, WebSocket<MaybeTlsStream>)> {
+    let limit = Arc::new(Semaphore::new(args.connect_concurrency as usize));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.connections {
+        let limit = limit.clone();
+        let builder = ClientBuilder::new(url).config(client_config(args));
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("never closed");
+            (i, builder.connect().await.map(|(ws, _)| ws))
+        });
+    }
+    let mut out = Vec::with_capacity(args.connections);
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, Ok(ws))) => out.push((i, ws)),
+            Ok((_, Err(e))) => errors.record(format!("connect: {e}")),
+            Err(e) => errors.record(format!("connect task: {e}")),
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out
+}
+
+/// Messages received so far by all connections (for the progress display).
+#[derive(Default)]
+struct Progress {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    fn add(&self, messages: u64, bytes: u64) {
+        self.messages.fetch_add(messages, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Show progress until dropped: a bar on a terminal, plain lines otherwise.
+fn spawn_progress(progress: Arc<Progress>, total: Option<Duration>) -> tokio::task::JoinHandle<()> {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let bar = tty.then(|| {
+            let bar = match total {
+                Some(t) => indicatif::ProgressBar::new(t.as_millis() as u64),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] [{bar:30}] {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        let tick = if tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        };
+        let mut last = (0u64, 0u64, Instant::now());
+        let mut interval = tokio::time::interval(tick);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let m = progress.messages.load(Ordering::Relaxed);
+            let b = progress.bytes.load(Ordering::Relaxed);
+            let now = Instant::now();
+            let dt = now.duration_since(last.2).as_secs_f64().max(1e-9);
+            let rate = (m - last.0) as f64 / dt;
+            let mbps = (b - last.1) as f64 / dt / 1e6;
+            last = (m, b, now);
+            let line = format!(
+                "{} msgs, {}/s, {mbps:.1} MB/s",
+                report::human(m as f64),
+                report::human(rate)
+            );
+            match &bar {
+                Some(bar) => {
+                    bar.set_message(line);
+                    bar.set_position(start.elapsed().as_millis() as u64);
+                }
+                // Lines go to stderr, so --json output on stdout stays parseable.
+                None => eprintln!("[{:>6.1}s] {line}", start.elapsed().as_secs_f64()),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn quota_spreads_the_remainder_over_the_first_connections() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            a: BenchArgs,
+        }
+        let t = T::parse_from(["t", "ws://x/echo", "-c", "3", "-n", "10"]);
+        let q: Vec<_> = (0..3).map(|i| t.a.quota(i).unwrap()).collect();
+        assert_eq!(q, [4, 3, 3]);
+    }
+}

@@ -1,0 +1,314 @@
+//! Raw TCP mode: the bytes of a WebSocket client, without WebSocket.
+//!
+//! One masked frame (header and payload masked with a fixed key, exactly as
+//! a client's `Connection` would encode it) is built once and sent over
+//! plain TCP to an echo server that copies bytes back. Since every frame is
+//! identical, the echoed stream is a repetition of it and complete echoes
+//! are counted as `bytes received / frame length`. No handshake, no parsing,
+//! no masking per message: what is left is the cost of the transport itself,
+//! which makes this the baseline for the WebSocket numbers.
+
+use super::echo::{ConnCounts, Shared};
+use super::report::{Counts, Summary, Window};
+use super::stats::LocalLatencies;
+use super::{spawn_progress, BenchArgs, Progress};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tether::proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use tether::proto::mask::apply_mask;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+/// The masking key of the pre-encoded frame (any key is as costly as another).
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One complete client frame carrying `size` payload bytes, masked.
+pub fn encode_frame(size: usize, text: bool) -> Vec<u8> {
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: if text { OpCode::Text } else { OpCode::Binary },
+        mask: Some(KEY),
+        payload_len: size as u64,
+    };
+    let mut h = [0u8; MAX_HEADER_LEN];
+    let hlen = header.encode(&mut h);
+    let mut frame = Vec::with_capacity(hlen + size);
+    frame.extend_from_slice(&h[..hlen]);
+    let start = frame.len();
+    if text {
+        frame.extend((0..size).map(|i| b'a' + (i % 26) as u8));
+    } else {
+        frame.extend((0..size).map(|i| i as u8));
+    }
+    apply_mask(&mut frame[start..], KEY, 0);
+    frame
+}
+
+/// `host:port` from `host:port`, `tcp://host:port/...` or `ws://host:port/...`.
+fn socket_addr(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+struct RawConn<'a> {
+    tcp: TcpStream,
+    /// `depth + 1` copies of the frame, so any run of up to `depth` frames
+    /// starting anywhere inside a frame is one contiguous slice.
+    frames: Bytes,
+    frame_len: u64,
+    size: u64,
+    allowed: u64,
+    quota: Option<u64>,
+    owed: u64,
+    /// Bytes queued but not yet written.
+    to_write: u64,
+    written: u64,
+    read_total: u64,
+    inflight: VecDeque<Instant>,
+    buf: Box<[u8]>,
+    counts: ConnCounts,
+    latencies: LocalLatencies<'a>,
+    progress: &'a Progress,
+}
+
+impl RawConn<'_> {
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            if self.owed > 0 {
+                let now = Instant::now();
+                for _ in 0..self.owed {
+                    self.inflight.push_back(now);
+                }
+                self.to_write += self.owed * self.frame_len;
+                self.counts.sent += self.owed;
+                self.owed = 0;
+            }
+            while self.to_write > 0 {
+                let p = (self.written % self.frame_len) as usize;
+                let n = (self.to_write as usize).min(self.frames.len() - p);
+                match Pin::new(&mut self.tcp).poll_write(cx, &self.frames[p..p + n]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                    }
+                    Poll::Ready(Ok(k)) => {
+                        self.written += k as u64;
+                        self.to_write -= k as u64;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+            let mut got = 0u64;
+            loop {
+                let mut rb = ReadBuf::new(&mut self.buf);
+                match Pin::new(&mut self.tcp).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                        return Poll::Ready(Err(std::io::ErrorKind::UnexpectedEof.into()))
+                    }
+                    Poll::Ready(Ok(())) => {
+                        let before = self.read_total / self.frame_len;
+                        self.read_total += rb.filled().len() as u64;
+                        let new = self.read_total / self.frame_len - before;
+                        if new > 0 {
+                            let now = Instant::now();
+                            for _ in 0..new {
+                                if let Some(t) = self.inflight.pop_front() {
+                                    self.latencies.push(now.duration_since(t));
+                                }
+                            }
+                            let more = new.min(self.allowed);
+                            self.allowed -= more;
+                            self.owed += more;
+                            got += new;
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if got > 0 {
+                self.counts.received += got;
+                self.counts.bytes += got * self.size;
+                self.progress.add(got, got * self.size);
+            }
+            if let Some(q) = self.quota {
+                if self.counts.received >= q {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if got == 0 || self.owed == 0 {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// Run raw TCP mode.
+pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
+    let shared = Arc::new(Shared::new());
+    let addr = socket_addr(&args.url);
+    let frame = encode_frame(args.size, args.text);
+    let frame_len = frame.len() as u64;
+    let frames = Bytes::from(frame.repeat(args.depth as usize + 1));
+
+    let limit = Arc::new(Semaphore::new(args.connect_concurrency as usize));
+    let mut connecting = tokio::task::JoinSet::new();
+    for i in 0..args.connections {
+        let (limit, addr) = (limit.clone(), addr.clone());
+        connecting.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("never closed");
+            let tcp = TcpStream::connect(&addr).await?;
+            tcp.set_nodelay(true)?;
+            Ok::<_, std::io::Error>((i, tcp))
+        });
+    }
+    let mut conns = Vec::new();
+    while let Some(joined) = connecting.join_next().await {
+        match joined {
+            Ok(Ok(c)) => conns.push(c),
+            Ok(Err(e)) => shared.errors.record(format!("connect: {e}")),
+            Err(e) => shared.errors.record(format!("connect task: {e}")),
+        }
+    }
+    if conns.is_empty() {
+        anyhow::bail!(
+            "no TCP connection to {addr} could be opened: {:?}",
+            shared.errors.samples()
+        );
+    }
+    let connected = conns.len();
+    let window = Window::start(&args);
+    let deadline = args
+        .messages
+        .is_none()
+        .then(|| window.start + args.measure_for());
+    let progress = spawn_progress(
+        shared.progress.clone(),
+        deadline.map(|_| args.measure_for()),
+    );
+    let read_size = ((frame_len as usize) * args.depth as usize).clamp(4 << 10, 64 << 10);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, tcp) in conns {
+        let (args, shared, frames) = (args.clone(), shared.clone(), frames.clone());
+        tasks.spawn(async move {
+            let depth = u64::from(args.depth);
+            let quota = args.quota(i);
+            let (allowed, owed) = match quota {
+                Some(q) => (q - depth.min(q), depth.min(q)),
+                None => (u64::MAX, depth),
+            };
+            let mut conn = RawConn {
+                tcp,
+                frames,
+                frame_len,
+                size: args.size as u64,
+                allowed,
+                quota,
+                owed,
+                to_write: 0,
+                written: 0,
+                read_total: 0,
+                inflight: VecDeque::with_capacity(depth as usize),
+                buf: vec![0u8; read_size].into_boxed_slice(),
+                counts: ConnCounts::default(),
+                latencies: LocalLatencies::new(&shared.latencies, i),
+                progress: &shared.progress,
+            };
+            let result = if quota == Some(0) {
+                Some(Ok(()))
+            } else {
+                let drive = std::future::poll_fn(|cx| conn.poll_drive(cx));
+                match deadline {
+                    Some(d) => tokio::select! {
+                        r = drive => Some(r),
+                        _ = tokio::time::sleep_until(d.into()) => None,
+                    },
+                    None => Some(drive.await),
+                }
+            };
+            let done_at = Instant::now();
+            if let Some(Err(e)) = result {
+                shared.errors.record(e.to_string());
+            }
+            let _ = conn.tcp.shutdown().await;
+            (conn.counts, done_at)
+        });
+    }
+    let mut cpu = None;
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+        cpu = Some(window.cpu(&args, args.measure_for()));
+    }
+    let mut total = ConnCounts::default();
+    let mut last_done = window.start;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((c, done_at)) => {
+                total.sent += c.sent;
+                total.received += c.received;
+                total.bytes += c.bytes;
+                last_done = last_done.max(done_at);
+            }
+            Err(e) => shared.errors.record(format!("connection task: {e}")),
+        }
+    }
+    progress.abort();
+    let elapsed = match deadline {
+        Some(_) => args.measure_for(),
+        None => last_done
+            .duration_since(window.start)
+            .max(Duration::from_nanos(1)),
+    };
+    let cpu = cpu.unwrap_or_else(|| window.cpu(&args, elapsed));
+    Ok(Summary::build(
+        &args,
+        Counts {
+            connected,
+            elapsed,
+            sent: total.sent,
+            received: total.received,
+            bytes: total.bytes,
+        },
+        Some(&shared.latencies),
+        &shared.errors,
+        &shared.closes,
+        cpu,
+        None,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether::proto::{Config, Connection, Event, Message, Role};
+
+    #[test]
+    fn pre_encoded_frames_decode_as_client_messages() {
+        for (size, text) in [(0, false), (20, true), (200, false), (70_000, true)] {
+            let frame = encode_frame(size, text);
+            let mut server = Connection::new(Role::Server, Config::default());
+            server.receive(&frame);
+            server.receive(&frame);
+            for _ in 0..2 {
+                match server.poll_event().unwrap() {
+                    Some(Event::Message(Message::Binary(b))) if !text => assert_eq!(b.len(), size),
+                    Some(Event::Message(Message::Text(t))) if text => assert_eq!(t.len(), size),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn socket_address_is_taken_from_any_url_form() {
+        assert_eq!(socket_addr("127.0.0.1:9000"), "127.0.0.1:9000");
+        assert_eq!(socket_addr("tcp://127.0.0.1:9000"), "127.0.0.1:9000");
+        assert_eq!(socket_addr("ws://127.0.0.1:9000/echo"), "127.0.0.1:9000");
+    }
+}

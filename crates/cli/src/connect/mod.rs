@@ -1,0 +1,396 @@
+//! `tether connect`: a WebSocket client for people and for scripts.
+//!
+//! * On a terminal it is interactive: a line editor with history
+//!   (rustyline), received messages printed above the prompt with their
+//!   direction and time, and `/` commands (`/ping`, `/close`, `/binary`).
+//! * Otherwise it is a filter: each stdin line is a message, each received
+//!   message a stdout line (or a JSON object with `--jsonl`). At the end of
+//!   stdin it sends a Close and keeps reading until the closing handshake is
+//!   complete, so nothing the server sent before its Close is lost. The exit
+//!   status says how the connection ended (see [`exit`]).
+//! * `--listen ADDR` turns it around: accept one WebSocket connection and
+//!   pipe it the same way.
+
+mod interactive;
+mod output;
+mod session;
+
+use crate::size::parse_size;
+use output::{Output, OutputMode};
+use session::{Input, Outcome};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tether::reconnect::{connect_with_backoff, Backoff};
+use tether::tls::TlsOptions;
+use tether::{ClientBuilder, Keepalive, WebSocketConfig};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+
+/// Exit statuses of `tether connect` (also in `--help`).
+pub mod exit {
+    /// The connection closed cleanly with 1000 (normal), 1001 (going away)
+    /// or no status code (1005).
+    pub const CLEAN: i32 = 0;
+    /// Could not connect: DNS, TCP, proxy, TLS, or the handshake was refused.
+    pub const CONNECT_FAILED: i32 = 1;
+    /// Bad command line (clap's own code).
+    #[allow(dead_code)] // clap exits with it itself; listed for completeness
+    pub const USAGE: i32 = 2;
+    /// Closed cleanly, but the peer's close code was not 1000/1001/1005.
+    pub const CLOSED_WITH_ERROR_CODE: i32 = 3;
+    /// Abnormal closure (1006): the transport ended without a closing
+    /// handshake, or a timeout expired.
+    pub const ABNORMAL: i32 = 4;
+    /// The peer broke the protocol; we failed the connection (1002, 1007,
+    /// 1009, ...).
+    pub const PROTOCOL_ERROR: i32 = 5;
+}
+
+const LONG_ABOUT: &str = "\
+Open a WebSocket connection and talk to it.
+
+On a terminal, `tether connect` is interactive: type a line to send it as a
+text message; received messages are shown with direction and time. Commands:
+  /ping [DATA]          send a ping (the pong is shown)
+  /close [CODE [REASON]] start the closing handshake (default 1000)
+  /binary TEXT          send TEXT as a binary message
+  /text TEXT            send TEXT as text (for lines starting with /)
+  /help                 list the commands
+Ctrl-D or Ctrl-C closes the connection with 1000.
+
+When stdin is not a terminal, each input line is sent as one message and each
+received message is written as one stdout line (binary messages raw, followed
+by a newline); status goes to stderr. At the end of input a Close (1000) is
+sent and output continues until the server completes the closing handshake.
+With --jsonl every event is a JSON object on stdout instead.
+
+Proxies: --proxy, else the http_proxy / https_proxy / all_proxy / no_proxy
+environment variables (HTTP CONNECT, socks5://, socks5h://).";
+
+const AFTER_LONG_HELP: &str = "\
+Exit status:
+  0  closed cleanly with 1000, 1001 or no status code
+  1  could not connect (DNS, TCP, proxy, TLS, handshake refused)
+  2  bad command line
+  3  closed cleanly with another close code (e.g. 1008, 4000)
+  4  abnormal closure (1006: connection lost without a Close, or a timeout)
+  5  the peer broke the WebSocket protocol (we closed with 1002/1007/1009...)
+
+Examples:
+  # Chat interactively with an echo server
+  tether connect ws://127.0.0.1:8080/echo
+
+  # One request, one answer, in a script
+  echo '{\"op\":\"subscribe\"}' | tether connect wss://example.com/feed
+
+  # Structured events for jq
+  printf 'a\\nb\\n' | tether connect --jsonl ws://127.0.0.1:8080/echo | jq .
+
+  # A private CA, a subprotocol, an auth header, through a proxy
+  tether connect --cacert ca.pem --protocol chat.v1 -H 'Authorization: Bearer T' \\
+      --proxy http://proxy.local:3128 wss://internal.example/chat
+
+  # Accept one connection and pipe it to stdin/stdout (like websocat -s)
+  tether connect --listen 127.0.0.1:9000";
+
+/// Options of `tether connect`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
+pub struct ConnectArgs {
+    /// WebSocket URL: ws://, wss://, or http(s):// (mapped to ws(s)://).
+    #[arg(required_unless_present = "listen")]
+    pub url: Option<String>,
+
+    /// Instead of connecting, accept one WebSocket connection on ADDR
+    /// (e.g. 127.0.0.1:9000) and pipe it to stdin/stdout.
+    #[arg(long, value_name = "ADDR", conflicts_with = "url")]
+    pub listen: Option<SocketAddr>,
+
+    /// Extra request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// The Origin header to send.
+    #[arg(long)]
+    pub origin: Option<String>,
+
+    /// Offer a subprotocol (repeatable, in preference order).
+    #[arg(long = "protocol", value_name = "NAME")]
+    pub protocols: Vec<String>,
+
+    /// Send input lines as binary messages instead of text.
+    #[arg(long)]
+    pub binary: bool,
+
+    /// Print events as JSON lines on stdout.
+    #[arg(long)]
+    pub jsonl: bool,
+
+    /// Ping after this many seconds without hearing from the peer; fail the
+    /// connection if it stays silent as long again.
+    #[arg(long, value_name = "SECS")]
+    pub ping_interval: Option<f64>,
+
+    /// Proxy URL (http://[user:pass@]host:port, socks5://, socks5h://), or
+    /// `none` to ignore the *_proxy environment variables.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+
+    /// Trust the CA certificate(s) in this PEM file (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Vec<PathBuf>,
+
+    /// Client certificate chain (PEM) for servers that ask for one.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// INSECURE: do not verify the server's TLS certificate. Anyone on the
+    /// network path can then read and modify the connection. Testing only.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Largest message accepted (e.g. 64K, 16M).
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    pub max_message_size: usize,
+
+    /// Seconds allowed for TCP connect (and proxy tunnel).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+
+    /// Seconds to wait for the peer's part of the closing handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub close_timeout: f64,
+
+    /// Close (1000) after this many seconds without any traffic.
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<f64>,
+
+    /// Reconnect with jittered exponential backoff when the connection
+    /// fails or drops abnormally (not after a clean close).
+    #[arg(long)]
+    pub reconnect: bool,
+}
+
+fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("{flag}: `{v}` is not a duration"))
+}
+
+/// Run `tether connect`; exits the process with the status documented in
+/// [`exit`].
+pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
+    let interactive = std::io::stdin().is_terminal() && !args.jsonl;
+    let code = match run_inner(args, interactive).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tether connect: {e:#}");
+            exit::CONNECT_FAILED
+        }
+    };
+    // Exit here rather than return: a blocking stdin read (tokio's, or the
+    // line editor's) would otherwise hold the runtime's shutdown.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+async fn run_inner(args: ConnectArgs, interactive: bool) -> anyhow::Result<i32> {
+    let mut config = WebSocketConfig::default();
+    config.protocol.max_message_size = args.max_message_size;
+    config.protocol.max_frame_size = args.max_message_size;
+    config.close_timeout = secs(args.close_timeout, "--close-timeout")?;
+    if let Some(p) = args.ping_interval {
+        let interval = secs(p, "--ping-interval")?;
+        config.keepalive = Some(Keepalive {
+            interval,
+            timeout: interval,
+        });
+    }
+    let idle = args
+        .idle_timeout
+        .map(|s| secs(s, "--idle-timeout"))
+        .transpose()?;
+
+    let (input_tx, mut input) = mpsc::channel::<Input>(64);
+    let (output, editor) = if interactive {
+        let (out, handle) = interactive::start(input_tx)?;
+        (out, Some(handle))
+    } else {
+        tokio::spawn(read_stdin(input_tx, args.binary));
+        let mode = if args.jsonl {
+            OutputMode::Jsonl
+        } else {
+            OutputMode::Plain
+        };
+        (Output::new(mode), None)
+    };
+
+    let code = if let Some(addr) = args.listen {
+        listen_once(addr, config, &mut input, &output, idle).await?
+    } else {
+        let builder = client_builder(&args, config)?;
+        connect_loop(builder, &args, &mut input, &output, idle).await
+    };
+    if let Some(editor) = editor {
+        editor.finish();
+    }
+    Ok(code)
+}
+
+fn client_builder(args: &ConnectArgs, config: WebSocketConfig) -> anyhow::Result<ClientBuilder> {
+    let url = args.url.clone().expect("clap requires URL without --listen");
+    let mut b = ClientBuilder::new(url)
+        .config(config)
+        .connect_timeout(secs(args.connect_timeout, "--connect-timeout")?);
+    b.target()
+        .map_err(|e| anyhow::anyhow!("cannot use this URL: {e}"))?;
+    if let Some(origin) = &args.origin {
+        b = b.origin(origin.clone());
+    }
+    for p in &args.protocols {
+        b = b.protocol(p.clone());
+    }
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("-H `{h}`: expected `Name: value`"))?;
+        let name = http::HeaderName::try_from(name.trim())
+            .map_err(|_| anyhow::anyhow!("-H `{h}`: `{}` is not a header name", name.trim()))?;
+        let value = http::HeaderValue::try_from(value.trim())
+            .map_err(|_| anyhow::anyhow!("-H `{h}`: the value is not a valid header value"))?;
+        b = b.header(name, value);
+    }
+    match args.proxy.as_deref() {
+        None => {}
+        Some("none") => b = b.no_proxy(),
+        Some(p) => b = b.proxy(tether::proxy::Proxy::parse(p)?),
+    }
+    let mut tls = TlsOptions::new();
+    for ca in &args.cacert {
+        tls = tls.ca_file(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        tls = tls.client_cert(cert.clone(), key.clone());
+    }
+    if args.insecure {
+        eprintln!(
+            "WARNING: --insecure: the server's TLS certificate is NOT verified. \
+             Anyone on the network path can read and modify this connection."
+        );
+        tls = tls.danger_accept_invalid_certs(true);
+    }
+    Ok(b.tls(tls))
+}
+
+async fn connect_loop(
+    builder: ClientBuilder,
+    args: &ConnectArgs,
+    input: &mut mpsc::Receiver<Input>,
+    output: &Output,
+    idle: Option<Duration>,
+) -> i32 {
+    let mut backoff = Backoff::default();
+    if !args.reconnect {
+        backoff = backoff.max_attempts(0);
+    }
+    loop {
+        let connected = connect_with_backoff(&builder, &mut backoff, |e, delay| {
+            output.status(&format!(
+                "connection failed: {e}; retrying in {:.1}s",
+                delay.as_secs_f64()
+            ));
+        })
+        .await;
+        let (ws, response) = match connected {
+            Ok(ok) => ok,
+            Err(e) => {
+                output.error(&format!("cannot connect to {}: {e}", builder.url()));
+                return exit::CONNECT_FAILED;
+            }
+        };
+        let protocol = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok());
+        output.open(builder.url(), protocol);
+        let outcome = session::run(ws, input, output, idle).await;
+        let code = outcome.exit_code();
+        output.closed(&outcome);
+        let stdin_over = matches!(outcome, Outcome::Closed { input_done: true, .. });
+        if args.reconnect && code == exit::ABNORMAL && !stdin_over {
+            let delay = backoff.next_delay();
+            output.status(&format!(
+                "connection lost; reconnecting in {:.1}s",
+                delay.as_secs_f64()
+            ));
+            tokio::time::sleep(delay).await;
+            continue;
+        }
+        return code;
+    }
+}
+
+async fn listen_once(
+    addr: SocketAddr,
+    config: WebSocketConfig,
+    input: &mut mpsc::Receiver<Input>,
+    output: &Output,
+    idle: Option<Duration>,
+) -> anyhow::Result<i32> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    output.status(&format!("listening on ws://{local}/ (one connection)"));
+    let (tcp, peer) = listener.accept().await?;
+    tcp.set_nodelay(true)?;
+    drop(listener);
+    let ws = tether::ServerBuilder::new()
+        .config(config)
+        .accept(tcp)
+        .await
+        .map_err(|e| anyhow::anyhow!("handshake with {peer} failed: {e}"))?;
+    output.open(&format!("ws://{peer} (accepted)"), None);
+    let outcome = session::run(ws, input, output, idle).await;
+    output.closed(&outcome);
+    Ok(outcome.exit_code())
+}
+
+/// Scriptable input: one message per stdin line (without its line ending).
+async fn read_stdin(tx: mpsc::Sender<Input>, binary: bool) {
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        let msg = if binary {
+            Input::Binary(line.clone())
+        } else {
+            match String::from_utf8(line.clone()) {
+                Ok(s) => Input::Text(s),
+                Err(_) => {
+                    eprintln!("tether connect: skipping an input line that is not UTF-8 (use --binary)");
+                    continue;
+                }
+            }
+        };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(Input::Eof).await;
+}

@@ -1,0 +1,915 @@
+//! Configuration of `tether serve`, in two stages (as ripgrep does it):
+//!
+//! 1. [`RawConfig`]: what the TOML file says, deserialized with serde and
+//!    `deny_unknown_fields` (a typo is an error naming the key), with the
+//!    command-line flags and environment variables applied on top. This is
+//!    also what `--print-config` prints, so the printed file can be saved and
+//!    loaded back.
+//! 2. [`ServerConfig`]: the validated form the server runs on: addresses
+//!    parsed, sizes and durations converted, every route's fields checked
+//!    against its kind. Every error names the key that is wrong
+//!    (`route[2] (/chat/{room}): ...`).
+//!
+//! With no file at all, [`RawConfig::builtin`] gives the demo setup: the
+//! page at `/`, `/echo`, chat rooms at `/chat/{room}` and a pub/sub endpoint
+//! at `/pubsub` that a simulated stock ticker publishes into.
+
+use crate::size::parse_size;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `tether serve` that can also come from flags and env vars.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (see `--print-config` for the format).
+    #[arg(long, env = "TETHER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Address to listen on (replaces the file's listeners); port 0 picks a
+    /// free port, printed as `listening on http://ADDR`.
+    #[arg(long, env = "TETHER_LISTEN")]
+    pub listen: Option<String>,
+
+    /// Largest message accepted (e.g. 1M, 64K, 16MiB); larger ones close the
+    /// connection with 1009. Default 1M.
+    #[arg(long, env = "TETHER_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<String>,
+
+    /// Seconds a client may take to send its opening handshake. Default 10.
+    #[arg(long)]
+    pub handshake_timeout: Option<u64>,
+
+    /// Most WebSocket connections open at once. Default 10000.
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Most WebSocket connections open at once from one IP address. Default 1000.
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Certificate chain (PEM) for wss:// and https:// (with --tls-key).
+    #[arg(long, env = "TETHER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, env = "TETHER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Bearer token for `POST /api/publish` of the built-in pub/sub route
+    /// (without a config file). If unset, a random one is made and logged.
+    #[arg(long, env = "TETHER_PUBLISH_TOKEN")]
+    pub publish_token: Option<String>,
+}
+
+/// A size: a number of bytes or a string like `64K`, `1M`.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum SizeValue {
+    /// Bytes.
+    Bytes(u64),
+    /// With a unit.
+    Text(String),
+}
+
+/// A duration: seconds, or a string like `500ms`, `10s`, `2m`.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum DurationValue {
+    /// Seconds.
+    Secs(u64),
+    /// With a unit.
+    Text(String),
+}
+
+/// The file, as written.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[[listen]]` tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<RawListener>,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// `[[route]]` tables of the default virtual host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<RawRoute>,
+    /// `[[vhost]]` tables: routes for requests whose `Host` matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vhost: Vec<RawVhost>,
+}
+
+/// `[[listen]]`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// `IP:PORT`.
+    pub addr: String,
+    /// PEM certificate chain; with `tls_key`, the listener speaks TLS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Accepted `Host` names (DNS-rebinding defence). Default: loopback
+    /// names on a loopback address, else the virtual hosts' names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+/// `[limits]`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest message (default 1M).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_size: Option<SizeValue>,
+    /// Most WebSocket connections at once (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Most WebSocket connections per client IP (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Time allowed for the TLS and HTTP handshake (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout: Option<DurationValue>,
+    /// Silence after which the server pings (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_interval: Option<DurationValue>,
+    /// Time to answer that ping before the connection is dropped (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<DurationValue>,
+    /// Messages queued per subscriber of a room/pubsub before it is closed
+    /// as a slow consumer (default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_queue: Option<usize>,
+    /// Bytes buffered for one socket before sending waits (default 128K).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_buffer: Option<SizeValue>,
+    /// Largest HTTP request body (POST /api/publish; default 64K).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_size: Option<SizeValue>,
+    /// How long a graceful shutdown waits for sockets to close (default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<DurationValue>,
+}
+
+/// `[[vhost]]`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawVhost {
+    /// Host names (without port) this virtual host answers.
+    pub hosts: Vec<String>,
+    /// Its routes.
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+/// `[[route]]`: the fields of every kind; validation checks which apply.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// `/echo`, `/chat/{room}` (a `{name}` segment matches one segment);
+    /// for `static`, a prefix.
+    pub path: String,
+    /// `demo`, `static`, `echo`, `room`, `pubsub` or `exec`.
+    pub kind: String,
+    /// static: the directory served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// exec: program and arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// exec: `lines` (default) or `binary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// pubsub: path of the HTTP publish endpoint (default `/api/publish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_path: Option<String>,
+    /// pubsub: bearer token required by the publish endpoint (no token: the
+    /// endpoint is disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_token: Option<String>,
+    /// pubsub: publish simulated stock prices into this channel every second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demo_ticker: Option<String>,
+    /// Subprotocols the route speaks (the client's first match is chosen).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protocols: Vec<String>,
+    /// Allowed `Origin`s: absent = same origin as `Host`; `["*"]` = any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origins: Option<Vec<String>>,
+    /// Authentication; absent = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RawAuth>,
+}
+
+/// `auth = { ... }` of a route.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Accepted opaque tokens (full access).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<String>,
+    /// HS256 secret for signed JWTs (`exp` required; pubsub permissions
+    /// from the `subscribe` / `publish` claims).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// Also read the token from this cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// Also read the token from this query parameter (browsers cannot set
+    /// headers on a WebSocket). Default `access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_param: Option<String>,
+}
+
+impl RawConfig {
+    /// The demo setup used when no file is given.
+    pub fn builtin(publish_token: String) -> RawConfig {
+        let route = |path: &str, kind: &str| RawRoute {
+            path: path.into(),
+            kind: kind.into(),
+            ..Default::default()
+        };
+        RawConfig {
+            listen: vec![RawListener {
+                addr: "127.0.0.1:8080".into(),
+                ..Default::default()
+            }],
+            limits: RawLimits::default(),
+            route: vec![
+                route("/", "demo"),
+                route("/echo", "echo"),
+                route("/chat/{room}", "room"),
+                RawRoute {
+                    publish_path: Some("/api/publish".into()),
+                    publish_token: Some(publish_token),
+                    demo_ticker: Some("ticker".into()),
+                    ..route("/pubsub", "pubsub")
+                },
+            ],
+            vhost: Vec::new(),
+        }
+    }
+
+    /// Read and parse a file.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<RawConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        RawConfig::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// Parse TOML text.
+    pub fn parse(text: &str) -> Result<RawConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The effective file: flags and env vars applied over `self`, defaults
+    /// filled in.
+    pub fn with_args(mut self, args: &ServeArgs) -> RawConfig {
+        if let Some(l) = &args.listen {
+            let tls_cert = args.tls_cert.clone();
+            let tls_key = args.tls_key.clone();
+            let allowed_hosts = self.listen.first().and_then(|l| l.allowed_hosts.clone());
+            self.listen = vec![RawListener {
+                addr: l.clone(),
+                tls_cert,
+                tls_key,
+                allowed_hosts,
+            }];
+        } else if args.tls_cert.is_some() {
+            for l in &mut self.listen {
+                l.tls_cert = args.tls_cert.clone();
+                l.tls_key = args.tls_key.clone();
+            }
+        }
+        if self.listen.is_empty() {
+            self.listen.push(RawListener {
+                addr: "127.0.0.1:8080".into(),
+                tls_cert: args.tls_cert.clone(),
+                tls_key: args.tls_key.clone(),
+                allowed_hosts: None,
+            });
+        }
+        let l = &mut self.limits;
+        if let Some(v) = &args.max_message_size {
+            l.max_message_size = Some(SizeValue::Text(v.clone()));
+        }
+        if let Some(v) = args.handshake_timeout {
+            l.handshake_timeout = Some(DurationValue::Secs(v));
+        }
+        if let Some(v) = args.max_connections {
+            l.max_connections = Some(v);
+        }
+        if let Some(v) = args.max_connections_per_ip {
+            l.max_connections_per_ip = Some(v);
+        }
+        let fill_size = |v: &mut Option<SizeValue>, d: &str| {
+            v.get_or_insert_with(|| SizeValue::Text(d.into()));
+        };
+        let fill_dur = |v: &mut Option<DurationValue>, d: &str| {
+            v.get_or_insert_with(|| DurationValue::Text(d.into()));
+        };
+        fill_size(&mut l.max_message_size, "1M");
+        fill_size(&mut l.write_buffer, "128K");
+        fill_size(&mut l.max_body_size, "64K");
+        fill_dur(&mut l.handshake_timeout, "10s");
+        fill_dur(&mut l.ping_interval, "30s");
+        fill_dur(&mut l.idle_timeout, "30s");
+        fill_dur(&mut l.shutdown_timeout, "5s");
+        l.max_connections.get_or_insert(10_000);
+        l.max_connections_per_ip.get_or_insert(1_000);
+        l.send_queue.get_or_insert(256);
+        self
+    }
+
+    /// The effective file as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Sockets to listen on.
+    pub listeners: Vec<ListenerConfig>,
+    /// Limits.
+    pub limits: Limits,
+    /// Routes of requests that match no virtual host.
+    pub routes: Vec<Route>,
+    /// Virtual hosts.
+    pub vhosts: Vec<VHost>,
+    /// Number of routes in all (route ids are `0..route_count`).
+    pub route_count: usize,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Where.
+    pub addr: SocketAddr,
+    /// Certificate and key for TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Which `Host` names are answered.
+    pub hosts: HostRule,
+}
+
+/// The DNS-rebinding defence of a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRule {
+    /// `localhost`, `127.0.0.1`, `[::1]` (any port).
+    Loopback,
+    /// These names (any port), lowercase.
+    Names(Vec<String>),
+    /// Anything (a public listener with no names configured).
+    Any,
+}
+
+/// Validated limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest message.
+    pub max_message_size: usize,
+    /// Most WebSocket connections.
+    pub max_connections: usize,
+    /// Most WebSocket connections per IP.
+    pub max_connections_per_ip: usize,
+    /// TLS + HTTP head deadline.
+    pub handshake_timeout: Duration,
+    /// Ping after this much silence.
+    pub ping_interval: Duration,
+    /// Drop if the ping is not answered within this.
+    pub idle_timeout: Duration,
+    /// Per-subscriber queue length.
+    pub send_queue: usize,
+    /// Per-socket write buffer.
+    pub write_buffer: usize,
+    /// Largest HTTP body.
+    pub max_body_size: usize,
+    /// Graceful shutdown deadline.
+    pub shutdown_timeout: Duration,
+}
+
+/// A virtual host.
+#[derive(Debug, Clone)]
+pub struct VHost {
+    /// Lowercase names.
+    pub hosts: Vec<String>,
+    /// Routes.
+    pub routes: Vec<Route>,
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Index into per-route state (metrics, hubs).
+    pub id: usize,
+    /// The path as configured (metrics label).
+    pub path: String,
+    /// Parsed path.
+    pub pattern: PathPattern,
+    /// What it does.
+    pub kind: RouteKind,
+    /// Subprotocols spoken.
+    pub protocols: Vec<String>,
+    /// Origin policy.
+    pub origins: OriginRule,
+    /// Authentication.
+    pub auth: Option<AuthConfig>,
+}
+
+/// What a route does.
+#[derive(Debug, Clone)]
+pub enum RouteKind {
+    /// The embedded demo page.
+    Demo,
+    /// Files from a directory.
+    Static {
+        /// Root directory (canonical).
+        dir: PathBuf,
+    },
+    /// Echo every message.
+    Echo,
+    /// Broadcast to the others in the same room.
+    Room,
+    /// Channels with a JSON protocol.
+    Pubsub {
+        /// HTTP publish endpoint path.
+        publish_path: Option<String>,
+        /// Its bearer token.
+        publish_token: Option<String>,
+        /// Channel fed by the simulated ticker.
+        demo_ticker: Option<String>,
+    },
+    /// A program per connection.
+    Exec {
+        /// Program and arguments.
+        command: Vec<String>,
+        /// Binary instead of lines.
+        binary: bool,
+    },
+}
+
+impl RouteKind {
+    /// The name used in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RouteKind::Demo => "demo",
+            RouteKind::Static { .. } => "static",
+            RouteKind::Echo => "echo",
+            RouteKind::Room => "room",
+            RouteKind::Pubsub { .. } => "pubsub",
+            RouteKind::Exec { .. } => "exec",
+        }
+    }
+
+    /// True for kinds reached by a WebSocket upgrade.
+    pub fn is_websocket(&self) -> bool {
+        !matches!(self, RouteKind::Demo | RouteKind::Static { .. })
+    }
+}
+
+/// Which origins may open a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginRule {
+    /// The page's origin must match the `Host` the request was sent to.
+    SameOrigin,
+    /// Any origin (`["*"]`).
+    Any,
+    /// Exactly these (lowercase, no trailing slash).
+    List(Vec<String>),
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Opaque tokens.
+    pub tokens: Vec<String>,
+    /// HS256 secret.
+    pub jwt_secret: Option<String>,
+    /// Cookie name.
+    pub cookie: Option<String>,
+    /// Query parameter name.
+    pub query_param: String,
+}
+
+/// A route path: literal segments and `{name}` captures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    segments: Vec<Segment>,
+    prefix: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Capture(String),
+}
+
+impl PathPattern {
+    /// Parse `/a/{b}`; `prefix` patterns also match anything below.
+    pub fn parse(path: &str, prefix: bool) -> Result<PathPattern, String> {
+        if !path.starts_with('/') {
+            return Err(format!("`path` must start with `/` (got `{path}`)"));
+        }
+        let mut segments = Vec::new();
+        for seg in path.split('/').skip(1).filter(|s| !s.is_empty()) {
+            if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                if name.is_empty() || prefix {
+                    return Err(format!(
+                        "`path` `{path}`: captures need a name and are not allowed in static routes"
+                    ));
+                }
+                segments.push(Segment::Capture(name.to_owned()));
+            } else if seg.contains(['{', '}']) {
+                return Err(format!("`path` `{path}`: `{seg}` is not `{{name}}`"));
+            } else {
+                segments.push(Segment::Literal(seg.to_owned()));
+            }
+        }
+        Ok(PathPattern { segments, prefix })
+    }
+
+    /// Match a request path; returns the captured values in order, and for
+    /// prefix patterns the remainder after the prefix.
+    pub fn matches<'a>(&self, path: &'a str) -> Option<(Vec<&'a str>, &'a str)> {
+        let mut rest = path.strip_prefix('/')?;
+        let mut caps = Vec::new();
+        for seg in &self.segments {
+            let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
+            match seg {
+                Segment::Literal(l) if l == head => {}
+                Segment::Capture(_) if !head.is_empty() => caps.push(head),
+                _ => return None,
+            }
+            rest = tail;
+        }
+        if self.prefix || rest.is_empty() {
+            Some((caps, rest))
+        } else {
+            None
+        }
+    }
+}
+
+fn parse_duration(v: &DurationValue, key: &str) -> Result<Duration, String> {
+    match v {
+        DurationValue::Secs(s) => Ok(Duration::from_secs(*s)),
+        DurationValue::Text(t) => {
+            let t = t.trim();
+            let end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (n, unit) = t.split_at(end);
+            let n: u64 = n.parse().map_err(|_| {
+                format!("`limits.{key}`: `{t}` is not a duration (try 500ms, 10s, 2m)")
+            })?;
+            match unit.trim() {
+                "ms" => Ok(Duration::from_millis(n)),
+                "" | "s" => Ok(Duration::from_secs(n)),
+                "m" => Ok(Duration::from_secs(n * 60)),
+                "h" => Ok(Duration::from_secs(n * 3600)),
+                u => Err(format!(
+                    "`limits.{key}`: unknown unit `{u}` (use ms, s, m or h)"
+                )),
+            }
+        }
+    }
+}
+
+fn parse_size_value(v: &SizeValue, key: &str) -> Result<usize, String> {
+    match v {
+        SizeValue::Bytes(b) => {
+            usize::try_from(*b).map_err(|_| format!("`limits.{key}` is too large"))
+        }
+        SizeValue::Text(t) => parse_size(t).map_err(|e| format!("`limits.{key}`: {e}")),
+    }
+}
+
+impl ServerConfig {
+    /// Validate an effective raw config (see [`RawConfig::with_args`]).
+    pub fn from_raw(raw: &RawConfig) -> Result<ServerConfig, String> {
+        let l = &raw.limits;
+        let req = |o: Option<usize>, k: &str| o.ok_or_else(|| format!("`limits.{k}` is missing"));
+        let size = |o: &Option<SizeValue>, k: &str| match o {
+            Some(v) => parse_size_value(v, k),
+            None => Err(format!("`limits.{k}` is missing")),
+        };
+        let dur = |o: &Option<DurationValue>, k: &str| match o {
+            Some(v) => parse_duration(v, k),
+            None => Err(format!("`limits.{k}` is missing")),
+        };
+        let limits = Limits {
+            max_message_size: size(&l.max_message_size, "max_message_size")?,
+            max_connections: req(l.max_connections, "max_connections")?,
+            max_connections_per_ip: req(l.max_connections_per_ip, "max_connections_per_ip")?,
+            handshake_timeout: dur(&l.handshake_timeout, "handshake_timeout")?,
+            ping_interval: dur(&l.ping_interval, "ping_interval")?,
+            idle_timeout: dur(&l.idle_timeout, "idle_timeout")?,
+            send_queue: req(l.send_queue, "send_queue")?,
+            write_buffer: size(&l.write_buffer, "write_buffer")?,
+            max_body_size: size(&l.max_body_size, "max_body_size")?,
+            shutdown_timeout: dur(&l.shutdown_timeout, "shutdown_timeout")?,
+        };
+        if limits.send_queue == 0 {
+            return Err("`limits.send_queue` must be at least 1".into());
+        }
+        if limits.max_message_size == 0 {
+            return Err("`limits.max_message_size` must be at least 1".into());
+        }
+        let mut next_id = 0;
+        let routes = validate_routes(&raw.route, "route", &mut next_id)?;
+        let mut vhosts = Vec::new();
+        for (i, v) in raw.vhost.iter().enumerate() {
+            if v.hosts.is_empty() {
+                return Err(format!("`vhost[{i}].hosts` is empty"));
+            }
+            vhosts.push(VHost {
+                hosts: v.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                routes: validate_routes(&v.route, &format!("vhost[{i}].route"), &mut next_id)?,
+            });
+        }
+        let vhost_names: Vec<String> = vhosts.iter().flat_map(|v| v.hosts.clone()).collect();
+        let mut listeners = Vec::new();
+        for (i, raw_l) in raw.listen.iter().enumerate() {
+            let addr: SocketAddr = raw_l.addr.parse().map_err(|_| {
+                format!(
+                    "`listen[{i}].addr`: `{}` is not IP:PORT (e.g. 127.0.0.1:8080)",
+                    raw_l.addr
+                )
+            })?;
+            let tls = match (&raw_l.tls_cert, &raw_l.tls_key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                (None, None) => None,
+                _ => return Err(format!("`listen[{i}]`: set both `tls_cert` and `tls_key`")),
+            };
+            let hosts = match &raw_l.allowed_hosts {
+                Some(h) if h.iter().any(|h| h == "*") => HostRule::Any,
+                Some(h) => HostRule::Names(h.iter().map(|h| h.to_ascii_lowercase()).collect()),
+                None if addr.ip().is_loopback() => HostRule::Loopback,
+                None if !vhost_names.is_empty() => HostRule::Names(vhost_names.clone()),
+                None => HostRule::Any,
+            };
+            listeners.push(ListenerConfig { addr, tls, hosts });
+        }
+        if listeners.is_empty() {
+            return Err("no `[[listen]]` address".into());
+        }
+        Ok(ServerConfig {
+            listeners,
+            limits,
+            routes,
+            vhosts,
+            route_count: next_id,
+        })
+    }
+
+    /// The routes for a `Host` name (lowercase, without port).
+    pub fn routes_for(&self, host: &str) -> &[Route] {
+        self.vhosts
+            .iter()
+            .find(|v| v.hosts.iter().any(|h| h == host))
+            .map_or(&self.routes, |v| &v.routes)
+    }
+
+    /// All routes, across virtual hosts.
+    pub fn all_routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes
+            .iter()
+            .chain(self.vhosts.iter().flat_map(|v| v.routes.iter()))
+    }
+}
+
+fn validate_routes(
+    raw: &[RawRoute],
+    table: &str,
+    next_id: &mut usize,
+) -> Result<Vec<Route>, String> {
+    let mut routes = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let at = format!("{table}[{i}] ({})", r.path);
+        let route = validate_route(r).map_err(|e| format!("{at}: {e}"))?;
+        routes.push(Route {
+            id: *next_id,
+            ..route
+        });
+        *next_id += 1;
+    }
+    Ok(routes)
+}
+
+fn validate_route(r: &RawRoute) -> Result<Route, String> {
+    let only = |present: bool, key: &str, kinds: &str| {
+        if present {
+            Err(format!(
+                "`{key}` only applies to kind = {kinds}, not \"{}\"",
+                r.kind
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let kind = r.kind.as_str();
+    only(r.dir.is_some() && kind != "static", "dir", "\"static\"")?;
+    only(r.command.is_some() && kind != "exec", "command", "\"exec\"")?;
+    only(r.mode.is_some() && kind != "exec", "mode", "\"exec\"")?;
+    let pubsub_only =
+        r.publish_path.is_some() || r.publish_token.is_some() || r.demo_ticker.is_some();
+    only(
+        pubsub_only && kind != "pubsub",
+        "publish_path/publish_token/demo_ticker",
+        "\"pubsub\"",
+    )?;
+    let kind = match kind {
+        "demo" => RouteKind::Demo,
+        "static" => {
+            let dir = r
+                .dir
+                .as_ref()
+                .ok_or("`dir` is required for kind = \"static\"")?;
+            let dir = dir
+                .canonicalize()
+                .map_err(|e| format!("`dir` {}: {e}", dir.display()))?;
+            if !dir.is_dir() {
+                return Err(format!("`dir` {} is not a directory", dir.display()));
+            }
+            RouteKind::Static { dir }
+        }
+        "echo" => RouteKind::Echo,
+        "room" => RouteKind::Room,
+        "pubsub" => {
+            let publish_path = match (&r.publish_path, &r.publish_token) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(_)) => Some("/api/publish".to_owned()),
+                (None, None) => None,
+            };
+            if let Some(p) = &publish_path {
+                if !p.starts_with('/') {
+                    return Err(format!("`publish_path` must start with `/` (got `{p}`)"));
+                }
+            }
+            if matches!(&r.publish_token, Some(t) if t.is_empty()) {
+                return Err("`publish_token` is empty".into());
+            }
+            RouteKind::Pubsub {
+                publish_path,
+                publish_token: r.publish_token.clone(),
+                demo_ticker: r.demo_ticker.clone(),
+            }
+        }
+        "exec" => {
+            let command = r
+                .command
+                .clone()
+                .ok_or("`command` is required for kind = \"exec\"")?;
+            if command.is_empty() || command[0].is_empty() {
+                return Err("`command` needs at least the program".into());
+            }
+            let binary = match r.mode.as_deref() {
+                None | Some("lines") => false,
+                Some("binary") => true,
+                Some(m) => {
+                    return Err(format!(
+                        "`mode` must be \"lines\" or \"binary\", not \"{m}\""
+                    ))
+                }
+            };
+            RouteKind::Exec { command, binary }
+        }
+        other => {
+            return Err(format!(
+                "unknown `kind` \"{other}\" (one of demo, static, echo, room, pubsub, exec)"
+            ))
+        }
+    };
+    let pattern = PathPattern::parse(&r.path, matches!(kind, RouteKind::Static { .. }))?;
+    let origins = match &r.origins {
+        None => OriginRule::SameOrigin,
+        Some(list) if list.iter().any(|o| o == "*") => OriginRule::Any,
+        Some(list) => {
+            let mut out = Vec::new();
+            for o in list {
+                let o = o.trim_end_matches('/').to_ascii_lowercase();
+                if o != "null" && !o.contains("://") {
+                    return Err(format!(
+                        "`origins`: `{o}` is not an origin like https://example.com"
+                    ));
+                }
+                out.push(o);
+            }
+            OriginRule::List(out)
+        }
+    };
+    let auth = match &r.auth {
+        None => None,
+        Some(a) => {
+            if a.tokens.is_empty() && a.jwt_secret.is_none() {
+                return Err("`auth` needs `tokens` or `jwt_secret`".into());
+            }
+            if a.tokens.iter().any(|t| t.is_empty()) {
+                return Err("`auth.tokens` contains an empty token".into());
+            }
+            Some(AuthConfig {
+                tokens: a.tokens.clone(),
+                jwt_secret: a.jwt_secret.clone(),
+                cookie: a.cookie.clone(),
+                query_param: a
+                    .query_param
+                    .clone()
+                    .unwrap_or_else(|| "access_token".into()),
+            })
+        }
+    };
+    for p in &r.protocols {
+        if !tether::proto::handshake::is_token(p) {
+            return Err(format!(
+                "`protocols`: `{p}` is not a valid subprotocol token"
+            ));
+        }
+    }
+    Ok(Route {
+        id: 0,
+        path: r.path.clone(),
+        pattern,
+        kind,
+        protocols: r.protocols.clone(),
+        origins,
+        auth,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn effective(text: &str) -> Result<ServerConfig, String> {
+        let raw = RawConfig::parse(text)?.with_args(&ServeArgs::default());
+        ServerConfig::from_raw(&raw)
+    }
+
+    #[test]
+    fn builtin_config_validates_and_round_trips() {
+        let raw = RawConfig::builtin("t".into()).with_args(&ServeArgs::default());
+        let printed = raw.to_toml();
+        let again = RawConfig::parse(&printed).unwrap();
+        let cfg = ServerConfig::from_raw(&again).unwrap();
+        assert_eq!(cfg.routes.len(), 4);
+        assert_eq!(cfg.listeners[0].hosts, HostRule::Loopback);
+        assert_eq!(cfg.limits.max_message_size, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = effective("[[route]]\npath = \"/e\"\nkind = \"echo\"\ncolour = 1\n").unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn field_of_another_kind_is_refused_with_route_named() {
+        let e =
+            effective("[[route]]\npath = \"/e\"\nkind = \"echo\"\ndir = \"/tmp\"\n").unwrap_err();
+        assert!(e.contains("route[0] (/e)") && e.contains("`dir`"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let e = effective("[limits]\nidle_timeout = \"soon\"\n").unwrap_err();
+        assert!(e.contains("limits.idle_timeout"), "{e}");
+    }
+
+    #[test]
+    fn public_listener_defaults_to_vhost_names() {
+        let cfg = effective(
+            "[[listen]]\naddr = \"0.0.0.0:80\"\n[[vhost]]\nhosts = [\"A.example\"]\n[[vhost.route]]\npath = \"/e\"\nkind = \"echo\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.listeners[0].hosts,
+            HostRule::Names(vec!["a.example".into()])
+        );
+        assert_eq!(cfg.routes_for("a.example").len(), 1);
+        assert_eq!(cfg.routes_for("b.example").len(), 0);
+    }
+
+    #[test]
+    fn path_patterns_capture_segments() {
+        let p = PathPattern::parse("/chat/{room}", false).unwrap();
+        assert_eq!(p.matches("/chat/lobby"), Some((vec!["lobby"], "")));
+        assert_eq!(p.matches("/chat/"), None);
+        assert_eq!(p.matches("/chat/a/b"), None);
+        let s = PathPattern::parse("/static", true).unwrap();
+        assert_eq!(s.matches("/static/css/a.css"), Some((vec![], "css/a.css")));
+        assert_eq!(s.matches("/other"), None);
+        let root = PathPattern::parse("/", true).unwrap();
+        assert_eq!(root.matches("/index.html"), Some((vec![], "index.html")));
+        let exact = PathPattern::parse("/", false).unwrap();
+        assert_eq!(exact.matches("/"), Some((vec![], "")));
+        assert_eq!(exact.matches("/x"), None);
+    }
+}

@@ -1,0 +1,442 @@
+//! Plain HTTP on the WebSocket port: the demo page, static files,
+//! `/healthz`, `/metrics` and the pub/sub publish endpoint.
+//!
+//! Deliberately small: HTTP/1.1 with keep-alive, `GET`/`HEAD` for pages
+//! (`405` otherwise), request bodies only with `Content-Length` (bounded by
+//! `limits.max_body_size`: `413`; no length: `411`; chunked: `411`).
+//! Responses always carry `Content-Length`.
+
+use super::config::{Route, RouteKind};
+use super::policy::constant_time_eq;
+use super::pubsub::{publish, valid_channel};
+use super::stream::Conn;
+use super::State;
+use bytes::{Buf, BytesMut};
+use http::{Method, StatusCode};
+use std::path::{Component, Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The embedded demo page.
+pub const DEMO_PAGE: &str = include_str!("assets/index.html");
+
+/// A response body.
+pub enum Body {
+    /// In memory.
+    Bytes(Vec<u8>),
+    /// A file and its length.
+    File(tokio::fs::File, u64),
+}
+
+/// A response to write.
+pub struct Response {
+    status: StatusCode,
+    headers: Vec<(&'static str, String)>,
+    body: Body,
+}
+
+impl Response {
+    /// A text response.
+    pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type", "text/plain; charset=utf-8".into())],
+            body: Body::Bytes(body.into().into_bytes()),
+        }
+    }
+
+    /// A JSON response.
+    pub fn json(status: StatusCode, v: &serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: Body::Bytes(v.to_string().into_bytes()),
+        }
+    }
+
+    /// Add a header.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// Write `resp`; `head_only` for HEAD requests.
+pub async fn write_response(
+    io: &mut Conn,
+    resp: Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let len = match &resp.body {
+        Body::Bytes(b) => b.len() as u64,
+        Body::File(_, n) => *n,
+    };
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        resp.status.as_u16(),
+        resp.status.canonical_reason().unwrap_or("")
+    );
+    for (k, v) in &resp.headers {
+        head.push_str(k);
+        head.push_str(": ");
+        head.push_str(v);
+        head.push_str("\r\n");
+    }
+    head.push_str("x-content-type-options: nosniff\r\n");
+    head.push_str(if keep_alive {
+        "connection: keep-alive\r\n"
+    } else {
+        "connection: close\r\n"
+    });
+    head.push_str(&format!("content-length: {len}\r\n\r\n"));
+    io.write_all(head.as_bytes()).await?;
+    if !head_only {
+        match resp.body {
+            Body::Bytes(b) => io.write_all(&b).await?,
+            Body::File(mut f, n) => {
+                tokio::io::copy(&mut (&mut f).take(n), io).await?;
+            }
+        }
+    }
+    io.flush().await
+}
+
+/// Answer one plain HTTP request. Returns the bytes read past it when the
+/// connection stays open for another request, `None` to close it.
+pub async fn serve(
+    state: &State,
+    io: &mut Conn,
+    req: http::Request<()>,
+    mut leftover: BytesMut,
+    routes: &[Route],
+) -> Option<BytesMut> {
+    state
+        .metrics
+        .http_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let headers = req.headers();
+    let mut keep_alive = req.version() == http::Version::HTTP_11
+        && !headers.get_all(http::header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+        });
+    let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
+    let length: Option<u64> = match headers.get(http::header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse().ok()) {
+            Some(n) => Some(n),
+            None => {
+                let r = Response::text(StatusCode::BAD_REQUEST, "bad Content-Length\n");
+                let _ = write_response(io, r, false, false).await;
+                return None;
+            }
+        },
+    };
+    let path = req.uri().path();
+    let method = req.method();
+    let head_only = method == Method::HEAD;
+
+    let publish_route = routes
+        .iter()
+        .find(|r| matches!(&r.kind, RouteKind::Pubsub { publish_path: Some(p), .. } if p == path));
+    let resp = if let Some(route) = publish_route {
+        if method != Method::POST {
+            Response::text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n").header("allow", "POST")
+        } else if chunked {
+            keep_alive = false;
+            Response::text(
+                StatusCode::LENGTH_REQUIRED,
+                "send the body with Content-Length\n",
+            )
+        } else if let Some(n) = length {
+            if n > state.config.limits.max_body_size as u64 {
+                keep_alive = false;
+                Response::text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n")
+            } else {
+                match read_body(io, &mut leftover, n as usize, state).await {
+                    Some(body) => publish_request(state, route, &req, &body),
+                    None => return None,
+                }
+            }
+        } else {
+            keep_alive = false;
+            Response::text(
+                StatusCode::LENGTH_REQUIRED,
+                "send the body with Content-Length\n",
+            )
+        }
+    } else {
+        if chunked || length.is_some_and(|n| n > 0) {
+            // A body we will not read would be taken for the next request.
+            keep_alive = false;
+        }
+        page(state, path, method, routes).await
+    };
+    let ok = write_response(io, resp, keep_alive, head_only)
+        .await
+        .is_ok();
+    (ok && keep_alive).then_some(leftover)
+}
+
+async fn read_body(
+    io: &mut Conn,
+    leftover: &mut BytesMut,
+    n: usize,
+    state: &State,
+) -> Option<Vec<u8>> {
+    let mut body = Vec::with_capacity(n);
+    let take = n.min(leftover.len());
+    body.extend_from_slice(&leftover[..take]);
+    leftover.advance(take);
+    if body.len() < n {
+        let start = body.len();
+        body.resize(n, 0);
+        let t = state.config.limits.handshake_timeout;
+        match tokio::time::timeout(t, io.read_exact(&mut body[start..])).await {
+            Ok(Ok(_)) => {}
+            _ => return None,
+        }
+    }
+    Some(body)
+}
+
+fn publish_request(state: &State, route: &Route, req: &http::Request<()>, body: &[u8]) -> Response {
+    let RouteKind::Pubsub { publish_token, .. } = &route.kind else {
+        return Response::text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let authorized = match (publish_token, given) {
+        (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.as_bytes()),
+        _ => false,
+    };
+    if !authorized {
+        return Response::json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": "missing or wrong bearer token"}),
+        )
+        .header("www-authenticate", "Bearer");
+    }
+    let v: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Response::json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"error": format!("body is not JSON: {e}")}),
+            )
+        }
+    };
+    let Some(channel) = v
+        .get("channel")
+        .and_then(|c| c.as_str())
+        .filter(|c| valid_channel(c))
+    else {
+        return Response::json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": "`channel` (a string) is required"}),
+        );
+    };
+    let data = v.get("data").cloned().unwrap_or(serde_json::Value::Null);
+    let Some(hub) = state.hubs[route.id].as_ref() else {
+        return Response::text(StatusCode::INTERNAL_SERVER_ERROR, "no hub\n");
+    };
+    let delivered = publish(hub, channel, &data);
+    Response::json(StatusCode::OK, &serde_json::json!({"delivered": delivered}))
+}
+
+async fn page(state: &State, path: &str, method: &Method, routes: &[Route]) -> Response {
+    let get = method == Method::GET || method == Method::HEAD;
+    let not_allowed = || {
+        Response::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            .header("allow", "GET, HEAD")
+    };
+    match path {
+        "/healthz" => {
+            return if get {
+                Response::text(StatusCode::OK, "ok\n")
+            } else {
+                not_allowed()
+            };
+        }
+        "/metrics" => {
+            return if get {
+                Response::text(StatusCode::OK, state.metrics.render())
+                    .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+            } else {
+                not_allowed()
+            };
+        }
+        _ => {}
+    }
+    let pages = routes.iter().filter(|r| !r.kind.is_websocket());
+    for r in pages.chain(routes.iter().filter(|r| r.kind.is_websocket())) {
+        let Some((_, rest)) = r.pattern.matches(path) else {
+            continue;
+        };
+        if !get {
+            return not_allowed();
+        }
+        return match &r.kind {
+            RouteKind::Demo => Response {
+                status: StatusCode::OK,
+                headers: vec![
+                    ("content-type", "text/html; charset=utf-8".into()),
+                    ("cache-control", "no-cache".into()),
+                ],
+                body: Body::Bytes(DEMO_PAGE.as_bytes().to_vec()),
+            },
+            RouteKind::Static { dir } => static_file(dir, rest, path).await,
+            _ => Response::text(
+                StatusCode::UPGRADE_REQUIRED,
+                "this is a WebSocket endpoint: connect with a WebSocket client\n",
+            )
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13"),
+        };
+    }
+    Response::text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// Decode `%XX` in a path (no `+` rule); `None` for bad escapes or UTF-8.
+fn decode_path(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The file for `rest` under `root`, refusing anything that could leave it:
+/// `..`, hidden names (`.git`), backslashes, NUL, and symlinks pointing out.
+pub fn resolve(root: &Path, rest: &str) -> Option<PathBuf> {
+    let decoded = decode_path(rest)?;
+    let mut path = root.to_path_buf();
+    for seg in decoded.split('/').filter(|s| !s.is_empty()) {
+        if seg.starts_with('.') || seg.contains(['\\', '\0']) {
+            return None;
+        }
+        let mut comps = Path::new(seg).components();
+        match (comps.next(), comps.next()) {
+            (Some(Component::Normal(_)), None) => path.push(seg),
+            _ => return None,
+        }
+    }
+    Some(path)
+}
+
+async fn static_file(root: &Path, rest: &str, req_path: &str) -> Response {
+    let not_found = || Response::text(StatusCode::NOT_FOUND, "not found\n");
+    let Some(mut path) = resolve(root, rest) else {
+        return not_found();
+    };
+    let Ok(meta) = tokio::fs::metadata(&path).await else {
+        return not_found();
+    };
+    if meta.is_dir() {
+        if !req_path.ends_with('/') {
+            return Response::text(StatusCode::MOVED_PERMANENTLY, "moved\n")
+                .header("location", format!("{req_path}/"));
+        }
+        path.push("index.html");
+    }
+    // Symlinks must not lead out of the root.
+    let Ok(real) = tokio::fs::canonicalize(&path).await else {
+        return not_found();
+    };
+    if !real.starts_with(root) {
+        return not_found();
+    }
+    let Ok(file) = tokio::fs::File::open(&real).await else {
+        return not_found();
+    };
+    let Ok(meta) = file.metadata().await else {
+        return not_found();
+    };
+    if !meta.is_file() {
+        return not_found();
+    }
+    Response {
+        status: StatusCode::OK,
+        headers: vec![("content-type", content_type(&real).into())],
+        body: Body::File(file, meta.len()),
+    }
+}
+
+/// The `Content-Type` for a file name.
+pub fn content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" | "map" => "application/json",
+        "txt" => "text/plain; charset=utf-8",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "pdf" => "application/pdf",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_is_refused() {
+        let root = Path::new("/srv/www");
+        assert_eq!(
+            resolve(root, "a/b.css"),
+            Some(PathBuf::from("/srv/www/a/b.css"))
+        );
+        assert_eq!(resolve(root, "../etc/passwd"), None);
+        assert_eq!(resolve(root, "%2e%2e/etc/passwd"), None);
+        assert_eq!(resolve(root, "a/%2E%2E%2F%2E%2E/x"), None);
+        assert_eq!(resolve(root, ".git/config"), None);
+        assert_eq!(resolve(root, "a\\..\\b"), None);
+        assert_eq!(resolve(root, "%zz"), None);
+        assert_eq!(resolve(root, ""), Some(PathBuf::from("/srv/www")));
+    }
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(
+            content_type(Path::new("a/INDEX.HTML")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            content_type(Path::new("app.js")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("blob")), "application/octet-stream");
+    }
+}

@@ -1,0 +1,28 @@
+//! `room` routes: every message goes to everyone else in the same room. The
+//! room is named by the path's capture (`/chat/{room}`), or is the route
+//! itself when the path has none.
+
+use super::metrics::RouteMetrics;
+use super::session::{hub_loop, Hub, Outcome};
+use std::sync::Arc;
+use tether::WebSocket;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+/// Join `room` until the connection ends.
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    hub: &Arc<Hub>,
+    room: &str,
+    queue: usize,
+    shutdown: &mut watch::Receiver<bool>,
+    metrics: &RouteMetrics,
+) -> Outcome {
+    let mut member = hub.member(queue);
+    member.join(room);
+    hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
+        // Encoded once: every queue gets a clone sharing the same bytes.
+        m.hub().broadcast(room, &msg, Some(m.id));
+    })
+    .await
+}

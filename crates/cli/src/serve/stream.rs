@@ -1,0 +1,113 @@
+//! The server's transport: plain TCP or TLS, with the bytes read past an
+//! HTTP request pushed back in front (keep-alive and pipelining read the
+//! next request from there).
+
+use bytes::{Buf, BytesMut};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// TCP or TLS-over-TCP.
+pub enum Transport {
+    /// `ws://`, `http://`.
+    Plain(TcpStream),
+    /// `wss://`, `https://`.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// A transport with a pushback buffer.
+pub struct Conn {
+    prefix: BytesMut,
+    inner: Transport,
+}
+
+impl Conn {
+    /// Wrap a transport.
+    pub fn new(inner: Transport) -> Conn {
+        Conn {
+            prefix: BytesMut::new(),
+            inner,
+        }
+    }
+
+    /// The local address of the TCP connection.
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match &self.inner {
+            Transport::Plain(s) => s.local_addr(),
+            Transport::Tls(s) => s.get_ref().0.local_addr(),
+        }
+    }
+
+    /// Bytes to be read again before the transport's.
+    pub fn unread(&mut self, bytes: BytesMut) {
+        debug_assert!(self.prefix.is_empty());
+        self.prefix = bytes;
+    }
+}
+
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $e:expr) => {
+        match &mut $self.get_mut().inner {
+            Transport::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Transport::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        dispatch!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        dispatch!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        dispatch!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        dispatch!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        dispatch!(self, s => s.poll_shutdown(cx))
+    }
+}

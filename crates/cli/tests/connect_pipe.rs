@@ -1,0 +1,270 @@
+//! `tether connect` driven by a script: piped stdin, stdout lines, `--jsonl`,
+//! exit statuses, `--listen`. The servers are in-process Tether servers.
+
+use futures_util::StreamExt;
+use std::process::Stdio;
+use std::time::Duration;
+use tether::{CloseCode, CloseFrame, Message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+/// A server whose behaviour depends on the request path (see the match).
+async fn server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let incoming = tether::ServerBuilder::new().read_request(tcp).await.unwrap();
+                let path = incoming.path().to_owned();
+                let mut accept = tether::Accept::default();
+                if incoming.protocols().iter().any(|p| p == "chat.v1") {
+                    accept = accept.protocol("chat.v1");
+                }
+                let auth = incoming
+                    .header("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let mut ws = incoming.accept(accept).await.unwrap();
+                if path == "/whoami" {
+                    ws.send(Message::text(auth.unwrap_or_default())).await.unwrap();
+                }
+                while let Some(Ok(m)) = ws.next().await {
+                    if !m.is_data() {
+                        continue;
+                    }
+                    match path.as_str() {
+                        "/burst" => {
+                            for i in 0..200 {
+                                ws.send(Message::text(format!("burst {i}"))).await.unwrap();
+                            }
+                        }
+                        "/close4000" => {
+                            let _ = ws
+                                .close(Some(CloseFrame::new(CloseCode(4000), "bye")))
+                                .await;
+                            return;
+                        }
+                        "/drop" => return,
+                        _ => ws.send(m).await.unwrap(),
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A server that completes the handshake and then sends text that is not
+/// UTF-8 (the client must fail the connection with 1007).
+async fn bad_utf8_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            tcp.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap();
+        let accept = tether::proto::handshake::accept_key(key.as_bytes());
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        tcp.write_all(response.as_bytes()).await.unwrap();
+        tcp.write_all(&[0x81, 0x02, 0xff, 0xfe]).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest).await;
+    });
+    port
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn tether_connect(args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(BIN)
+        .arg("connect")
+        .args(args)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("ALL_PROXY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin).await.unwrap();
+    drop(pipe);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("tether connect finished within 30 s")
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn connect_pipes_lines_and_exits_zero_on_clean_close() {
+    let port = server().await;
+    let run = tether_connect(&[&format!("ws://127.0.0.1:{port}/echo")], b"one\ntwo\r\nthree").await;
+    assert_eq!(run.stdout, "one\ntwo\nthree\n", "stderr: {}", run.stderr);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+}
+
+#[tokio::test]
+async fn connect_keeps_printing_after_end_of_input_until_the_close_handshake() {
+    let port = server().await;
+    let run = tether_connect(&[&format!("ws://127.0.0.1:{port}/burst")], b"go\n").await;
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 200, "stderr: {}", run.stderr);
+    assert_eq!(lines[199], "burst 199");
+    assert_eq!(run.code, 0);
+}
+
+#[tokio::test]
+async fn connect_jsonl_reports_open_messages_and_close() {
+    let port = server().await;
+    let run = tether_connect(
+        &[
+            "--jsonl",
+            "--protocol",
+            "chat.v1",
+            "--binary",
+            &format!("ws://127.0.0.1:{port}/echo"),
+        ],
+        b"bin\n",
+    )
+    .await;
+    let events: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["event"], "open");
+    assert_eq!(events[0]["protocol"], "chat.v1");
+    assert_eq!(events[1]["event"], "message");
+    assert_eq!(events[1]["type"], "binary");
+    assert_eq!(events[1]["base64"], "Ymlu");
+    let close = events.last().unwrap();
+    assert_eq!(close["event"], "close");
+    assert_eq!(close["code"], 1000);
+    assert_eq!(close["clean"], true);
+    assert_eq!(run.code, 0);
+}
+
+#[tokio::test]
+async fn connect_sends_extra_headers() {
+    let port = server().await;
+    let run = tether_connect(
+        &[
+            "-H",
+            "Authorization: Bearer t0ken",
+            &format!("ws://127.0.0.1:{port}/whoami"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(run.stdout, "Bearer t0ken\n", "stderr: {}", run.stderr);
+}
+
+#[tokio::test]
+async fn connect_exit_status_distinguishes_how_the_connection_ended() {
+    let port = server().await;
+    let closed = tether_connect(&[&format!("ws://127.0.0.1:{port}/close4000")], b"x\n").await;
+    assert_eq!(closed.code, 3, "4000 is a clean close with an error code: {}", closed.stderr);
+    assert!(closed.stderr.contains("4000"), "{}", closed.stderr);
+
+    let dropped = tether_connect(&[&format!("ws://127.0.0.1:{port}/drop")], b"x\n").await;
+    assert_eq!(dropped.code, 4, "abnormal closure: {}", dropped.stderr);
+
+    let bad = bad_utf8_server().await;
+    let violated = tether_connect(&[&format!("ws://127.0.0.1:{bad}/")], b"").await;
+    assert_eq!(violated.code, 5, "protocol error: {}", violated.stderr);
+
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let refused = tether_connect(&[&format!("ws://127.0.0.1:{free}/")], b"").await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("cannot connect"), "{}", refused.stderr);
+
+    let usage = tether_connect(&["ws://h/#fragment"], b"").await;
+    assert_eq!(usage.code, 1, "{}", usage.stderr);
+    assert!(usage.stderr.contains("fragment"), "{}", usage.stderr);
+}
+
+#[tokio::test]
+async fn connect_listen_mode_pipes_one_accepted_connection() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(BIN)
+        .args(["connect", "--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let mut ws = loop {
+        match tether::ClientBuilder::new(&url).no_proxy().connect().await {
+            Ok((ws, _)) => break ws,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    ws.send(Message::text("to the listener")).await.unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"from the listener\n").await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("from the listener")
+    );
+    drop(stdin);
+    // End of input: the listener closes with 1000.
+    match ws.next().await.unwrap().unwrap() {
+        Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::NORMAL),
+        other => panic!("{other:?}"),
+    }
+    while ws.next().await.is_some() {}
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "to the listener\n");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn connect_help_documents_exit_statuses_and_examples() {
+    let out = Command::new(BIN)
+        .args(["connect", "--help"])
+        .output()
+        .await
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["Exit status:", "abnormal closure", "Examples:", "--insecure", "--jsonl", "/close"] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+}

@@ -1,0 +1,203 @@
+//! `tether serve` as an HTTP server: the demo page, static files, health,
+//! metrics, Host checks, keep-alive, and configuration errors.
+
+mod serve_support;
+
+use serve_support::{status_of, Server};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+const STATIC: &str = r#"
+[[route]]
+path = "/"
+kind = "static"
+dir = "$DIR/www"
+
+[[route]]
+path = "/echo"
+kind = "echo"
+"#;
+
+fn static_server() -> Server {
+    Server::with_setup(STATIC, &[], |dir| {
+        let www = dir.join("www");
+        std::fs::create_dir_all(www.join("docs")).unwrap();
+        std::fs::write(www.join("index.html"), "<h1>home</h1>").unwrap();
+        std::fs::write(www.join("app.js"), "console.log(1)").unwrap();
+        std::fs::write(www.join("style.css"), "body{}").unwrap();
+        std::fs::write(www.join("docs/index.html"), "<h1>docs</h1>").unwrap();
+        std::fs::write(www.join(".secret"), "hidden").unwrap();
+        std::fs::write(dir.join("outside.txt"), "outside the root").unwrap();
+        std::os::unix::fs::symlink(dir.join("outside.txt"), www.join("link.txt")).unwrap();
+    })
+}
+
+#[test]
+fn no_config_serves_demo_page_health_and_echo_hint() {
+    let server = Server::with_args(&[]);
+    let page = server.get("/");
+    assert_eq!(status_of(&page), 200, "{page}");
+    assert!(page
+        .to_ascii_lowercase()
+        .contains("content-type: text/html"));
+    assert!(
+        page.contains("new WebSocket("),
+        "the page uses the browser WebSocket API"
+    );
+    assert!(page.contains("readyState"));
+    let health = server.get("/healthz");
+    assert_eq!(status_of(&health), 200);
+    assert!(health.ends_with("ok\n"));
+    let echo = server.get("/echo");
+    assert_eq!(status_of(&echo), 426);
+    assert!(echo.to_ascii_lowercase().contains("upgrade: websocket"));
+    assert_eq!(status_of(&server.get("/nothing-here")), 404);
+}
+
+#[test]
+fn wrong_host_is_refused_with_421() {
+    let server = Server::with_args(&[]);
+    for host in ["evil.example", "evil.example:8080", "127.0.0.1.nip.io"] {
+        let resp = server.raw_http(&format!(
+            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(status_of(&resp), 421, "Host {host}: {resp}");
+    }
+    for host in ["localhost", "localhost:1234", "127.0.0.1", "[::1]:8080"] {
+        let resp = server.raw_http(&format!(
+            "GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(status_of(&resp), 200, "Host {host}: {resp}");
+    }
+    assert_eq!(
+        server.metric("tether_handshakes_rejected_total{reason=\"host\"}"),
+        3
+    );
+}
+
+#[test]
+fn static_files_have_content_types_and_index() {
+    let server = static_server();
+    let root = server.get("/");
+    assert_eq!(status_of(&root), 200);
+    assert!(root.ends_with("<h1>home</h1>"));
+    let js = server.get("/app.js");
+    assert!(
+        js.to_ascii_lowercase()
+            .contains("content-type: text/javascript"),
+        "{js}"
+    );
+    let css = server.get("/style.css");
+    assert!(css.to_ascii_lowercase().contains("content-type: text/css"));
+    let docs = server.get("/docs");
+    assert_eq!(status_of(&docs), 301);
+    assert!(docs.to_ascii_lowercase().contains("location: /docs/"));
+    assert!(server.get("/docs/").ends_with("<h1>docs</h1>"));
+    let head = server.raw_http(&format!(
+        "HEAD /app.js HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr
+    ));
+    assert_eq!(status_of(&head), 200);
+    assert!(
+        head.contains("content-length: 14") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+}
+
+#[test]
+fn static_traversal_and_hidden_files_are_blocked() {
+    let server = static_server();
+    for path in [
+        "/../outside.txt",
+        "/%2e%2e/outside.txt",
+        "/docs/%2E%2E/%2E%2E/outside.txt",
+        "/..%2foutside.txt",
+        "/.secret",
+        "/docs/..\\..\\outside.txt",
+        "/link.txt",
+    ] {
+        let resp = server.get(path);
+        assert!(
+            !resp.contains("outside the root") && !resp.contains("hidden"),
+            "{path}: {resp}"
+        );
+        let code = status_of(&resp);
+        assert!(code == 404 || code == 400, "{path}: {code}");
+    }
+}
+
+#[test]
+fn other_methods_get_405_and_keep_alive_serves_several_requests() {
+    let server = static_server();
+    let resp = server.raw_http(&format!(
+        "DELETE /app.js HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr
+    ));
+    assert_eq!(status_of(&resp), 405);
+    assert!(resp.to_ascii_lowercase().contains("allow: get, head"));
+    // Two pipelined requests on one connection, the second closing it.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let h = server.addr;
+    s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {h}\r\n\r\nGET /app.js HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+    assert!(out.ends_with("console.log(1)"));
+}
+
+#[test]
+fn print_config_shows_the_effective_file() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["serve", "--print-config", "--max-message-size", "64K"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("addr = \"127.0.0.1:8080\""), "{text}");
+    assert!(text.contains("max_message_size = \"64K\""), "{text}");
+    assert!(text.contains("kind = \"room\""), "{text}");
+}
+
+#[test]
+fn bad_config_fails_naming_the_key() {
+    let dir = serve_support::TempDir::new();
+    let cfg = dir.write("bad.toml", "[[route]]\npath = \"/x\"\nkind = \"exec\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("route[0] (/x)") && err.contains("`command`"),
+        "{err}"
+    );
+    let cfg = dir.write("typo.toml", "[limits]\nmax_conections = 5\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_conections"));
+}
+
+#[test]
+fn post_body_rules() {
+    let server = Server::with_args(&["--publish-token", "tok"]);
+    let h = server.addr;
+    let no_len = server.raw_http(&format!(
+        "POST /api/publish HTTP/1.1\r\nHost: {h}\r\nAuthorization: Bearer tok\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(status_of(&no_len), 411);
+    // Refused before the body is read (none is sent, so no reset can eat the answer).
+    let too_big = server.raw_http(&format!(
+        "POST /api/publish HTTP/1.1\r\nHost: {h}\r\nAuthorization: Bearer tok\r\nContent-Length: 70000\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(status_of(&too_big), 413);
+    let get = server.get("/api/publish");
+    assert_eq!(status_of(&get), 405);
+}

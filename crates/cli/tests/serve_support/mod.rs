@@ -1,0 +1,226 @@
+//! Shared by the `serve_*` integration tests: run the real `tether serve`
+//! binary on a free port with a temporary config, and talk to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A private temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("tether-serve-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `tether serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub scheme: &'static str,
+}
+
+impl Server {
+    /// Start with this TOML config (the `[[listen]]` is replaced by a free port).
+    pub fn with_config(toml: &str) -> Server {
+        Self::with_config_and_args(toml, &[])
+    }
+
+    pub fn with_config_and_args(toml: &str, args: &[&str]) -> Server {
+        Self::with_setup(toml, args, |_| {})
+    }
+
+    /// Like [`Server::with_config`], after `setup` prepared files in the
+    /// server's temporary directory (`$DIR` in the TOML).
+    pub fn with_setup(toml: &str, args: &[&str], setup: impl FnOnce(&Path)) -> Server {
+        let dir = TempDir::new();
+        setup(dir.path());
+        let toml = toml.replace("$DIR", dir.path().to_str().unwrap());
+        let cfg = dir.write("tether.toml", &toml);
+        let mut all = vec![
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        all.extend_from_slice(args);
+        Self::spawn(dir, &all)
+    }
+
+    /// Start with command-line arguments only (plus `--listen 127.0.0.1:0`).
+    pub fn with_args(args: &[&str]) -> Server {
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::spawn(TempDir::new(), &all)
+    }
+
+    fn spawn(dir: TempDir, args: &[&str]) -> Server {
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("TETHER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start tether serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next()
+            .unwrap_or_else(|| {
+                let log =
+                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+                panic!("server exited before listening; log:\n{log}")
+            })
+            .unwrap();
+        let (scheme, addr) = line
+            .strip_prefix("listening on ")
+            .and_then(|u| u.split_once("://"))
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        let scheme = if scheme == "https" { "https" } else { "http" };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Server {
+            child,
+            addr: addr.parse().unwrap(),
+            dir,
+            scheme,
+        }
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        let s = if self.scheme == "https" { "wss" } else { "ws" };
+        format!("{s}://{}{path}", self.addr)
+    }
+
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Send a raw HTTP request (add `Connection: close`), return the whole answer.
+    pub fn raw_http(&self, request: &str) -> String {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// `GET path` with a loopback Host.
+    pub fn get(&self, path: &str) -> String {
+        self.raw_http(&format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        ))
+    }
+
+    /// The value of a metric line (exact name with labels), 0 if absent.
+    pub fn metric(&self, series: &str) -> u64 {
+        let text = self.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Wait for the process to exit (bounded); its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status line code of a raw HTTP answer.
+pub fn status_of(resp: &str) -> u16 {
+    resp.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The HTTP status a refused WebSocket handshake got.
+pub fn rejected_status(e: &tether::Error) -> u16 {
+    match e {
+        tether::Error::Handshake(tether::proto::handshake::HandshakeError::UnexpectedStatus(s)) => {
+            s.as_u16()
+        }
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+/// Poll `f` until it is true or `limit` passes; returns the last result.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}

@@ -1,0 +1,470 @@
+//! `tether serve` WebSocket routes and their policies, through the real
+//! binary and the `tether` client.
+
+mod serve_support;
+
+use futures_util::StreamExt;
+use http::{HeaderName, HeaderValue};
+use serde_json::{json, Value};
+use serve_support::{rejected_status, status_of, Server};
+use std::time::Duration;
+use tether::{ClientBuilder, MaybeTlsStream, Message, WebSocket};
+
+type Ws = WebSocket<MaybeTlsStream>;
+
+const CONFIG: &str = r#"
+[limits]
+max_connections_per_ip = 50
+
+[[route]]
+path = "/echo"
+kind = "echo"
+
+[[route]]
+path = "/chat/{room}"
+kind = "room"
+
+[[route]]
+path = "/pubsub"
+kind = "pubsub"
+publish_token = "backend-secret"
+
+[[route]]
+path = "/open"
+kind = "echo"
+origins = ["*"]
+
+[[route]]
+path = "/partners"
+kind = "echo"
+origins = ["https://app.example"]
+
+[[route]]
+path = "/private"
+kind = "echo"
+auth = { tokens = ["letmein"], cookie = "session" }
+
+[[route]]
+path = "/jwt"
+kind = "pubsub"
+auth = { jwt_secret = "jwt-secret" }
+
+[[route]]
+path = "/proto"
+kind = "echo"
+protocols = ["v2.tether", "v1.tether"]
+"#;
+
+async fn connect(url: &str) -> Ws {
+    ClientBuilder::new(url).connect().await.expect("connect").0
+}
+
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("stream open")
+            .expect("no error");
+        match m {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    serde_json::from_str(&next_text(ws).await).unwrap()
+}
+
+async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The close frame the server sends (code, reason), reading past data.
+async fn close_of(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("closed within 20 s")
+        {
+            Some(Ok(Message::Close(Some(f)))) => return (f.code.as_u16(), f.reason.to_string()),
+            Some(Ok(Message::Close(None))) => return (1005, String::new()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("error before close: {e}"),
+            None => panic!("ended without a close frame"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn echo_round_trips_text_and_binary() {
+    let server = Server::with_config(CONFIG);
+    let mut ws = connect(&server.ws_url("/echo")).await;
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "hello");
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::binary(vec![1u8, 2, 3])
+    );
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn room_broadcasts_to_others_in_the_same_room_only() {
+    let server = Server::with_config(CONFIG);
+    let mut a = connect(&server.ws_url("/chat/lobby")).await;
+    let mut b = connect(&server.ws_url("/chat/lobby")).await;
+    let mut other = connect(&server.ws_url("/chat/elsewhere")).await;
+    // Joining is done once the handshake is; still, let the server register b.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.send(Message::text("hi from a")).await.unwrap();
+    assert_eq!(next_text(&mut b).await, "hi from a");
+    b.send(Message::text("hi from b")).await.unwrap();
+    // a gets b's message and never its own.
+    assert_eq!(next_text(&mut a).await, "hi from b");
+    other.send(Message::text("other room")).await.unwrap();
+    a.send(Message::text("second")).await.unwrap();
+    assert_eq!(next_text(&mut b).await, "second");
+    // `other` saw nothing from the lobby: its next message is a fresh one in its room.
+    let mut other2 = connect(&server.ws_url("/chat/elsewhere")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    other2.send(Message::text("ping elsewhere")).await.unwrap();
+    assert_eq!(next_text(&mut other).await, "ping elsewhere");
+    assert_eq!(
+        server.metric("tether_messages_in_total{route=\"/chat/{room}\",kind=\"room\"}"),
+        5
+    );
+}
+
+#[tokio::test]
+async fn pubsub_protocol_and_http_publish() {
+    let server = Server::with_config(CONFIG);
+    let mut sub = connect(&server.ws_url("/pubsub")).await;
+    send_json(
+        &mut sub,
+        json!({"op": "subscribe", "channel": "news", "id": 1}),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut sub).await,
+        json!({"op": "ack", "channel": "news", "id": 1})
+    );
+    let mut publ = connect(&server.ws_url("/pubsub")).await;
+    send_json(
+        &mut publ,
+        json!({"op": "publish", "channel": "news", "data": {"n": 1}, "id": "p1"}),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut sub).await,
+        json!({"op": "message", "channel": "news", "data": {"n": 1}})
+    );
+    assert_eq!(
+        next_json(&mut publ).await,
+        json!({"op": "ack", "channel": "news", "id": "p1", "delivered": 1})
+    );
+    send_json(&mut publ, json!({"op": "shout"})).await;
+    assert_eq!(next_json(&mut publ).await["op"], "error");
+
+    // A backend publishes over HTTP with the bearer token.
+    let body = r#"{"channel":"news","data":"from backend"}"#;
+    let req = |auth: &str| {
+        format!(
+            "POST /api/publish HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            server.addr,
+            body.len()
+        )
+    };
+    let denied = server.raw_http(&req(""));
+    assert_eq!(status_of(&denied), 401);
+    let wrong = server.raw_http(&req("Authorization: Bearer nope\r\n"));
+    assert_eq!(status_of(&wrong), 401);
+    let ok = server.raw_http(&req("Authorization: Bearer backend-secret\r\n"));
+    assert_eq!(status_of(&ok), 200, "{ok}");
+    assert!(ok.ends_with(r#"{"delivered":1}"#), "{ok}");
+    assert_eq!(
+        next_json(&mut sub).await,
+        json!({"op": "message", "channel": "news", "data": "from backend"})
+    );
+
+    send_json(&mut sub, json!({"op": "unsubscribe", "channel": "news"})).await;
+    assert_eq!(next_json(&mut sub).await["op"], "ack");
+    let after = server.raw_http(&req("Authorization: Bearer backend-secret\r\n"));
+    assert!(after.ends_with(r#"{"delivered":0}"#), "{after}");
+}
+
+#[tokio::test]
+async fn cross_origin_is_refused_with_403_and_same_origin_allowed() {
+    let server = Server::with_config(CONFIG);
+    let url = server.ws_url("/echo");
+    let err = ClientBuilder::new(&url)
+        .origin("http://evil.example")
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(rejected_status(&err), 403);
+    // Same host, other port: another origin.
+    let err = ClientBuilder::new(&url)
+        .origin("http://127.0.0.1:1")
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(rejected_status(&err), 403);
+    let (mut ws, _) = ClientBuilder::new(&url)
+        .origin(server.origin())
+        .connect()
+        .await
+        .unwrap();
+    ws.send(Message::text("same origin")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "same origin");
+    // No Origin at all: not a browser, allowed.
+    connect(&url).await;
+    // `*` must be explicit, and then anything goes.
+    ClientBuilder::new(server.ws_url("/open"))
+        .origin("http://evil.example")
+        .connect()
+        .await
+        .unwrap();
+    // An allowlist is exact.
+    let partners = server.ws_url("/partners");
+    ClientBuilder::new(&partners)
+        .origin("https://app.example")
+        .connect()
+        .await
+        .unwrap();
+    let err = ClientBuilder::new(&partners)
+        .origin(server.origin())
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(rejected_status(&err), 403);
+    assert_eq!(
+        server.metric("tether_handshakes_rejected_total{reason=\"origin\"}"),
+        3
+    );
+}
+
+#[tokio::test]
+async fn wrong_host_websocket_is_refused_with_421() {
+    let server = Server::with_config(CONFIG);
+    let err = ClientBuilder::new(format!("ws://evil.example:{}/echo", server.addr.port()))
+        .connect_on(tokio::net::TcpStream::connect(server.addr).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(rejected_status(&err), 421);
+    // localhost is a loopback name: accepted.
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    ClientBuilder::new(format!("ws://localhost:{}/echo", server.addr.port()))
+        .connect_on(tcp)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn auth_by_bearer_header_cookie_or_query() {
+    let server = Server::with_config(CONFIG);
+    let url = server.ws_url("/private");
+    let err = ClientBuilder::new(&url).connect().await.unwrap_err();
+    assert_eq!(rejected_status(&err), 401);
+    let bearer = |v: &str| HeaderValue::from_str(v).unwrap();
+    let err = ClientBuilder::new(&url)
+        .header(http::header::AUTHORIZATION, bearer("Bearer wrong"))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(rejected_status(&err), 401);
+    ClientBuilder::new(&url)
+        .header(http::header::AUTHORIZATION, bearer("Bearer letmein"))
+        .connect()
+        .await
+        .unwrap();
+    ClientBuilder::new(&url)
+        .header(
+            HeaderName::from_static("cookie"),
+            bearer("theme=dark; session=letmein"),
+        )
+        .connect()
+        .await
+        .unwrap();
+    connect(&format!("{url}?access_token=letmein")).await;
+    assert_eq!(
+        server.metric("tether_handshakes_rejected_total{reason=\"auth\"}"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn jwt_claims_limit_pubsub_channels() {
+    let server = Server::with_config(CONFIG);
+    let token = |claims: Value, secret: &[u8]| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let exp = 4_000_000_000u64;
+    let good = token(
+        json!({"sub": "ann", "exp": exp, "subscribe": ["public.*"], "publish": ["public.chat"]}),
+        b"jwt-secret",
+    );
+    let forged = token(
+        json!({"sub": "eve", "exp": exp, "subscribe": ["*"], "publish": ["*"]}),
+        b"guess",
+    );
+    let expired = token(
+        json!({"sub": "old", "exp": 1000, "subscribe": ["*"]}),
+        b"jwt-secret",
+    );
+    let url = server.ws_url("/jwt");
+    for bad in [&forged, &expired] {
+        let err = connect_with_token(&url, bad).await.unwrap_err();
+        assert_eq!(rejected_status(&err), 401);
+    }
+    let mut ws = connect_with_token(&url, &good).await.unwrap();
+    send_json(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "public.chat", "id": 1}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["op"], "ack");
+    send_json(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "admin", "id": 2}),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"op": "error", "id": 2, "error": "not allowed to subscribe to admin"})
+    );
+    send_json(
+        &mut ws,
+        json!({"op": "publish", "channel": "public.news", "data": 1, "id": 3}),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut ws).await["error"],
+        "not allowed to publish to public.news"
+    );
+    send_json(
+        &mut ws,
+        json!({"op": "publish", "channel": "public.chat", "data": 2, "id": 4}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["op"], "message");
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"op": "ack", "channel": "public.chat", "id": 4, "delivered": 1})
+    );
+}
+
+async fn connect_with_token(url: &str, token: &str) -> tether::Result<Ws> {
+    let v = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    ClientBuilder::new(url)
+        .header(http::header::AUTHORIZATION, v)
+        .connect()
+        .await
+        .map(|(ws, _)| ws)
+}
+
+#[tokio::test]
+async fn subprotocol_is_chosen_from_the_route_list() {
+    let server = Server::with_config(CONFIG);
+    let (_ws, resp) = ClientBuilder::new(server.ws_url("/proto"))
+        .protocol("v1.tether")
+        .protocol("v2.tether")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers().get("sec-websocket-protocol").unwrap(),
+        "v1.tether"
+    );
+}
+
+#[tokio::test]
+async fn connection_limits_hold() {
+    let server = Server::with_config_and_args(CONFIG, &["--max-connections-per-ip", "3"]);
+    let url = server.ws_url("/echo");
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(connect(&url).await);
+    }
+    let err = ClientBuilder::new(&url).connect().await.unwrap_err();
+    assert_eq!(rejected_status(&err), 429);
+    // Closing one frees its slot.
+    let mut first = open.remove(0);
+    first.close(None).await.unwrap();
+    assert!(serve_support::eventually(Duration::from_secs(10), || {
+        server.metric("tether_connections_open") == 2
+    }));
+    open.push(connect(&url).await);
+
+    let total = Server::with_config_and_args(CONFIG, &["--max-connections", "1"]);
+    let _one = connect(&total.ws_url("/echo")).await;
+    let err = ClientBuilder::new(total.ws_url("/echo"))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(rejected_status(&err), 503);
+    assert_eq!(
+        total.metric("tether_handshakes_rejected_total{reason=\"limit_total\"}"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn oversized_message_closes_with_1009() {
+    let server = Server::with_config_and_args(CONFIG, &["--max-message-size", "1K"]);
+    let mut ws = connect(&server.ws_url("/echo")).await;
+    ws.send(Message::binary(vec![0u8; 2048])).await.unwrap();
+    assert_eq!(close_of(&mut ws).await.0, 1009);
+    assert!(serve_support::eventually(Duration::from_secs(10), || {
+        server.metric("tether_closes_total{code=\"1009\"}") == 1
+    }));
+}
+
+#[tokio::test]
+async fn metrics_count_messages_bytes_and_closes() {
+    let server = Server::with_config(CONFIG);
+    let mut ws = connect(&server.ws_url("/echo")).await;
+    for _ in 0..3 {
+        ws.send(Message::text("12345")).await.unwrap();
+        next_text(&mut ws).await;
+    }
+    ws.close(Some(tether::CloseFrame::new(1000u16, "bye")))
+        .await
+        .unwrap();
+    let label = "{route=\"/echo\",kind=\"echo\"}";
+    assert!(serve_support::eventually(Duration::from_secs(10), || {
+        server.metric("tether_closes_total{code=\"1000\"}") == 1
+    }));
+    assert_eq!(
+        server.metric(&format!("tether_messages_in_total{label}")),
+        3
+    );
+    assert_eq!(server.metric(&format!("tether_bytes_in_total{label}")), 15);
+    assert_eq!(
+        server.metric(&format!("tether_messages_out_total{label}")),
+        3
+    );
+    assert_eq!(
+        server.metric(&format!("tether_route_connections_total{label}")),
+        1
+    );
+    assert_eq!(server.metric("tether_connections_open"), 0);
+    // One log line for the close: who closed, with which code and reason.
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" close") && l.contains("bye"))
+        .expect("close line");
+    assert!(
+        line.contains("\"client\"") && line.contains("1000"),
+        "{line}"
+    );
+}

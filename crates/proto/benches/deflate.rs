@@ -1,0 +1,149 @@
+//! permessage-deflate: compression/decompression throughput and memory per
+//! connection.
+//!
+//! `cargo bench -p tether-proto --bench deflate` prints, before the criterion
+//! runs, the heap held by a connection's deflate state (compressor +
+//! decompressor, after one message each way, so lazily allocated windows are
+//! counted) for several settings, measured with a counting allocator.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use tether_proto::deflate::{Compressor, Decompressor, DeflateParams};
+use tether_proto::{Config, Connection, Message, Role};
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts bytes.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        System.realloc(p, l, new)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// JSON-like text: what WebSocket applications mostly send.
+fn json_payload(len: usize) -> Vec<u8> {
+    let mut s = String::new();
+    let mut i = 0u64;
+    while s.len() < len {
+        s.push_str(&format!(
+            r#"{{"id":{i},"user":"user{}","event":"update","price":{}.{:02},"tags":["a","b"]}},"#,
+            i % 97,
+            (i * 7919) % 1000,
+            i % 100
+        ));
+        i += 1;
+    }
+    s.truncate(len);
+    s.into_bytes()
+}
+
+fn connection_bytes(params: Option<DeflateParams>) -> isize {
+    let config = Config {
+        negotiated_deflate: params,
+        ..Config::default()
+    };
+    let msg = Message::Binary(json_payload(4096).into());
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut server = Connection::new(Role::Server, config.clone());
+    let mut client = Connection::new(Role::Client, config);
+    // One message each way so inflate windows are allocated, then drop
+    // buffers that are not deflate state.
+    client.send(msg.clone()).unwrap();
+    server.receive(&client.take_output());
+    let _ = server.poll_event().unwrap();
+    server.send(msg).unwrap();
+    client.receive(&server.take_output());
+    let _ = client.poll_event().unwrap();
+    server.shrink_buffers();
+    client.shrink_buffers();
+    let after = LIVE.load(Ordering::Relaxed);
+    drop((server, client));
+    (after - before) / 2
+}
+
+fn report_memory() {
+    let base = connection_bytes(None);
+    println!("memory per connection (heap, after one message each way):");
+    println!("  no deflate:                         {:>7} B", base);
+    for (name, p) in [
+        ("deflate 15/15, context takeover", DeflateParams::default()),
+        (
+            "deflate 15/15, no context takeover",
+            DeflateParams {
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
+                ..DeflateParams::default()
+            },
+        ),
+        (
+            "deflate 12/12",
+            DeflateParams {
+                server_max_window_bits: 12,
+                client_max_window_bits: 12,
+                ..DeflateParams::default()
+            },
+        ),
+        (
+            "deflate 9/9",
+            DeflateParams {
+                server_max_window_bits: 9,
+                client_max_window_bits: 9,
+                ..DeflateParams::default()
+            },
+        ),
+    ] {
+        let b = connection_bytes(Some(p));
+        println!("  {name:<35}{:>7} B (+{} B)", b, b - base);
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    report_memory();
+    let mut g = c.benchmark_group("deflate");
+    for &len in &[256usize, 16 * 1024, 1 << 20] {
+        let data = json_payload(len);
+        g.throughput(Throughput::Bytes(len as u64));
+        for level in [1u32, 6] {
+            let mut comp = Compressor::new(15, level, false);
+            g.bench_function(format!("compress/json/{len}/level{level}"), |b| {
+                b.iter(|| black_box(comp.compress(black_box(&data))))
+            });
+        }
+        let mut comp = Compressor::new(15, 6, true);
+        let compressed = comp.compress(&data);
+        let mut de = Decompressor::new(15);
+        let mut out = Vec::new();
+        g.bench_function(format!("decompress/json/{len}"), |b| {
+            b.iter(|| {
+                out.clear();
+                de.decompress(&compressed, true, &mut out, usize::MAX, |_| Ok(()))
+                    .unwrap();
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

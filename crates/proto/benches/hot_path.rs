@@ -1,0 +1,201 @@
+//! Micro benchmarks of the per-message hot path of `tether-proto`.
+//!
+//! `cargo bench -p tether-proto --bench hot_path` (add `-- mask` etc. to
+//! pick a group). Throughput is reported in bytes (GB/s) or elements
+//! (messages/s) so the numbers compare across sizes:
+//!
+//! * `frame_header`: decoding and encoding headers of each length form;
+//! * `mask`: `apply_mask` (word at a time) against `apply_mask_scalar`, at
+//!   16 B, 1 KiB, 64 KiB and 1 MiB, plus an unaligned start offset;
+//! * `utf8`: `Utf8Validator::feed` on ASCII and on multibyte text;
+//! * `assemble`: a server `Connection` turning N masked client frames into
+//!   messages, from one buffer and from 1 KiB chunks (as a socket delivers).
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use tether_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use tether_proto::mask::{apply_mask, apply_mask_scalar};
+use tether_proto::utf8::Utf8Validator;
+use tether_proto::{Config, Connection, Event, Message, Role};
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+fn frame_header(c: &mut Criterion) {
+    let mut g = c.benchmark_group("frame_header");
+    g.throughput(Throughput::Elements(1));
+    for (name, len, masked) in [
+        ("7bit_masked", 20u64, true),
+        ("16bit_masked", 16 << 10, true),
+        ("64bit_unmasked", 1 << 20, false),
+    ] {
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: OpCode::Binary,
+            mask: masked.then_some(KEY),
+            payload_len: len,
+        };
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut buf);
+        g.bench_function(format!("decode/{name}"), |b| {
+            b.iter(|| FrameHeader::decode(black_box(&buf[..n])))
+        });
+        g.bench_function(format!("encode/{name}"), |b| {
+            let mut out = [0u8; MAX_HEADER_LEN];
+            b.iter(|| black_box(&header).encode(black_box(&mut out)))
+        });
+    }
+    g.finish();
+}
+
+fn mask(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mask");
+    for (name, size) in [
+        ("16B", 16usize),
+        ("1KiB", 1 << 10),
+        ("64KiB", 64 << 10),
+        ("1MiB", 1 << 20),
+    ] {
+        let mut data = vec![0x5au8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(format!("apply_mask/{name}"), |b| {
+            b.iter(|| apply_mask(black_box(&mut data), KEY, 0))
+        });
+        g.bench_function(format!("apply_mask_offset3/{name}"), |b| {
+            b.iter(|| apply_mask(black_box(&mut data[1..]), KEY, 3))
+        });
+        g.bench_function(format!("scalar/{name}"), |b| {
+            b.iter(|| apply_mask_scalar(black_box(&mut data), KEY, 0))
+        });
+    }
+    g.finish();
+}
+
+fn utf8(c: &mut Criterion) {
+    let mut g = c.benchmark_group("utf8");
+    let ascii: Vec<u8> = (0..64 << 10).map(|i| b'a' + (i % 26) as u8).collect();
+    // Mixed 2-, 3- and 4-byte characters with ASCII in between.
+    let multi: Vec<u8> = "héllo wörld — ünïcødé 日本語テキスト 🦀🚀 "
+        .repeat(1200)
+        .into_bytes()[..64 << 10]
+        .to_vec();
+    let multi_len = std::str::from_utf8(&multi)
+        .err()
+        .map_or(multi.len(), |e| e.valid_up_to());
+    let multi = &multi[..multi_len];
+    for (name, data) in [("ascii", &ascii[..]), ("multibyte", multi)] {
+        for (piece_name, piece) in [("64KiB", 64 << 10), ("1KiB", 1 << 10), ("20B", 20)] {
+            g.throughput(Throughput::Bytes(data.len() as u64));
+            g.bench_function(format!("feed/{name}/{piece_name}_pieces"), |b| {
+                b.iter(|| {
+                    let mut v = Utf8Validator::new();
+                    for p in data.chunks(piece) {
+                        v.feed(black_box(p)).unwrap();
+                    }
+                    v.finish().unwrap()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// `n` masked client frames of `size` bytes each, back to back.
+fn client_frames(n: usize, size: usize, text: bool) -> Vec<u8> {
+    let mut client = Connection::new(Role::Client, Config::default());
+    let payload = if text {
+        Message::text("x".repeat(size))
+    } else {
+        Message::binary(vec![7u8; size])
+    };
+    for _ in 0..n {
+        client.send(payload.clone()).unwrap();
+    }
+    client.take_output().to_vec()
+}
+
+fn drain(server: &mut Connection) -> usize {
+    let mut n = 0;
+    while let Some(e) = server.poll_event().unwrap() {
+        if let Event::Message(m) = e {
+            black_box(&m);
+            n += 1;
+        }
+    }
+    n
+}
+
+fn assemble(c: &mut Criterion) {
+    let mut g = c.benchmark_group("assemble");
+    for (name, n, size, text) in [
+        ("1000x20B_binary", 1000usize, 20usize, false),
+        ("1000x20B_text", 1000, 20, true),
+        ("100x16KiB_binary", 100, 16 << 10, false),
+        ("100x16KiB_text", 100, 16 << 10, true),
+        ("4x1MiB_binary", 4, 1 << 20, false),
+    ] {
+        let wire = client_frames(n, size, text);
+        g.throughput(Throughput::Bytes((n * size) as u64));
+        g.bench_function(format!("one_chunk/{name}"), |b| {
+            b.iter_batched_ref(
+                || Connection::new(Role::Server, Config::default()),
+                |server| {
+                    server.receive(&wire);
+                    assert_eq!(drain(server), n);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function(format!("1KiB_chunks/{name}"), |b| {
+            b.iter_batched_ref(
+                || Connection::new(Role::Server, Config::default()),
+                |server| {
+                    let mut got = 0;
+                    for chunk in wire.chunks(1024) {
+                        server.receive(chunk);
+                        got += drain(server);
+                    }
+                    assert_eq!(got, n);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    // The same work counted in messages per second.
+    let wire = client_frames(1000, 20, false);
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("msgs/1000x20B_binary", |b| {
+        b.iter_batched_ref(
+            || Connection::new(Role::Server, Config::default()),
+            |server| {
+                server.receive(&wire);
+                assert_eq!(drain(server), 1000);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+/// The sending side: a client encoding (and masking) messages.
+fn encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode");
+    for (name, size) in [("20B", 20usize), ("16KiB", 16 << 10)] {
+        let msg = Message::binary(vec![1u8; size]);
+        g.throughput(Throughput::Elements(100));
+        for role in [Role::Client, Role::Server] {
+            g.bench_function(format!("{role:?}/100x{name}"), |b| {
+                let mut conn = Connection::new(role, Config::default());
+                b.iter(|| {
+                    for _ in 0..100 {
+                        conn.send(msg.clone()).unwrap();
+                    }
+                    black_box(conn.take_output())
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, frame_header, mask, utf8, assemble, encode);
+criterion_main!(benches);

@@ -1,0 +1,148 @@
+//! permessage-deflate (RFC 7692): negotiation and per-message compression.
+//!
+//! * [`DeflateConfig`] — what this endpoint is willing to do (off unless the
+//!   application opts in by setting [`Config::deflate`](crate::Config::deflate));
+//! * negotiation — [`DeflateConfig::offer`] and [`DeflateConfig::accept_response`]
+//!   for a client, [`DeflateConfig::negotiate`] for a server. The outcome is a
+//!   [`DeflateParams`], which the handshake layer stores in
+//!   [`Config::negotiated_deflate`](crate::Config::negotiated_deflate) before
+//!   creating the [`Connection`](crate::Connection);
+//! * [`Compressor`] / [`Decompressor`] — one message at a time, with or without
+//!   context takeover, with the `0x00 0x00 0xff 0xff` tail stripped on the way
+//!   out and appended on the way in (§7.2.1, §7.2.2).
+//!
+//! # Architecture notes (for ARCHITECTURE.md)
+//!
+//! **Backend.** `flate2` with its `zlib-rs` backend: a pure-Rust port of zlib
+//! (no C toolchain, no `unsafe` in this crate), about as fast as zlib-ng, and —
+//! unlike flate2's default `miniz_oxide` backend — it honours the window size
+//! (`Compress::new_with_window_bits` / `Decompress::new_with_window_bits`), which
+//! `server_max_window_bits` / `client_max_window_bits` need.
+//!
+//! **Window bits 8.** zlib (and so zlib-rs and flate2) cannot *deflate* raw
+//! data with a 256-byte window: `deflateInit2` rejects `-8`, and flate2 only
+//! takes 9..=15 for either direction. When 8 is negotiated for our direction we
+//! compress with 9. This is safe: zlib never emits a match distance larger than
+//! `window_size - MIN_LOOKAHEAD` (512 - 262 = 250 bytes for 9 bits), so the
+//! stream never references more than the 256 bytes a peer with an 8-bit window
+//! keeps (RFC 7692 §7.1.2.1 discusses the zlib limitation). When the peer's
+//! direction uses 8 we inflate with a 9-bit window, which decodes any stream
+//! made with a smaller one.
+//!
+//! **Where inflation happens.** A compressed frame is inflated when the whole
+//! frame has arrived (its size is already bounded by `max_frame_size`), in
+//! chunks of [`INFLATE_CHUNK`] bytes of output. After every chunk the inflated
+//! size is checked against `max_message_size` — exceeding it fails the
+//! connection with 1009 — and, for text, the new bytes are fed to the
+//! incremental UTF-8 validator, so a decompression bomb stops after at most
+//! `max_message_size + 1` bytes of output and invalid UTF-8 fails within one
+//! chunk of where it appears. Corrupt deflate data fails with 1007
+//! ([`ProtocolError::Extension`](crate::ProtocolError::Extension)).
+//!
+//! **Memory per connection** (both directions negotiated; see the `deflate`
+//! bench, which counts allocations): the compressor holds zlib's deflate state
+//! (window 2×2^bits, hash chains 2×2^bits plus a fixed 64 KiB hash table and
+//! 64 KiB of pending output), the decompressor its inflate state plus a 2^bits
+//! window. With 15 bits that is roughly 256 KiB + 40 KiB; with 9 bits roughly
+//! 135 KiB + 8 KiB. Neither is allocated unless deflate was negotiated.
+//! `*_no_context_takeover` does not reduce what is held between messages
+//! (the state is reset, not freed, which avoids an allocation per message);
+//! it bounds what a message may reference. To cap memory, lower the window
+//! bits or leave deflate off ([`Config::deflate`](crate::Config::deflate) =
+//! `None`, the default).
+//!
+//! **Sending.** [`Connection::send`](crate::Connection::send) compresses
+//! messages of at least [`DeflateConfig::min_size`] bytes and sets RSV1 on the
+//! first frame only; smaller ones go out uncompressed (RSV1 clear), which
+//! RFC 7692 §6 allows per message. Messages sent piecewise with
+//! [`Connection::send_fragment`](crate::Connection::send_fragment) are sent
+//! uncompressed.
+//!
+//! **Cost when not negotiated.** The connection keeps an
+//! `Option<Box<DeflateState>>`; the frame path only looks at it when a frame
+//! has RSV bits set (already a rare branch) or once per message, never per
+//! byte, and nothing is allocated.
+
+mod codec;
+mod negotiate;
+
+#[cfg(test)]
+mod tests;
+
+pub use codec::{Compressor, Decompressor, INFLATE_CHUNK};
+pub use negotiate::NegotiationError;
+
+/// The extension token.
+pub const EXTENSION_NAME: &str = "permessage-deflate";
+
+/// permessage-deflate settings of one endpoint.
+///
+/// The same struct serves both roles: a client offers these values, a server
+/// accepts offers within them.
+///
+/// ```
+/// use tether_proto::deflate::DeflateConfig;
+/// let c = DeflateConfig::default();
+/// assert_eq!(c.offer().to_string(), "permessage-deflate; client_max_window_bits");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeflateConfig {
+    /// Largest LZ77 window (base-2 log, 8..=15) the server may compress with.
+    /// A client asks for it (`server_max_window_bits`) when below 15; a
+    /// server never uses more. Lower means less memory. Default 15.
+    pub server_max_window_bits: u8,
+    /// Largest window (8..=15) the client may compress with. A client offers
+    /// `client_max_window_bits` (with this value when below 15); a server
+    /// declines offers that cannot be limited to it. Default 15.
+    pub client_max_window_bits: u8,
+    /// Ask that the server reset its compression context after every
+    /// message (client: request it; server: always do it). Default false.
+    pub server_no_context_takeover: bool,
+    /// Ask that the client reset its compression context after every
+    /// message (client: always do it; server: require it). Default false.
+    pub client_no_context_takeover: bool,
+    /// zlib compression level 0..=9. Default 6.
+    pub level: u32,
+    /// Messages shorter than this are sent uncompressed. Default 64 bytes.
+    pub min_size: usize,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig {
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            level: 6,
+            min_size: 64,
+        }
+    }
+}
+
+/// The parameters agreed in the opening handshake (RFC 7692 §7.1), the same
+/// for both ends: each side reads the `server_*` or `client_*` half that
+/// applies to its own direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeflateParams {
+    /// The server resets its compression context after every message.
+    pub server_no_context_takeover: bool,
+    /// The client resets its compression context after every message.
+    pub client_no_context_takeover: bool,
+    /// The server compresses with a window of at most 2^this bytes (8..=15).
+    pub server_max_window_bits: u8,
+    /// The client compresses with a window of at most 2^this bytes (8..=15).
+    pub client_max_window_bits: u8,
+}
+
+impl Default for DeflateParams {
+    /// No parameters: context takeover both ways, 15-bit windows.
+    fn default() -> Self {
+        DeflateParams {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        }
+    }
+}

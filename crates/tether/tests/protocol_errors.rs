@@ -1,0 +1,230 @@
+//! A peer that breaks RFC 6455 gets a Close frame with the code §7.4.1 asks
+//! for, and the application sees `Error::Protocol` naming the rule.
+
+mod common;
+
+use common::*;
+use tether::proto::frame::OpCode;
+use tether::proto::ProtocolError;
+use tether::{Error, WebSocketConfig};
+use tokio::io::AsyncWriteExt;
+
+/// Feed `bytes` to a tether server from a raw client; return the error the
+/// server reports and the close code the raw client received.
+async fn server_fails_on(config: WebSocketConfig, bytes: Vec<u8>) -> (Error, Option<u16>) {
+    let (mut ws, mut raw) = server_with_raw_client(config).await;
+    let server = tokio::spawn(async move {
+        loop {
+            match ws.recv().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return e,
+                None => panic!("stream ended without an error"),
+            }
+        }
+    });
+    raw.io.write_all(&bytes).await.unwrap();
+    let frames = raw.recv_until_close().await;
+    let code = frames.last().unwrap().close_code();
+    // After failing, the server closes its side; we close ours.
+    assert!(raw.reaches_eof().await);
+    drop(raw);
+    (server.await.unwrap(), code)
+}
+
+/// The same for a tether client and a raw server.
+async fn client_fails_on(config: WebSocketConfig, bytes: Vec<u8>) -> (Error, Option<u16>) {
+    let (mut ws, mut raw) = client_with_raw_server(config).await;
+    let client = tokio::spawn(async move {
+        loop {
+            match ws.recv().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return e,
+                None => panic!("stream ended without an error"),
+            }
+        }
+    });
+    raw.io.write_all(&bytes).await.unwrap();
+    let frames = raw.recv_until_close().await;
+    let code = frames.last().unwrap().close_code();
+    drop(raw);
+    (client.await.unwrap(), code)
+}
+
+fn masked(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    encode_frame(true, 0, opcode, Some([1, 2, 3, 4]), payload)
+}
+
+#[tokio::test]
+async fn server_receives_unmasked_frame() {
+    let frame = encode_frame(true, 0, OpCode::Text, None, b"hello");
+    let (err, code) = server_fails_on(WebSocketConfig::default(), frame).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::UnmaskedClientFrame)),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1002));
+    assert_eq!(err.close_code().0, 1002);
+}
+
+#[tokio::test]
+async fn client_receives_masked_frame() {
+    let (err, code) =
+        client_fails_on(WebSocketConfig::default(), masked(OpCode::Text, b"hi")).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::MaskedServerFrame)),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1002));
+}
+
+#[tokio::test]
+async fn server_receives_invalid_utf8_text() {
+    // "κόσμε" followed by an encoded surrogate (Autobahn 6.3.1).
+    let bad = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited";
+    let (err, code) = server_fails_on(WebSocketConfig::default(), masked(OpCode::Text, bad)).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1007));
+}
+
+#[tokio::test]
+async fn client_receives_invalid_utf8_split_across_fragments() {
+    let mut bytes = encode_frame(false, 0, OpCode::Text, None, b"ok \xe2\x82");
+    bytes.extend(encode_frame(
+        true,
+        0,
+        OpCode::Continuation,
+        None,
+        b"\x28 not a euro",
+    ));
+    let (err, code) = client_fails_on(WebSocketConfig::default(), bytes).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1007));
+}
+
+#[tokio::test]
+async fn server_receives_oversized_message() {
+    let mut config = WebSocketConfig::default();
+    config.protocol.max_message_size = 1024;
+    let (err, code) = server_fails_on(config, masked(OpCode::Binary, &[0u8; 2000])).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::MessageTooLarge { .. })),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1009));
+}
+
+#[tokio::test]
+async fn server_receives_oversized_fragmented_message() {
+    let mut config = WebSocketConfig::default();
+    config.protocol.max_message_size = 1024;
+    let mut bytes = Vec::new();
+    bytes.extend(encode_frame(
+        false,
+        0,
+        OpCode::Binary,
+        Some([9, 9, 9, 9]),
+        &[1; 600],
+    ));
+    bytes.extend(encode_frame(
+        true,
+        0,
+        OpCode::Continuation,
+        Some([9, 9, 9, 9]),
+        &[1; 600],
+    ));
+    let (err, code) = server_fails_on(config, bytes).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::MessageTooLarge { .. })),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1009));
+}
+
+#[tokio::test]
+async fn server_receives_frame_declaring_an_oversized_length() {
+    // Only the header arrives: the limit applies before any payload.
+    let mut config = WebSocketConfig::default();
+    config.protocol.max_frame_size = 4096;
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    let (err, code) = server_fails_on(config, header).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::FrameTooLarge { .. })),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1009));
+}
+
+#[tokio::test]
+async fn server_receives_reserved_bits() {
+    let frame = encode_frame(true, 0b100, OpCode::Text, Some([1, 2, 3, 4]), b"x");
+    let (err, code) = server_fails_on(WebSocketConfig::default(), frame).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::ReservedBitsSet)),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1002));
+}
+
+#[tokio::test]
+async fn server_receives_reserved_opcode() {
+    let (err, code) =
+        server_fails_on(WebSocketConfig::default(), vec![0x83, 0x80, 0, 0, 0, 0]).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::ReservedOpcode(3))),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1002));
+}
+
+#[tokio::test]
+async fn server_receives_continuation_without_a_message() {
+    let frame = masked(OpCode::Continuation, b"orphan");
+    let (err, code) = server_fails_on(WebSocketConfig::default(), frame).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::UnexpectedContinuation)),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1002));
+}
+
+#[tokio::test]
+async fn server_receives_close_with_invalid_code() {
+    let frame = masked(OpCode::Close, &close_payload(1005, ""));
+    let (err, code) = server_fails_on(WebSocketConfig::default(), frame).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::InvalidCloseCode(1005))),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1002));
+}
+
+#[tokio::test]
+async fn messages_before_the_violation_are_still_delivered() {
+    let (mut ws, mut raw) = server_with_raw_client(WebSocketConfig::default()).await;
+    let mut bytes = masked(OpCode::Text, b"fine");
+    bytes.extend(encode_frame(true, 0, OpCode::Text, None, b"unmasked"));
+    raw.io.write_all(&bytes).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        tether::Message::text("fine")
+    );
+    let server = tokio::spawn(async move { ws.recv().await });
+    assert_eq!(
+        raw.recv_until_close().await.last().unwrap().close_code(),
+        Some(1002)
+    );
+    drop(raw);
+    let err = server.await.unwrap().unwrap().unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Protocol(ProtocolError::UnmaskedClientFrame)
+    ));
+}

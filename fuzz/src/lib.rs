@@ -1,0 +1,345 @@
+//! Shared harness of the `connection_server` and `connection_client` fuzz
+//! targets: drive a [`Connection`] with arbitrary peer bytes, arriving in
+//! arbitrary chunks, interleaved with arbitrary application calls and partial
+//! drains of the output, and check the invariants every transport relies on.
+//!
+//! Input layout (everything is optional; short inputs use defaults):
+//!
+//! ```text
+//! [frame limit] [message limit] [flags] [control backlog] [K] [K op bytes] [peer bytes...]
+//! ```
+//!
+//! The limits are small so the limit paths are reachable. The op bytes are
+//! used cyclically; each one feeds a chunk of peer bytes, drains some output,
+//! or makes an application call. Whatever peer bytes remain at the end are
+//! fed in one piece.
+//!
+//! Invariants checked:
+//!
+//! 1. after `poll_event` returns an error, nothing more is ever delivered,
+//!    the state is `Closed`, and (unless we had already sent a Close) the
+//!    output ends with a Close frame carrying the error's close code;
+//! 2. after the peer's Close is delivered, nothing more is delivered and our
+//!    Close is queued;
+//! 3. the output queue never holds more than what the application queued
+//!    since it was last empty, plus the control backlog and two control
+//!    frames (a ping flood cannot grow it);
+//! 4. delivered messages respect the limits and text is UTF-8;
+//! 5. everything written is a valid frame sequence for our role: a fresh
+//!    peer `Connection` reads it without error, and nothing follows our Close;
+//! 6. a refused application call changes nothing.
+//!
+//! Flag bits 5-7 of the input turn on permessage-deflate as if negotiated, so
+//! compressed input (and its limits) is fuzzed as well.
+
+use bytes::{Buf, Bytes};
+use std::io::IoSlice;
+use tether_proto::deflate::{DeflateConfig, DeflateParams};
+use tether_proto::frame::{FrameHeader, OpCode};
+use tether_proto::{
+    CloseCode, CloseFrame, CloseState, Config, Connection, Event, Message, Role, SendError,
+};
+
+/// Largest control frame on the wire: 2 header bytes, 4 mask bytes, 125 payload.
+const MAX_CONTROL_FRAME: usize = 2 + 4 + 125;
+
+/// Application sends stop after this many bytes (keeps runs fast).
+const MAX_APP_TOTAL: usize = 256 * 1024;
+
+/// Cap on harness steps, so every input terminates quickly.
+const MAX_STEPS: usize = 2048;
+
+struct Harness {
+    conn: Connection,
+    /// Everything drained from the output so far.
+    sent: Vec<u8>,
+    /// Upper bound on application bytes in the output queue.
+    app_pending: usize,
+    /// Application bytes queued over the whole run.
+    app_total: usize,
+    /// A Close event or an error was delivered.
+    finished: bool,
+    /// The close code the output must end with, after a failure.
+    failure_code: Option<CloseCode>,
+}
+
+/// permessage-deflate (RFC 7692) as if negotiated, when flag bits 5-7 are
+/// all set (one input in eight: compression state is costly to set up, and
+/// the plain paths deserve most of the time); the low bits of `params` pick
+/// the no_context_takeover parameters. Outgoing messages of 16 bytes or more
+/// are compressed.
+fn deflate_config(flags: u8, params: u8) -> Config {
+    if flags >> 5 != 0b111 {
+        return Config::default();
+    }
+    Config {
+        deflate: Some(DeflateConfig {
+            min_size: 16,
+            ..DeflateConfig::default()
+        }),
+        negotiated_deflate: Some(DeflateParams {
+            server_no_context_takeover: params & 1 != 0,
+            client_no_context_takeover: params & 2 != 0,
+            ..DeflateParams::default()
+        }),
+        ..Config::default()
+    }
+}
+
+/// Run one fuzz input against a connection of the given role.
+pub fn run_connection(role: Role, data: &[u8]) {
+    let byte = |i: usize| data.get(i).copied().unwrap_or(0xff);
+    let max_frame_size = 1 + byte(0) as usize * 4;
+    let max_message_size = 1 + byte(1) as usize * 8;
+    let flags = byte(2);
+    let config = Config {
+        max_frame_size,
+        max_message_size,
+        auto_pong: flags & 1 != 0,
+        control_backlog: byte(3) as usize * 4,
+        fragment_size: match (flags >> 1) & 0x0f {
+            0 => None,
+            n => Some(n as usize * 3),
+        },
+        ..deflate_config(flags, byte(3))
+    };
+    let k = data.get(4).copied().unwrap_or(0) as usize;
+    let rest = data.get(5..).unwrap_or(&[]);
+    let (ops, mut wire) = rest.split_at(k.min(rest.len()));
+
+    let mut h = Harness {
+        conn: Connection::new(role, config),
+        sent: Vec::new(),
+        app_pending: 0,
+        app_total: 0,
+        finished: false,
+        failure_code: None,
+    };
+
+    if !ops.is_empty() {
+        for (step, &op) in ops.iter().cycle().enumerate() {
+            if step >= MAX_STEPS || wire.is_empty() && step >= ops.len() {
+                break;
+            }
+            match op & 3 {
+                0 | 1 => {
+                    let len = ((op >> 2) as usize + 1 + (op & 1) as usize * 64).min(wire.len());
+                    let (chunk, tail) = wire.split_at(len);
+                    wire = tail;
+                    h.feed(chunk);
+                }
+                2 => h.drain(op >> 2),
+                _ => h.app(op >> 2),
+            }
+            h.check_bounded();
+        }
+    }
+    h.feed(wire);
+    h.drain(0);
+    h.check_output();
+}
+
+impl Harness {
+    fn feed(&mut self, chunk: &[u8]) {
+        self.conn.receive(chunk);
+        loop {
+            match self.conn.poll_event() {
+                Ok(None) => break,
+                Ok(Some(event)) => {
+                    assert!(!self.finished, "event {event:?} delivered after the end");
+                    self.check_event(&event);
+                }
+                Err(e) => {
+                    assert!(!self.finished, "error {e:?} delivered after the end");
+                    let had_sent_close = self.conn.close_sent();
+                    self.finished = true;
+                    assert_eq!(self.conn.failure(), Some(&e));
+                    assert_eq!(self.conn.close_state(), CloseState::Closed);
+                    assert!(self.conn.close_sent());
+                    if !had_sent_close {
+                        self.failure_code = Some(e.close_code());
+                    }
+                    // Once failed, further input is ignored.
+                    self.conn.receive(b"\x81\x80\x00\x00\x00\x00");
+                    assert_eq!(self.conn.poll_event(), Ok(None));
+                    break;
+                }
+            }
+            self.check_bounded();
+        }
+    }
+
+    fn check_event(&mut self, event: &Event) {
+        let config = self.conn.config();
+        match event {
+            Event::Message(Message::Text(t)) => {
+                assert!(t.len() <= config.max_message_size);
+                assert!(std::str::from_utf8(t.as_bytes()).is_ok());
+            }
+            Event::Message(Message::Binary(b)) => assert!(b.len() <= config.max_message_size),
+            Event::Ping(p) | Event::Pong(p) => assert!(p.len() <= 125),
+            Event::Close(frame) => {
+                if let Some(f) = frame {
+                    assert!(f.code.is_valid_on_wire(), "{:?}", f.code);
+                    assert!(f.reason.len() <= 123);
+                }
+                assert_eq!(self.conn.peer_close(), frame.as_ref());
+                assert!(self.conn.close_sent(), "Close not answered");
+                assert!(matches!(
+                    self.conn.close_state(),
+                    CloseState::CloseReceived | CloseState::Closed
+                ));
+                assert!(self.conn.reading_done());
+                self.finished = true;
+            }
+        }
+    }
+
+    /// Drain `amount * 5` bytes of output, or all of it for 0.
+    fn drain(&mut self, amount: u8) {
+        let out = self.conn.output();
+        let want = match amount {
+            0 => out.remaining(),
+            n => (n as usize * 5).min(out.remaining()),
+        };
+        // The vectored view starts with the same bytes as the plain one.
+        let mut slices = [IoSlice::new(&[]); 8];
+        let k = out.chunks_vectored(&mut slices);
+        let vectored_len: usize = slices[..k].iter().map(|s| s.len()).sum();
+        assert!(vectored_len <= out.remaining());
+        let vectored: Vec<u8> = slices[..k]
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .take(want.min(512))
+            .collect();
+        let start = self.sent.len();
+        let mut left = want;
+        while left > 0 {
+            let chunk = out.chunk();
+            assert!(!chunk.is_empty(), "Buf::chunk empty with bytes remaining");
+            let n = chunk.len().min(left);
+            self.sent.extend_from_slice(&chunk[..n]);
+            out.advance(n);
+            left -= n;
+        }
+        assert_eq!(vectored[..], self.sent[start..start + vectored.len()]);
+        self.conn.on_output_drained();
+        if self.conn.buffered_amount() == 0 {
+            self.app_pending = 0;
+        }
+    }
+
+    fn app(&mut self, op: u8) {
+        if self.app_total > MAX_APP_TOTAL {
+            return;
+        }
+        let before = self.conn.buffered_amount();
+        let closing = self.conn.close_sent();
+        let size = (op >> 3) as usize;
+        let result = match op & 7 {
+            0 => self.conn.send(Message::text("a".repeat(size * 37))),
+            // Up to 9300 bytes: past the zero-copy threshold of a server.
+            1 => self.conn.send(Message::binary(vec![0x5a; size * 300])),
+            2 => self.conn.send_ping(Bytes::from(vec![0x70; size * 4])),
+            3 => self.conn.send_pong(Bytes::from(vec![0x71; size * 4])),
+            4 => self.conn.close(Some(CloseFrame::new(CloseCode(1000 + size as u16), "bye"))),
+            5 => self.conn.close(None),
+            6 => self
+                .conn
+                .send_fragment(OpCode::Binary, false, Bytes::from(vec![0x62; size * 9])),
+            _ => self
+                .conn
+                .send_fragment(OpCode::Continuation, size & 1 == 0, Bytes::from(vec![0x63; size])),
+        };
+        match result {
+            Ok(()) => {
+                assert!(!closing, "accepted a frame after our Close");
+                let queued = self.conn.buffered_amount() - before;
+                self.app_pending += queued;
+                self.app_total += queued;
+            }
+            Err(e) => {
+                if closing {
+                    assert_eq!(e, SendError::Closing);
+                }
+                assert_eq!(self.conn.buffered_amount(), before, "refused call wrote {e:?}");
+            }
+        }
+    }
+
+    fn check_bounded(&self) {
+        let bound = self.app_pending + self.conn.config().control_backlog + 2 * MAX_CONTROL_FRAME;
+        assert!(
+            self.conn.buffered_amount() <= bound,
+            "output of {} bytes exceeds {bound}",
+            self.conn.buffered_amount()
+        );
+    }
+
+    /// Everything we wrote is a valid frame sequence that ends at our Close.
+    fn check_output(&mut self) {
+        assert_eq!(self.conn.buffered_amount(), 0);
+        let role = self.conn.role();
+        let mut rest = &self.sent[..];
+        let mut last = None;
+        let mut closes = 0;
+        while !rest.is_empty() {
+            assert_eq!(closes, 0, "bytes follow our Close");
+            let (header, hlen) = FrameHeader::decode(rest)
+                .expect("our frame header is valid")
+                .expect("our frame header is complete");
+            let compressed = self.conn.config().negotiated_deflate.is_some();
+            let allowed_rsv = if compressed && matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+                0b100
+            } else {
+                0
+            };
+            assert_eq!(header.rsv & !allowed_rsv, 0, "reserved bits in our output");
+            assert_eq!(header.mask.is_some(), role == Role::Client, "masking");
+            let end = hlen + header.payload_len as usize;
+            assert!(end <= rest.len(), "truncated frame in our output");
+            let mut payload = rest[hlen..end].to_vec();
+            if let Some(key) = header.mask {
+                for (i, b) in payload.iter_mut().enumerate() {
+                    *b ^= key[i % 4];
+                }
+            }
+            if header.opcode == OpCode::Close {
+                closes += 1;
+            }
+            last = Some((header.opcode, payload));
+            rest = &rest[end..];
+        }
+        if let Some(code) = self.failure_code {
+            match last {
+                Some((OpCode::Close, payload)) => {
+                    assert!(payload.len() >= 2, "failure Close without a code");
+                    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code.0);
+                    assert!(std::str::from_utf8(&payload[2..]).is_ok());
+                }
+                other => panic!("failed with {code:?} but the output ends with {other:?}"),
+            }
+        }
+
+        // A conforming peer with generous limits accepts all of it.
+        let peer_role = match role {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        };
+        let config = self.conn.config();
+        let peer_config = Config {
+            deflate: config.deflate.clone(),
+            negotiated_deflate: config.negotiated_deflate,
+            ..Config::default()
+        };
+        let mut peer = Connection::new(peer_role, peer_config);
+        peer.receive(&self.sent);
+        loop {
+            match peer.poll_event() {
+                Ok(None) => break,
+                Ok(Some(_)) => {}
+                Err(e) => panic!("the peer rejects our output: {e}"),
+            }
+        }
+    }
+}

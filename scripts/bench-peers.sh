@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Compare `tether serve`'s /echo with other WebSocket servers and a raw TCP
+# echo, using the same `tether bench` cases against each.
+#
+#   scripts/bench-peers.sh            # full run: 3 rounds x 4 s per case (~6-7 min)
+#   scripts/bench-peers.sh --quick    # 1 round x 2 s, 2,000 idle connections (~1 min)
+#   scripts/bench-peers.sh --rounds 5 --duration 5s --idle 10000
+#
+# Builds everything in release (Tether's workspace and the separate one in
+# benches/peers/), starts each server on 127.0.0.1, runs the cases
+# interleaved (every round visits every server once per case, in a rotating
+# order, so a burst of background load hits them all alike), and prints a
+# table of medians with the ratio to the raw TCP echo (same bytes, no
+# WebSocket: `tether bench --raw-tcp`). Idle memory: N idle connections are
+# opened to a freshly started server and its VmRSS growth is divided by N.
+#
+# Client and servers share the machine's cores: the table reports the CPU
+# use of both (percent of one core), so a saturated load generator shows.
+# Raw results (one JSON summary per run) are kept in target/bench-peers/.
+set -euo pipefail
+
+ROUNDS=3
+DURATION=4s
+IDLE=10000
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) ROUNDS=1; DURATION=2s; IDLE=2000 ;;
+        --rounds) ROUNDS="$2"; shift ;;
+        --duration) DURATION="$2"; shift ;;
+        --idle) IDLE="$2"; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "unknown option: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+OUT="$ROOT/target/bench-peers"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json
+
+# 10,000 idle connections need that many descriptors in the client and in
+# each server (both inherit this limit).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" -lt $((IDLE + 512)) ]; then
+    echo "warning: ulimit -n is $(ulimit -n); lowering idle connections" >&2
+    IDLE=$(( $(ulimit -n) - 512 ))
+fi
+
+echo "== building (release)"
+cargo build --release -q -p tether-cli
+cargo build --release -q --manifest-path benches/peers/Cargo.toml
+TETHER="$ROOT/target/release/tether"
+PEERS="$ROOT/benches/peers/target/release"
+
+SERVERS="tcp tether fastwebsockets tungstenite"
+declare -A PORT=([tcp]=19104 [tether]=19101 [fastwebsockets]=19102 [tungstenite]=19103)
+declare -A PID=()
+
+serve_flags=(--listen "127.0.0.1:${PORT[tether]}" --max-message-size 2M --log warn)
+# Newer `tether serve` limits connections; lift the limits for the idle case.
+if "$TETHER" serve --help 2>/dev/null | grep -q -- '--max-connections-per-ip'; then
+    serve_flags+=(--max-connections 100000 --max-connections-per-ip 100000)
+fi
+
+start_server() {
+    local s="$1" port="${PORT[$1]}"
+    case "$s" in
+        tether) "$TETHER" serve "${serve_flags[@]}" >"$OUT/server-$s.log" 2>&1 & ;;
+        fastwebsockets) "$PEERS/fastwebsockets-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
+        tungstenite) "$PEERS/tungstenite-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
+        tcp) "$PEERS/tcp-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
+    esac
+    PID[$s]=$!
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "server $s did not start; its log:" >&2
+    cat "$OUT/server-$s.log" >&2
+    exit 1
+}
+
+stop_server() {
+    local pid="${PID[$1]:-}"
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        unset "PID[$1]"
+    fi
+}
+
+stop_all() {
+    for s in $SERVERS; do stop_server "$s"; done
+}
+trap stop_all EXIT INT TERM
+
+url_of() {
+    case "$1" in
+        tether) echo "ws://127.0.0.1:${PORT[tether]}/echo" ;;
+        tcp) echo "127.0.0.1:${PORT[tcp]}" ;;
+        *) echo "ws://127.0.0.1:${PORT[$1]}/" ;;
+    esac
+}
+
+# name | tether bench flags
+CASES=(
+    "100c x 20B d1|-c 100 -s 20 -d 1"
+    "100c x 20B d16|-c 100 -s 20 -d 16"
+    "10c x 16KiB|-c 10 -s 16K -d 1"
+    "500c x 16KiB|-c 500 -s 16K -d 1"
+    "4c x 1MiB|-c 4 -s 1M -d 1"
+)
+
+echo "== machine: $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== throughput: $ROUNDS round(s) x ${#CASES[@]} cases x 4 servers, $DURATION each"
+for s in $SERVERS; do start_server "$s"; done
+
+servers=($SERVERS)
+for round in $(seq "$ROUNDS"); do
+    for ci in "${!CASES[@]}"; do
+        name="${CASES[$ci]%%|*}"
+        flags="${CASES[$ci]#*|}"
+        # Rotate the server order each round and case.
+        shift_by=$(( (round + ci) % ${#servers[@]} ))
+        order=("${servers[@]:$shift_by}" "${servers[@]:0:$shift_by}")
+        for s in "${order[@]}"; do
+            extra=()
+            [ "$s" = tcp ] && extra=(--raw-tcp)
+            f="$OUT/r${round}-c${ci}-$s.json"
+            # shellcheck disable=SC2086
+            if ! "$TETHER" bench "$(url_of "$s")" $flags -t "$DURATION" --json \
+                --server-pid "${PID[$s]}" "${extra[@]}" --log error >"$f" 2>"$f.err"; then
+                echo "  bench failed: $name on $s (see $f.err)" >&2
+                rm -f "$f"
+            fi
+            printf '  round %s  %-16s %-15s %s\n' "$round" "$name" "$s" \
+                "$(jq -r '"\(.msgs_per_sec|floor) msg/s  p50 \(.latency_us.p50 // "-")us  errors \(.errors)"' "$f" 2>/dev/null || echo failed)"
+        done
+    done
+done
+stop_all
+
+echo "== idle memory: $IDLE connections per server (fresh server each)"
+for s in tether fastwebsockets tungstenite; do
+    start_server "$s"
+    f="$OUT/idle-$s.json"
+    if ! "$TETHER" bench "$(url_of "$s")" --idle -c "$IDLE" -s 20 -t 1s --json \
+        --server-pid "${PID[$s]}" --log error >"$f" 2>"$f.err"; then
+        echo "  idle bench failed on $s (see $f.err)" >&2
+        rm -f "$f"
+    fi
+    stop_server "$s"
+done
+
+echo
+python3 - "$OUT" "$ROUNDS" "${CASES[@]}" <<'PY'
+import json, os, statistics, sys
+
+out, rounds, cases = sys.argv[1], int(sys.argv[2]), [c.split("|")[0] for c in sys.argv[3:]]
+servers = ["tcp", "tether", "fastwebsockets", "tungstenite"]
+label = {"tcp": "raw TCP echo", "tether": "tether", "fastwebsockets": "fastwebsockets", "tungstenite": "tokio-tungstenite"}
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+print(f"Medians of {rounds} round(s); ratio = msgs/s / raw TCP echo msgs/s; cpu = % of one core (client / server)")
+print()
+print("| case | server | msgs/s | MB/s | ratio vs raw | p50 us | p99 us | errors | cpu client/server |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+for ci, case in enumerate(cases):
+    base = None
+    for s in servers:
+        runs = [load(os.path.join(out, f"r{r}-c{ci}-{s}.json")) for r in range(1, rounds + 1)]
+        runs = [r for r in runs if r]
+        if not runs:
+            print(f"| {case} | {label[s]} | failed | | | | | | |")
+            continue
+        rate = med([r["msgs_per_sec"] for r in runs])
+        mbps = med([r["mb_per_sec"] for r in runs])
+        p50 = med([(r.get("latency_us") or {}).get("p50") for r in runs])
+        p99 = med([(r.get("latency_us") or {}).get("p99") for r in runs])
+        errs = sum(r["errors"] for r in runs)
+        ccpu = med([r["client_cpu"]["percent"] for r in runs])
+        scpu = med([((r.get("server") or {}).get("cpu") or {}).get("percent") for r in runs])
+        if s == "tcp":
+            base = rate
+        ratio = f"{rate / base:.2f}x" if base else "-"
+        fmt = lambda v: "-" if v is None else f"{v:.0f}"
+        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} |")
+print()
+print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")
+print("|---|---|---:|---|---:|")
+for s in ["tether", "fastwebsockets", "tungstenite"]:
+    r = load(os.path.join(out, f"idle-{s}.json"))
+    if not r:
+        print(f"| - | {label[s]} | failed | | |")
+        continue
+    sv = r.get("server") or {}
+    per = sv.get("rss_per_connection_bytes")
+    print(f"| {r['connections']} | {label[s]} | {r['connected']} | {sv.get('rss_before_kib')} -> {sv.get('rss_after_kib')} | {'-' if per is None else f'{per:,.0f}'} |")
+PY
