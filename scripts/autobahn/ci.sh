@@ -10,6 +10,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 cd "$REPO"
+mkdir -p reports
 
 "$HERE/setup.sh"
 cargo build --release -q -p tether-cli -p tether --bin tether --example autobahn_client
