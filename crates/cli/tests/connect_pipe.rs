@@ -18,7 +18,10 @@ async fn server() -> u16 {
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let incoming = tether::ServerBuilder::new().read_request(tcp).await.unwrap();
+                let incoming = tether::ServerBuilder::new()
+                    .read_request(tcp)
+                    .await
+                    .unwrap();
                 let path = incoming.path().to_owned();
                 let mut accept = tether::Accept::default();
                 if incoming.protocols().iter().any(|p| p == "chat.v1") {
@@ -29,7 +32,9 @@ async fn server() -> u16 {
                     .map(|v| v.to_str().unwrap().to_owned());
                 let mut ws = incoming.accept(accept).await.unwrap();
                 if path == "/whoami" {
-                    ws.send(Message::text(auth.unwrap_or_default())).await.unwrap();
+                    ws.send(Message::text(auth.unwrap_or_default()))
+                        .await
+                        .unwrap();
                 }
                 while let Some(Ok(m)) = ws.next().await {
                     if !m.is_data() {
@@ -48,6 +53,14 @@ async fn server() -> u16 {
                             return;
                         }
                         "/drop" => return,
+                        "/late" => {
+                            // Answer 100 ms later, unless the client closed meanwhile.
+                            let late = tokio::time::sleep(Duration::from_millis(100));
+                            tokio::select! {
+                                _ = late => ws.send(Message::text("late answer")).await.unwrap(),
+                                _ = ws.next() => return,
+                            }
+                        }
                         _ => ws.send(m).await.unwrap(),
                     }
                 }
@@ -128,7 +141,11 @@ async fn tether_connect(args: &[&str], stdin: &[u8]) -> Run {
 #[tokio::test]
 async fn connect_pipes_lines_and_exits_zero_on_clean_close() {
     let port = server().await;
-    let run = tether_connect(&[&format!("ws://127.0.0.1:{port}/echo")], b"one\ntwo\r\nthree").await;
+    let run = tether_connect(
+        &[&format!("ws://127.0.0.1:{port}/echo")],
+        b"one\ntwo\r\nthree",
+    )
+    .await;
     assert_eq!(run.stdout, "one\ntwo\nthree\n", "stderr: {}", run.stderr);
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
 }
@@ -175,6 +192,18 @@ async fn connect_jsonl_reports_open_messages_and_close() {
 }
 
 #[tokio::test]
+async fn connect_linger_waits_for_late_answers_before_closing() {
+    let port = server().await;
+    let run = tether_connect(
+        &["--linger", "3", &format!("ws://127.0.0.1:{port}/late")],
+        b"question\n",
+    )
+    .await;
+    assert_eq!(run.stdout, "late answer\n", "stderr: {}", run.stderr);
+    assert_eq!(run.code, 0);
+}
+
+#[tokio::test]
 async fn connect_sends_extra_headers() {
     let port = server().await;
     let run = tether_connect(
@@ -193,7 +222,11 @@ async fn connect_sends_extra_headers() {
 async fn connect_exit_status_distinguishes_how_the_connection_ended() {
     let port = server().await;
     let closed = tether_connect(&[&format!("ws://127.0.0.1:{port}/close4000")], b"x\n").await;
-    assert_eq!(closed.code, 3, "4000 is a clean close with an error code: {}", closed.stderr);
+    assert_eq!(
+        closed.code, 3,
+        "4000 is a clean close with an error code: {}",
+        closed.stderr
+    );
     assert!(closed.stderr.contains("4000"), "{}", closed.stderr);
 
     let dropped = tether_connect(&[&format!("ws://127.0.0.1:{port}/drop")], b"x\n").await;
@@ -203,10 +236,19 @@ async fn connect_exit_status_distinguishes_how_the_connection_ended() {
     let violated = tether_connect(&[&format!("ws://127.0.0.1:{bad}/")], b"").await;
     assert_eq!(violated.code, 5, "protocol error: {}", violated.stderr);
 
-    let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let free = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let refused = tether_connect(&[&format!("ws://127.0.0.1:{free}/")], b"").await;
     assert_eq!(refused.code, 1, "{}", refused.stderr);
-    assert!(refused.stderr.contains("cannot connect"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("cannot connect"),
+        "{}",
+        refused.stderr
+    );
 
     let usage = tether_connect(&["ws://h/#fragment"], b"").await;
     assert_eq!(usage.code, 1, "{}", usage.stderr);
@@ -264,7 +306,62 @@ async fn connect_help_documents_exit_statuses_and_examples() {
         .await
         .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["Exit status:", "abnormal closure", "Examples:", "--insecure", "--jsonl", "/close"] {
+    for needle in [
+        "Exit status:",
+        "abnormal closure",
+        "Examples:",
+        "--insecure",
+        "--jsonl",
+        "/close",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
+}
+
+#[tokio::test]
+async fn connect_reconnects_after_an_abnormal_closure() {
+    // The first connection is dropped right after the handshake; the second
+    // one echoes.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (reconnected_tx, reconnected_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        drop(tether::accept(tcp).await.unwrap());
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tether::accept(tcp).await.unwrap();
+        // Input is written only now, so none can be lost with the first one.
+        reconnected_tx.send(()).unwrap();
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_data() {
+                ws.send(m).await.unwrap();
+            }
+        }
+    });
+    let mut child = Command::new(BIN)
+        .args(["connect", "--reconnect", &format!("ws://127.0.0.1:{port}/")])
+        .env_remove("http_proxy")
+        .env_remove("all_proxy")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    reconnected_rx.await.unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"after reconnect\n").await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "after reconnect\n",
+        "{stderr}"
+    );
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }

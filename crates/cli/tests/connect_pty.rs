@@ -75,7 +75,13 @@ async fn connect_interactive_session_under_a_pty() {
     let (port, mut seen) = echo_server().await;
     let home = std::env::temp_dir().join(format!("tether-pty-home-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
-    let argv = serde_json::json!([BIN, "connect", "--proxy", "none", format!("ws://127.0.0.1:{port}/")]);
+    let argv = serde_json::json!([
+        BIN,
+        "connect",
+        "--proxy",
+        "none",
+        format!("ws://127.0.0.1:{port}/")
+    ]);
     let steps = serde_json::json!([
         ["> ", "hello there\r"],
         ["hello there\r\n", ""],
@@ -99,7 +105,10 @@ async fn connect_interactive_session_under_a_pty() {
     .expect("the session ended within 60 s")
     .expect("python3 runs");
     let transcript = String::from_utf8_lossy(&out.stdout);
-    assert!(transcript.contains("connected to ws://127.0.0.1"), "{transcript}");
+    assert!(
+        transcript.contains("connected to ws://127.0.0.1"),
+        "{transcript}"
+    );
     // Received text is shown with direction and a HH:MM:SS.mmm time.
     let shown = transcript
         .lines()
@@ -113,9 +122,14 @@ async fn connect_interactive_session_under_a_pty() {
 
     assert_eq!(seen.recv().await.unwrap(), Message::text("hello there"));
     assert_eq!(seen.recv().await.unwrap(), Message::binary(&b"AB"[..]));
-    assert_eq!(seen.recv().await.unwrap(), Message::Ping(bytes::Bytes::from_static(b"probe")));
+    assert_eq!(
+        seen.recv().await.unwrap(),
+        Message::Ping(bytes::Bytes::from_static(b"probe"))
+    );
     match seen.recv().await.unwrap() {
-        Message::Close(Some(f)) => assert_eq!((f.code.as_u16(), f.reason.as_str()), (4000, "done typing")),
+        Message::Close(Some(f)) => {
+            assert_eq!((f.code.as_u16(), f.reason.as_str()), (4000, "done typing"))
+        }
         other => panic!("{other:?}"),
     }
     let history = std::fs::read_to_string(home.join(".tether_history")).unwrap();

@@ -150,6 +150,25 @@ fn other_methods_get_405_and_keep_alive_serves_several_requests() {
 }
 
 #[test]
+fn many_pipelined_requests_are_answered_in_order() {
+    let server = Server::with_args(&[]);
+    let h = server.addr;
+    let mut batch = String::new();
+    for i in 0..200 {
+        batch.push_str(&format!(
+            "GET /healthz?n={i} HTTP/1.1\r\nHost: {h}\r\nX-Padding: {}\r\n\r\n",
+            "p".repeat(40)
+        ));
+    }
+    batch.push_str(&format!(
+        "GET /nope HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n"
+    ));
+    let out = server.raw_http(&batch);
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 200);
+    assert!(out.rfind("HTTP/1.1 404").unwrap() > out.rfind("HTTP/1.1 200").unwrap());
+}
+
+#[test]
 fn print_config_shows_the_effective_file() {
     let out = Command::new(env!("CARGO_BIN_EXE_tether"))
         .args(["serve", "--print-config", "--max-message-size", "64K"])

@@ -468,3 +468,43 @@ async fn metrics_count_messages_bytes_and_closes() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn virtual_hosts_are_matched_on_host() {
+    let server = Server::with_config(
+        r#"
+[[listen]]
+addr = "127.0.0.1:0"
+allowed_hosts = ["localhost", "app.example"]
+
+[[route]]
+path = "/echo"
+kind = "echo"
+
+[[vhost]]
+hosts = ["app.example"]
+
+[[vhost.route]]
+path = "/app-only"
+kind = "echo"
+"#,
+    );
+    let port = server.addr.port();
+    let via = |host: &str, path: &str| {
+        let url = format!("ws://{host}:{port}{path}");
+        let addr = server.addr;
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            ClientBuilder::new(url).connect_on(tcp).await.map(|(ws, _)| ws)
+        }
+    };
+    let mut ws = via("app.example", "/app-only").await.unwrap();
+    ws.send(Message::text("vhost")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("vhost"));
+    // The vhost has only its own routes; the default host does not have its.
+    assert_eq!(rejected_status(&via("app.example", "/echo").await.unwrap_err()), 404);
+    assert_eq!(rejected_status(&via("localhost", "/app-only").await.unwrap_err()), 404);
+    via("localhost", "/echo").await.unwrap();
+    // Not in allowed_hosts: misdirected.
+    assert_eq!(rejected_status(&via("other.example", "/echo").await.unwrap_err()), 421);
+}

@@ -63,6 +63,7 @@ fn connection_bytes(params: Option<DeflateParams>) -> isize {
         ..Config::default()
     };
     let msg = Message::Binary(json_payload(4096).into());
+    let keep = msg.clone(); // the payload stays allocated throughout
     let before = LIVE.load(Ordering::Relaxed);
     let mut server = Connection::new(Role::Server, config.clone());
     let mut client = Connection::new(Role::Client, config);
@@ -77,11 +78,38 @@ fn connection_bytes(params: Option<DeflateParams>) -> isize {
     server.shrink_buffers();
     client.shrink_buffers();
     let after = LIVE.load(Ordering::Relaxed);
-    drop((server, client));
+    drop((server, client, keep));
     (after - before) / 2
 }
 
+/// Heap held by a compressor and a decompressor alone, after one message.
+fn codec_bytes(bits: u8, no_context_takeover: bool) -> (isize, isize) {
+    let data = json_payload(4096);
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut c = Compressor::new(bits, 6, no_context_takeover);
+    let z = c.compress(&data);
+    let mid = LIVE.load(Ordering::Relaxed);
+    let mut d = Decompressor::new(bits);
+    let mut out = Vec::new();
+    d.decompress(&z, true, &mut out, usize::MAX, |_| Ok(()))
+        .unwrap();
+    drop(out);
+    let after = LIVE.load(Ordering::Relaxed);
+    let z_len = z.len() as isize;
+    drop((c, d, z));
+    (mid - before - z_len, after - mid)
+}
+
 fn report_memory() {
+    println!("deflate state alone (heap):");
+    for bits in [15u8, 12, 10, 9, 8] {
+        for nct in [false, true] {
+            let (c, d) = codec_bytes(bits, nct);
+            println!(
+                "  window bits {bits:>2}, no_context_takeover {nct:<5}: compressor {c:>7} B, decompressor {d:>6} B"
+            );
+        }
+    }
     let base = connection_bytes(None);
     println!("memory per connection (heap, after one message each way):");
     println!("  no deflate:                         {:>7} B", base);

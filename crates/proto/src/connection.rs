@@ -14,6 +14,11 @@
 //! frame and message limits, which are checked against each header before any
 //! payload is accepted; nothing is ever allocated from a declared length.
 //!
+//! With permessage-deflate negotiated ([`Config::negotiated_deflate`]), RSV1
+//! marks the first frame of a compressed message; such frames are inflated
+//! when complete, with the message limit applied to the inflated size and
+//! UTF-8 checked on the inflated bytes (see [`crate::deflate`]).
+//!
 //! ```
 //! use tether_proto::{Config, Connection, Event, Message, Role};
 //! let mut client = Connection::new(Role::Client, Config::default());
@@ -82,11 +87,17 @@ struct Assembly {
 }
 
 /// permessage-deflate state, present only when negotiated (boxed so that a
-/// connection without it stays small).
+/// connection without it stays small). The compressor and decompressor are
+/// created on first use: a connection that only receives, or only sends
+/// messages below `min_size`, never pays for the compressor (~250-380 KiB).
 #[derive(Debug)]
 struct DeflateState {
-    tx: Compressor,
-    rx: Decompressor,
+    tx: Option<Compressor>,
+    rx: Option<Decompressor>,
+    tx_bits: u8,
+    tx_reset: bool,
+    rx_bits: u8,
+    level: u32,
     min_size: usize,
     /// Inflated bytes of the compressed message being received.
     msg: Vec<u8>,
@@ -108,11 +119,28 @@ impl DeflateState {
             ),
         };
         DeflateState {
-            tx: Compressor::new(tx_bits, settings.level, tx_reset),
-            rx: Decompressor::new(rx_bits),
+            tx: None,
+            rx: None,
+            tx_bits,
+            tx_reset,
+            rx_bits,
+            level: settings.level,
             min_size: settings.min_size,
             msg: Vec::new(),
         }
+    }
+
+    fn compress(&mut self, payload: &[u8]) -> Bytes {
+        let (bits, level, reset) = (self.tx_bits, self.level, self.tx_reset);
+        self.tx
+            .get_or_insert_with(|| Compressor::new(bits, level, reset))
+            .compress(payload)
+    }
+
+    /// Whether the compressor and decompressor exist (for memory tests).
+    #[cfg(test)]
+    fn allocated(&self) -> (bool, bool) {
+        (self.tx.is_some(), self.rx.is_some())
     }
 }
 
@@ -337,7 +365,9 @@ impl Connection {
             .as_deref_mut()
             .expect("compressed frames are only accepted when deflate is negotiated");
         let utf8 = &mut self.utf8;
-        d.rx.decompress(
+        let rx_bits = d.rx_bits;
+        let rx = d.rx.get_or_insert_with(|| Decompressor::new(rx_bits));
+        rx.decompress(
             payload,
             last,
             &mut d.msg,
@@ -459,7 +489,7 @@ impl Connection {
         self.assembly = None;
         if let Some(d) = self.deflate.as_deref_mut() {
             d.msg = Vec::new();
-            d.rx.reset();
+            d.rx = None;
         }
         self.failed = Some(e);
     }
@@ -480,7 +510,7 @@ impl Connection {
         };
         // RSV1 marks a compressed message, on its first frame only (§6).
         let (rsv, payload) = match self.deflate.as_deref_mut() {
-            Some(d) if payload.len() >= d.min_size => (RSV1, d.tx.compress(&payload)),
+            Some(d) if payload.len() >= d.min_size => (RSV1, d.compress(&payload)),
             _ => (0, payload),
         };
         match self.config.fragment_size {
@@ -716,6 +746,14 @@ impl Connection {
 }
 
 impl Connection {
+    /// Whether (compressor, decompressor) exist, for memory tests.
+    #[cfg(test)]
+    pub(crate) fn deflate_allocated(&self) -> (bool, bool) {
+        self.deflate
+            .as_ref()
+            .map_or((false, false), |d| d.allocated())
+    }
+
     /// (read buffer, inflate buffer) capacities, for memory-bound tests.
     #[cfg(test)]
     pub(crate) fn buffer_capacities(&self) -> (usize, usize) {

@@ -6,10 +6,12 @@
 //! * every message a side sent before its Close arrives, whole and in order;
 //! * no protocol error ever occurs between two conforming endpoints;
 //! * both sides end `Closed`, each holding the other's close code;
-//! * every ping is answered while the connection is open.
+//! * every ping is answered while the connection is open;
+//! * all of this holds with permessage-deflate negotiated, too.
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use tether_proto::deflate::{DeflateConfig, DeflateParams};
 use tether_proto::{
     CloseCode, CloseFrame, CloseState, Config, Connection, Event, Message, Role, SendError,
 };
@@ -167,7 +169,10 @@ fn run(client_config: Config, server_config: Config, ops: Vec<Op>) -> Result<(),
         deliver(&mut server, &mut client, usize::MAX)?;
     }
     if !client.conn.close_sent() && !server.conn.close_sent() {
-        client.conn.close(Some(CloseFrame::new(CloseCode::NORMAL, ""))).unwrap();
+        client
+            .conn
+            .close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
+            .unwrap();
         client.close_sent = Some(Some(CloseCode::NORMAL));
     }
     for _ in 0..3 {
@@ -176,8 +181,18 @@ fn run(client_config: Config, server_config: Config, ops: Vec<Op>) -> Result<(),
     }
 
     for (name, this, peer) in [("client", &client, &server), ("server", &server, &client)] {
-        prop_assert_eq!(this.conn.close_state(), CloseState::Closed, "{} not closed", name);
-        prop_assert_eq!(&this.received, &peer.sent, "{} lost or reordered data", name);
+        prop_assert_eq!(
+            this.conn.close_state(),
+            CloseState::Closed,
+            "{} not closed",
+            name
+        );
+        prop_assert_eq!(
+            &this.received,
+            &peer.sent,
+            "{} lost or reordered data",
+            name
+        );
         let got = this.close_received.clone().expect("a Close arrived");
         prop_assert_eq!(
             got.map(|f| f.code),
@@ -193,6 +208,29 @@ fn run(client_config: Config, server_config: Config, ops: Vec<Op>) -> Result<(),
     Ok(())
 }
 
+/// permessage-deflate as if negotiated, the same on both ends.
+fn deflate() -> impl Strategy<Value = Option<DeflateParams>> {
+    proptest::option::of((any::<bool>(), any::<bool>(), 9..=15u8, 9..=15u8).prop_map(
+        |(server_no_context_takeover, client_no_context_takeover, sbits, cbits)| DeflateParams {
+            server_no_context_takeover,
+            client_no_context_takeover,
+            server_max_window_bits: sbits,
+            client_max_window_bits: cbits,
+        },
+    ))
+}
+
+fn with_deflate(config: Config, params: Option<DeflateParams>) -> Config {
+    Config {
+        deflate: params.map(|_| DeflateConfig {
+            min_size: 8,
+            ..DeflateConfig::default()
+        }),
+        negotiated_deflate: params,
+        ..config
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -203,6 +241,16 @@ proptest! {
         ops in proptest::collection::vec(op(), 0..80),
     ) {
         run(client_config, server_config, ops)?;
+    }
+
+    #[test]
+    fn random_compressed_exchanges_end_closed_with_matching_codes(
+        client_config in config(),
+        server_config in config(),
+        params in deflate(),
+        ops in proptest::collection::vec(op(), 0..60),
+    ) {
+        run(with_deflate(client_config, params), with_deflate(server_config, params), ops)?;
     }
 }
 

@@ -228,7 +228,10 @@ impl BrowserSocket {
 
     /// Open with a configured client (origin, headers, TLS, proxy, the
     /// protocols added with [`ClientBuilder::protocol`]) and a policy.
-    pub fn open(builder: ClientBuilder, policy: BrowserPolicy) -> Result<BrowserSocket, BrowserError> {
+    pub fn open(
+        builder: ClientBuilder,
+        policy: BrowserPolicy,
+    ) -> Result<BrowserSocket, BrowserError> {
         let target =
             parse_target(builder.url()).map_err(|e| BrowserError::Syntax(e.to_string()))?;
         let protocols = builder.offered_protocols();
@@ -565,9 +568,8 @@ mod tests {
 
     #[tokio::test]
     async fn constructor_rejects_bad_urls_and_protocols() {
-        let syntax = |r: Result<BrowserSocket, BrowserError>| {
-            matches!(r, Err(BrowserError::Syntax(_)))
-        };
+        let syntax =
+            |r: Result<BrowserSocket, BrowserError>| matches!(r, Err(BrowserError::Syntax(_)));
         assert!(syntax(BrowserSocket::new("ws://h/#frag", &[])));
         assert!(syntax(BrowserSocket::new("ftp://h/", &[])));
         assert!(syntax(BrowserSocket::new("/relative", &[])));

@@ -18,12 +18,12 @@
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
-use crate::proxy::Proxy;
-#[cfg(feature = "tls")]
-use crate::tls::TlsOptions;
 use crate::head::read_head;
+use crate::proxy::Proxy;
 use crate::socket::WebSocket;
 use crate::stream::MaybeTlsStream;
+#[cfg(feature = "tls")]
+use crate::tls::TlsOptions;
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;

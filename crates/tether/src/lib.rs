@@ -3,7 +3,11 @@
 //! Async WebSocket client and server on tokio, built on the sans-IO
 //! [`tether_proto`] core.
 //!
-//! * [`connect`] / [`ClientBuilder`] — open a connection to a `ws://` URL;
+//! * [`connect`] / [`ClientBuilder`] — open a connection to a `ws://` or
+//!   `wss://` URL, through a proxy if the environment names one
+//!   ([`tls`], [`proxy`]; [`reconnect`] for retries with backoff);
+//! * [`browser::BrowserSocket`] — the browser's `WebSocket` API and rules
+//!   (states, `bufferedAmount`, close events, WHATWG validation);
 //! * [`accept`] / [`ServerBuilder`] — accept one on any stream, with a policy
 //!   hook ([`Incoming`]) for origin, subprotocol and authentication checks;
 //! * [`WebSocket`] — a `Stream` + `Sink` of [`Message`]s with backpressure,

@@ -361,9 +361,7 @@ pub fn no_proxy_matches(no_proxy: &str, host: &str, port: u16) -> bool {
             }
             // Split an optional :port (but not inside a bare IPv6 address).
             let (name, entry_port) = match entry.rsplit_once(':') {
-                Some((n, p)) if !n.contains(':') || n.ends_with(']') => {
-                    (n, p.parse::<u16>().ok())
-                }
+                Some((n, p)) if !n.contains(':') || n.ends_with(']') => (n, p.parse::<u16>().ok()),
                 _ => (entry, None),
             };
             if entry_port.is_some_and(|p| p != port) {
@@ -411,8 +409,14 @@ mod tests {
         assert_eq!((p.host.as_str(), p.port), ("proxy.local", 3128));
         assert_eq!(p.auth, Some(("al@ice".into(), "p:ss".into())));
         let s = Proxy::parse("socks5h://[::1]").unwrap();
-        assert_eq!((s.kind, s.host.as_str(), s.port), (ProxyKind::Socks5h, "::1", 1080));
-        assert_eq!(Proxy::parse("127.0.0.1:8888").unwrap().kind, ProxyKind::Http);
+        assert_eq!(
+            (s.kind, s.host.as_str(), s.port),
+            (ProxyKind::Socks5h, "::1", 1080)
+        );
+        assert_eq!(
+            Proxy::parse("127.0.0.1:8888").unwrap().kind,
+            ProxyKind::Http
+        );
         assert!(Proxy::parse("ftp://x").is_err());
     }
 
@@ -443,9 +447,13 @@ mod tests {
             "NO_PROXY" => Some("internal".to_owned()),
             _ => None,
         };
-        let p = Proxy::from_vars(vars, false, "example.com", 80).unwrap().unwrap();
+        let p = Proxy::from_vars(vars, false, "example.com", 80)
+            .unwrap()
+            .unwrap();
         assert_eq!(p.host, "lower");
-        let p = Proxy::from_vars(vars, true, "example.com", 443).unwrap().unwrap();
+        let p = Proxy::from_vars(vars, true, "example.com", 443)
+            .unwrap()
+            .unwrap();
         assert_eq!((p.kind, p.host.as_str()), (ProxyKind::Socks5, "all"));
         assert_eq!(Proxy::from_vars(vars, false, "internal", 80).unwrap(), None);
     }

@@ -173,12 +173,12 @@ mod tests {
     #[test]
     fn only_transient_failures_are_retryable() {
         assert!(is_retryable(&Error::AbnormalClosure));
-        assert!(is_retryable(&Error::Handshake(HandshakeError::UnexpectedStatus(
-            http::StatusCode::SERVICE_UNAVAILABLE
-        ))));
-        assert!(!is_retryable(&Error::Handshake(HandshakeError::UnexpectedStatus(
-            http::StatusCode::FORBIDDEN
-        ))));
+        assert!(is_retryable(&Error::Handshake(
+            HandshakeError::UnexpectedStatus(http::StatusCode::SERVICE_UNAVAILABLE)
+        )));
+        assert!(!is_retryable(&Error::Handshake(
+            HandshakeError::UnexpectedStatus(http::StatusCode::FORBIDDEN)
+        )));
         assert!(!is_retryable(&Error::Tls("bad cert".into())));
     }
 }

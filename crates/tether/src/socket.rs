@@ -243,9 +243,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if timer.as_mut().poll(cx).is_pending() {
                 return Ok(());
             }
+            let deadline = timer.deadline();
             match (self.timer_kind, self.config.keepalive) {
                 (TimerKind::Close, _) => {
-                    self.timer_kind = TimerKind::None;
+                    // Stays armed (and expired): winding down must not start
+                    // a second close_timeout.
                     return Err(Error::Timeout {
                         what: "closing handshake",
                         after: self.config.close_timeout,
@@ -264,7 +266,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                 }
                 (TimerKind::AwaitPong, Some(k)) => {
-                    if self.last_read.elapsed() < k.timeout {
+                    // The ping went out `timeout` before this deadline; any
+                    // byte read since then (even in the same instant, as on
+                    // loopback or a coarse clock) proves the peer alive.
+                    if self.last_read >= deadline - k.timeout {
                         self.set_timer(TimerKind::Keepalive, k.interval);
                     } else {
                         self.timer_kind = TimerKind::None;
@@ -376,6 +381,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Ok(None) => {}
             }
+            // Arm the close deadline before polling the timer, so that a
+            // newly armed timer is registered with the runtime in this poll
+            // (otherwise nothing would wake us when it expires).
+            if self.conn.close_sent() {
+                self.start_close_timer();
+            }
             if let Err(e) = self.poll_timer(cx) {
                 tracing::debug!(error = %e, "deadline passed");
                 self.pending_error = Some(e);
@@ -386,9 +397,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
                     return self.fail_io(e);
                 }
-            }
-            if self.conn.close_sent() {
-                self.start_close_timer();
             }
             match self.poll_read_more(cx) {
                 Poll::Pending => {

@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -184,8 +186,12 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Read every certificate in a PEM file; an error if there is none.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let data = std::fs::read(path)
-        .map_err(|e| Error::Tls(format!("cannot read certificate file {}: {e}", path.display())))?;
+    let data = std::fs::read(path).map_err(|e| {
+        Error::Tls(format!(
+            "cannot read certificate file {}: {e}",
+            path.display()
+        ))
+    })?;
     let certs = rustls_pemfile::certs(&mut data.as_slice())
         .collect::<io::Result<Vec<_>>>()
         .map_err(|e| Error::Tls(format!("{} is not valid PEM: {e}", path.display())))?;
@@ -237,7 +243,10 @@ pub fn acceptor_from_pem(cert_chain: &Path, key: &Path) -> Result<TlsAcceptor> {
 /// Turn the I/O error of a failed TLS handshake into a sentence a user can
 /// act on.
 pub(crate) fn describe_handshake_error(e: io::Error, server_name: &str) -> Error {
-    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
         return match e.kind() {
             io::ErrorKind::UnexpectedEof => Error::Tls(format!(
                 "{server_name} closed the connection during the TLS handshake \
@@ -252,8 +261,7 @@ pub(crate) fn describe_handshake_error(e: io::Error, server_name: &str) -> Error
                 "the certificate of {server_name} is not signed by a trusted CA \
                  (self-signed or private CA? trust it with a CA file / --cacert)"
             ),
-            CertificateError::NotValidForName
-            | CertificateError::NotValidForNameContext { .. } => {
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!("the certificate of {server_name} is not valid for that name ({c:?})")
             }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
@@ -269,9 +277,9 @@ pub(crate) fn describe_handshake_error(e: io::Error, server_name: &str) -> Error
             "{server_name} aborted the TLS handshake with alert {alert:?} \
              (it may require a client certificate or not support our TLS versions)"
         ),
-        rustls::Error::InvalidMessage(m) => format!(
-            "{server_name} did not speak TLS ({m:?}); is it a plain ws:// server?"
-        ),
+        rustls::Error::InvalidMessage(m) => {
+            format!("{server_name} did not speak TLS ({m:?}); is it a plain ws:// server?")
+        }
         other => format!("TLS handshake with {server_name} failed: {other}"),
     };
     Error::Tls(what)

@@ -14,9 +14,10 @@ const MESSAGE: usize = 16 * 1024;
 const HEADER: usize = 14;
 
 fn config() -> WebSocketConfig {
-    let mut config = WebSocketConfig::default();
-    config.write_buffer_limit = LIMIT;
-    config
+    WebSocketConfig {
+        write_buffer_limit: LIMIT,
+        ..WebSocketConfig::default()
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,7 +4,9 @@
 
 use futures_util::StreamExt;
 use std::time::Duration;
-use tether::browser::{BrowserError, BrowserEvent, BrowserPolicy, BrowserSocket, CloseEvent, ReadyState};
+use tether::browser::{
+    BrowserError, BrowserEvent, BrowserPolicy, BrowserSocket, CloseEvent, ReadyState,
+};
 use tether::{ClientBuilder, CloseCode, CloseFrame, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -28,16 +30,15 @@ async fn server(behaviour: Behaviour) -> u16 {
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut ws = tether::ServerBuilder::new()
-                    .accept_with(tcp, |inc| {
-                        let mut accept = tether::Accept::default();
-                        if inc.protocols().iter().any(|p| p == "chat") {
-                            accept = accept.protocol("chat");
-                        }
-                        Ok(accept)
-                    })
+                let incoming = tether::ServerBuilder::new()
+                    .read_request(tcp)
                     .await
                     .unwrap();
+                let mut accept = tether::Accept::default();
+                if incoming.protocols().iter().any(|p| p == "chat") {
+                    accept = accept.protocol("chat");
+                }
+                let mut ws = incoming.accept(accept).await.unwrap();
                 while let Some(Ok(m)) = ws.next().await {
                     if !m.is_data() {
                         continue;
@@ -45,7 +46,9 @@ async fn server(behaviour: Behaviour) -> u16 {
                     match behaviour {
                         Behaviour::Echo => ws.send(m).await.unwrap(),
                         Behaviour::CloseWith(code, reason) => {
-                            let _ = ws.close(Some(CloseFrame::new(CloseCode(code), reason))).await;
+                            let _ = ws
+                                .close(Some(CloseFrame::new(CloseCode(code), reason)))
+                                .await;
                             return;
                         }
                         Behaviour::CloseWithoutStatus => {
@@ -82,7 +85,8 @@ async fn open(port: u16, protocols: &[&str]) -> BrowserSocket {
 #[tokio::test]
 async fn open_message_close_with_clean_close_event() {
     let port = server(Behaviour::Echo).await;
-    let mut ws = BrowserSocket::new(&format!("http://127.0.0.1:{port}/"), &["chat", "other"]).unwrap();
+    let mut ws =
+        BrowserSocket::new(&format!("http://127.0.0.1:{port}/"), &["chat", "other"]).unwrap();
     assert_eq!(
         ws.send_text("too early"),
         Err(BrowserError::InvalidState(
@@ -96,7 +100,10 @@ async fn open_message_close_with_clean_close_event() {
     assert_eq!(ws.protocol(), "chat");
     ws.send_text("hello").unwrap();
     ws.send_binary(vec![1u8, 2, 3]).unwrap();
-    assert_eq!(next(&mut ws).await, BrowserEvent::Message(Message::text("hello")));
+    assert_eq!(
+        next(&mut ws).await,
+        BrowserEvent::Message(Message::text("hello"))
+    );
     assert_eq!(
         next(&mut ws).await,
         BrowserEvent::Message(Message::binary(vec![1u8, 2, 3]))
@@ -160,10 +167,9 @@ async fn lost_connection_fires_error_then_close_1006_not_clean() {
     assert!(ws.failure().is_some());
 }
 
-#[tokio::test]
-async fn protocol_error_by_the_server_is_an_abnormal_closure() {
-    // A server that completes the handshake, then sends a masked frame
-    // (servers must not mask: RFC 6455 §5.1).
+/// A hand-written server: answers the handshake with a 101 carrying
+/// `extra_headers`, then writes `after` and reads until the client is gone.
+async fn raw_server(extra_headers: &'static str, after: &'static [u8]) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -179,29 +185,53 @@ async fn protocol_error_by_the_server_is_an_abnormal_closure() {
             .lines()
             .find_map(|l| {
                 let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case("sec-websocket-key").then(|| v.trim().to_owned())
+                n.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| v.trim().to_owned())
             })
             .unwrap();
         let accept = tether::proto::handshake::accept_key(key.as_bytes());
-        tcp.write_all(
-            format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        tcp.write_all(&[0x81, 0x81, 1, 2, 3, 4, b'x' ^ 1]).await.unwrap();
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra_headers}\r\n"
+        );
+        tcp.write_all(response.as_bytes()).await.unwrap();
+        tcp.write_all(after).await.unwrap();
         let mut sink = Vec::new();
         let _ = tcp.read_to_end(&mut sink).await;
     });
+    port
+}
+
+#[tokio::test]
+async fn protocol_error_by_the_server_is_an_abnormal_closure() {
+    // After the handshake the server sends a masked frame (servers must not
+    // mask: RFC 6455 §5.1).
+    let port = raw_server("", &[0x81, 0x81, 1, 2, 3, 4, b'x' ^ 1]).await;
     let mut ws = open(port, &[]).await;
     assert_eq!(next(&mut ws).await, BrowserEvent::Error);
     match next(&mut ws).await {
         BrowserEvent::Close(c) => assert_eq!((c.code, c.was_clean), (1006, false)),
         other => panic!("{other:?}"),
     }
-    assert!(ws.failure().unwrap().contains("protocol"), "{:?}", ws.failure());
+    assert!(
+        ws.failure().unwrap().contains("protocol"),
+        "{:?}",
+        ws.failure()
+    );
+}
+
+#[tokio::test]
+async fn unrequested_subprotocol_fails_the_connection_without_open() {
+    // WHATWG/RFC 6455 §4.1: a protocol the client did not offer fails the
+    // connection: error, then close 1006, and never an open event.
+    let port = raw_server("Sec-WebSocket-Protocol: evil\r\n", b"").await;
+    let mut ws = BrowserSocket::new(&format!("ws://127.0.0.1:{port}/"), &["chat"]).unwrap();
+    assert_eq!(next(&mut ws).await, BrowserEvent::Error);
+    match next(&mut ws).await {
+        BrowserEvent::Close(c) => assert_eq!((c.code, c.was_clean), (1006, false)),
+        other => panic!("{other:?}"),
+    }
+    assert!(ws.failure().unwrap().contains("evil"), "{:?}", ws.failure());
+    assert_eq!(ws.protocol(), "");
 }
 
 #[tokio::test]
@@ -210,13 +240,23 @@ async fn close_arguments_are_validated_like_the_dom() {
     let ws = open(port, &[]).await;
     for code in [999, 1001, 1005, 1006, 2999, 5000] {
         assert!(
-            matches!(ws.close(Some(code), ""), Err(BrowserError::InvalidAccess(_))),
+            matches!(
+                ws.close(Some(code), ""),
+                Err(BrowserError::InvalidAccess(_))
+            ),
             "{code}"
         );
     }
     let long = "é".repeat(62); // 124 bytes
-    assert!(matches!(ws.close(Some(1000), &long), Err(BrowserError::Syntax(_))));
-    assert_eq!(ws.ready_state(), ReadyState::Open, "failed calls change nothing");
+    assert!(matches!(
+        ws.close(Some(1000), &long),
+        Err(BrowserError::Syntax(_))
+    ));
+    assert_eq!(
+        ws.ready_state(),
+        ReadyState::Open,
+        "failed calls change nothing"
+    );
     assert!(matches!(
         ws.send(Message::Ping(Default::default())),
         Err(BrowserError::InvalidAccess(_))
@@ -309,14 +349,8 @@ async fn messages_after_close_call_are_not_delivered() {
     ws.send_text("echoed after close()").unwrap();
     ws.close(Some(1000), "").unwrap();
     // The echo may arrive after close(); it must then be dropped.
-    loop {
-        match next(&mut ws).await {
-            BrowserEvent::Message(m) => panic!("message while CLOSING: {m:?}"),
-            BrowserEvent::Close(c) => {
-                assert!(c.was_clean);
-                break;
-            }
-            other => panic!("{other:?}"),
-        }
+    match next(&mut ws).await {
+        BrowserEvent::Close(c) => assert!(c.was_clean),
+        other => panic!("expected only the close event while CLOSING, got {other:?}"),
     }
 }

@@ -87,10 +87,16 @@ async fn socks5_server(creds: Option<(&'static str, &'static str)>) -> (u16, Log
                 c.read_exact(&mut p).await.unwrap();
                 let port = u16::from_be_bytes(p);
                 seen.lock().unwrap().push(format!("{host}:{port}"));
-                let addr = if host == "localhost" { "127.0.0.1".into() } else { host };
+                let addr = if host == "localhost" {
+                    "127.0.0.1".into()
+                } else {
+                    host
+                };
                 match TcpStream::connect((addr.as_str(), port)).await {
                     Ok(mut up) => {
-                        c.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await.unwrap();
+                        c.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])
+                            .await
+                            .unwrap();
                         let _ = copy_bidirectional(&mut c, &mut up).await;
                     }
                     Err(_) => c.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap(),
@@ -159,19 +165,24 @@ async fn client_tunnels_through_socks5_with_local_and_remote_dns() {
     let (proxy, log) = socks5_server(None).await;
     let url = format!("ws://localhost:{echo}/echo");
     round_trip(
-        ClientBuilder::new(&url).proxy(Proxy::parse(&format!("socks5h://127.0.0.1:{proxy}")).unwrap()),
+        ClientBuilder::new(&url)
+            .proxy(Proxy::parse(&format!("socks5h://127.0.0.1:{proxy}")).unwrap()),
     )
     .await
     .unwrap();
     round_trip(
-        ClientBuilder::new(&url).proxy(Proxy::parse(&format!("socks5://127.0.0.1:{proxy}")).unwrap()),
+        ClientBuilder::new(&url)
+            .proxy(Proxy::parse(&format!("socks5://127.0.0.1:{proxy}")).unwrap()),
     )
     .await
     .unwrap();
     let seen = log.lock().unwrap().clone();
     // socks5h sends the name; socks5 resolves it locally and sends an address.
     assert_eq!(seen[0], format!("localhost:{echo}"));
-    assert!(seen[1].ends_with(&format!(":{echo}")) && seen[1] != seen[0], "{seen:?}");
+    assert!(
+        seen[1].ends_with(&format!(":{echo}")) && seen[1] != seen[0],
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -180,29 +191,49 @@ async fn client_authenticates_to_socks5_with_username_and_password() {
     let (proxy, _) = socks5_server(Some(("alice", "s3cret"))).await;
     let url = format!("ws://127.0.0.1:{echo}/");
     let good = Proxy::parse(&format!("socks5://alice:s3cret@127.0.0.1:{proxy}")).unwrap();
-    round_trip(ClientBuilder::new(&url).proxy(good)).await.unwrap();
+    round_trip(ClientBuilder::new(&url).proxy(good))
+        .await
+        .unwrap();
 
     let bad = Proxy::parse(&format!("socks5://alice:wrong@127.0.0.1:{proxy}")).unwrap();
-    let err = round_trip(ClientBuilder::new(&url).proxy(bad)).await.unwrap_err();
-    assert!(matches!(&err, Error::Proxy(m) if m.contains("refused the username")), "{err}");
+    let err = round_trip(ClientBuilder::new(&url).proxy(bad))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Proxy(m) if m.contains("refused the username")),
+        "{err}"
+    );
 
     let none = Proxy::parse(&format!("socks5://127.0.0.1:{proxy}")).unwrap();
-    let err = round_trip(ClientBuilder::new(&url).proxy(none)).await.unwrap_err();
-    assert!(matches!(&err, Error::Proxy(m) if m.contains("requires authentication")), "{err}");
+    let err = round_trip(ClientBuilder::new(&url).proxy(none))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Proxy(m) if m.contains("requires authentication")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn socks5_connection_failure_is_reported_with_the_reply_code() {
     let (proxy, _) = socks5_server(None).await;
     // A port nobody listens on: bind one, then free it.
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let err = round_trip(
         ClientBuilder::new(format!("ws://127.0.0.1:{closed}/"))
             .proxy(Proxy::parse(&format!("socks5://127.0.0.1:{proxy}")).unwrap()),
     )
     .await
     .unwrap_err();
-    assert!(matches!(&err, Error::Proxy(m) if m.contains("connection refused")), "{err}");
+    assert!(
+        matches!(&err, Error::Proxy(m) if m.contains("connection refused")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -215,22 +246,41 @@ async fn client_tunnels_through_http_connect_with_basic_auth() {
     assert_eq!(p.kind, ProxyKind::Http);
     round_trip(ClientBuilder::new(&url).proxy(p)).await.unwrap();
     let head = log.lock().unwrap()[0].clone();
-    assert!(head.starts_with(&format!("CONNECT 127.0.0.1:{echo} HTTP/1.1\r\n")), "{head}");
-    assert!(head.contains(&format!("Host: 127.0.0.1:{echo}\r\n")), "{head}");
+    assert!(
+        head.starts_with(&format!("CONNECT 127.0.0.1:{echo} HTTP/1.1\r\n")),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Host: 127.0.0.1:{echo}\r\n")),
+        "{head}"
+    );
 
     let anonymous = Proxy::parse(&format!("http://127.0.0.1:{proxy}")).unwrap();
-    let err = round_trip(ClientBuilder::new(&url).proxy(anonymous)).await.unwrap_err();
-    assert!(matches!(&err, Error::Proxy(m) if m.contains("407")), "{err}");
+    let err = round_trip(ClientBuilder::new(&url).proxy(anonymous))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Proxy(m) if m.contains("407")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_proxy_is_a_proxy_error() {
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let err = round_trip(
         ClientBuilder::new("ws://127.0.0.1:9/")
             .proxy(Proxy::parse(&format!("http://127.0.0.1:{closed}")).unwrap()),
     )
     .await
     .unwrap_err();
-    assert!(matches!(&err, Error::Proxy(m) if m.contains("cannot connect to proxy")), "{err}");
+    assert!(
+        matches!(&err, Error::Proxy(m) if m.contains("cannot connect to proxy")),
+        "{err}"
+    );
 }

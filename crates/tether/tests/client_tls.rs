@@ -18,10 +18,8 @@ struct Pki {
 impl Pki {
     /// A CA, a server cert for localhost + 127.0.0.1, a client cert.
     fn new(tag: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!(
-            "tether-client-tls-{tag}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tether-client-tls-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -84,7 +82,11 @@ async fn client_connects_over_tls_with_a_private_ca() {
     for host in ["localhost", "127.0.0.1"] {
         let (mut ws, _) = ClientBuilder::new(format!("wss://{host}:{port}/echo"))
             .no_proxy()
-            .tls(TlsOptions::new().roots(Roots::None).ca_file(pki.path("ca.pem")))
+            .tls(
+                TlsOptions::new()
+                    .roots(Roots::None)
+                    .ca_file(pki.path("ca.pem")),
+            )
             .connect()
             .await
             .unwrap();
@@ -186,10 +188,12 @@ async fn client_certificate_is_presented_when_the_server_requires_one() {
         roots.add(c).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -201,7 +205,11 @@ async fn client_certificate_is_presented_when_the_server_requires_one() {
         .unwrap();
     let port = tls_echo_server(tokio_rustls::TlsAcceptor::from(Arc::new(config))).await;
     let url = format!("wss://localhost:{port}/");
-    let trusting = || TlsOptions::new().roots(Roots::None).ca_file(pki.path("ca.pem"));
+    let trusting = || {
+        TlsOptions::new()
+            .roots(Roots::None)
+            .ca_file(pki.path("ca.pem"))
+    };
 
     let (mut ws, _) = ClientBuilder::new(&url)
         .no_proxy()
@@ -234,11 +242,17 @@ fn tls_options_report_missing_and_invalid_files() {
         .ca_file("/nonexistent/ca.pem")
         .build()
         .unwrap_err();
-    assert!(err.to_string().contains("cannot read certificate file"), "{err}");
+    assert!(
+        err.to_string().contains("cannot read certificate file"),
+        "{err}"
+    );
     let empty = std::env::temp_dir().join(format!("tether-empty-{}.pem", std::process::id()));
     std::fs::write(&empty, "not pem").unwrap();
     let err = TlsOptions::new().ca_file(&empty).build().unwrap_err();
-    assert!(err.to_string().contains("contains no PEM certificate"), "{err}");
+    assert!(
+        err.to_string().contains("contains no PEM certificate"),
+        "{err}"
+    );
     let Err(err) = acceptor_from_pem(&empty, &empty) else {
         panic!("an acceptor from a file without PEM")
     };

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
 use tether::proto::frame::OpCode;
 use tether::{CloseCode, CloseFrame, Error, Message, WebSocketConfig};
 
@@ -137,10 +138,20 @@ async fn sink_close_sends_a_close_frame_and_completes() {
 
 #[tokio::test(start_paused = true)]
 async fn close_gives_up_after_close_timeout_when_the_peer_never_answers() {
-    let mut config = WebSocketConfig::default();
-    config.close_timeout = std::time::Duration::from_secs(3);
+    let config = WebSocketConfig {
+        close_timeout: Duration::from_secs(3),
+        ..WebSocketConfig::default()
+    };
     let (mut ws, mut raw) = client_with_raw_server(config).await;
+    let started = tokio::time::Instant::now();
     let result = ws.close(None).await;
+    // Virtual time: the whole closing handshake is bounded by one
+    // close_timeout, not one per stage.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(6),
+        "close() gave up after {waited:?}"
+    );
     assert!(
         matches!(
             result,
@@ -175,4 +186,26 @@ async fn transport_closed_mid_frame_is_an_abnormal_closure() {
     drop(raw);
     let err = ws.recv().await.unwrap().unwrap_err();
     assert!(matches!(err, Error::AbnormalClosure), "{err:?}");
+}
+
+#[tokio::test]
+async fn frames_after_the_peers_close_are_ignored() {
+    let (mut ws, mut raw) = server_with_raw_client(WebSocketConfig::default()).await;
+    let mut bytes = raw.encode(true, OpCode::Close, &close_payload(1000, "done"));
+    bytes.extend(raw.encode(true, OpCode::Text, b"after the close"));
+    use tokio::io::AsyncWriteExt;
+    raw.io.write_all(&bytes).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "done")))
+    );
+    assert!(
+        ws.recv().await.is_none(),
+        "data after the Close was delivered"
+    );
+    // The echo went out, and nothing after it.
+    let frames = raw.recv_until_close().await;
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].close_code(), Some(1000));
+    assert!(raw.recv().await.is_none());
 }

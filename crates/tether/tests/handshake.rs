@@ -1,6 +1,10 @@
 //! The opening handshake through the async layer: the server's policy hook,
 //! subprotocol negotiation, and the answers malformed requests get.
 
+// `ServerBuilder::accept_with` takes a `FnOnce(..) -> Result<Accept, Reject>`,
+// and `Reject` is large; every policy closure trips this lint.
+#![allow(clippy::result_large_err)]
+
 mod common;
 
 use common::*;
@@ -203,6 +207,23 @@ async fn request_without_key_gets_400() {
 }
 
 #[tokio::test]
+async fn request_with_a_body_gets_400() {
+    // A body's bytes would otherwise be read as frames.
+    let request = String::from_utf8(REQUEST.to_vec())
+        .unwrap()
+        .replace("\r\n\r\n", "\r\nContent-Length: 5\r\n\r\nhello");
+    let (result, response) = raw_request(WebSocketConfig::default(), request.into_bytes()).await;
+    assert_eq!(status_of(&response), "400", "{response}");
+    assert!(
+        matches!(
+            result,
+            Err(Error::Handshake(HandshakeError::RequestHasBody))
+        ),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
 async fn garbage_gets_400() {
     let (result, response) = raw_request(
         WebSocketConfig::default(),
@@ -273,8 +294,10 @@ async fn too_many_header_fields_get_431() {
 #[tokio::test(start_paused = true)]
 async fn slow_drip_request_hits_the_handshake_timeout() {
     let (mut raw, server_end) = tokio::io::duplex(PIPE);
-    let mut config = WebSocketConfig::default();
-    config.handshake_timeout = Duration::from_secs(10);
+    let config = WebSocketConfig {
+        handshake_timeout: Duration::from_secs(10),
+        ..WebSocketConfig::default()
+    };
     let server = ServerBuilder::new().config(config);
     let dripper = tokio::spawn(async move {
         // One byte a second: the whole head would take minutes.
@@ -307,8 +330,10 @@ async fn slow_drip_request_hits_the_handshake_timeout() {
 #[tokio::test(start_paused = true)]
 async fn client_handshake_times_out_when_the_server_never_answers() {
     let (client_end, _silent) = tokio::io::duplex(PIPE);
-    let mut config = WebSocketConfig::default();
-    config.handshake_timeout = Duration::from_secs(3);
+    let config = WebSocketConfig {
+        handshake_timeout: Duration::from_secs(3),
+        ..WebSocketConfig::default()
+    };
     let result = ClientBuilder::new("ws://localhost/")
         .config(config)
         .connect_on(client_end)

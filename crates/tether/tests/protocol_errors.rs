@@ -228,3 +228,67 @@ async fn messages_before_the_violation_are_still_delivered() {
         Error::Protocol(ProtocolError::UnmaskedClientFrame)
     ));
 }
+
+#[tokio::test]
+async fn server_receives_oversized_ping() {
+    // 126 bytes of ping payload: control frames carry at most 125 (§5.5).
+    let mut frame = vec![0x89, 0x80 | 126, 0, 126, 0, 0, 0, 0];
+    frame.extend_from_slice(&[0u8; 126]);
+    let (err, code) = server_fails_on(WebSocketConfig::default(), frame).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::ControlFrameTooLong)),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1002));
+}
+
+#[tokio::test]
+async fn client_receives_fragmented_ping() {
+    let frame = encode_frame(false, 0, OpCode::Ping, None, b"half");
+    let (err, code) = client_fails_on(WebSocketConfig::default(), frame).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::FragmentedControlFrame)),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1002));
+}
+
+#[tokio::test]
+async fn client_receives_new_message_inside_a_fragmented_one() {
+    let mut bytes = encode_frame(false, 0, OpCode::Text, None, b"first ");
+    bytes.extend(encode_frame(true, 0, OpCode::Binary, None, b"second"));
+    let (err, code) = client_fails_on(WebSocketConfig::default(), bytes).await;
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::ExpectedContinuation)),
+        "{err:?}"
+    );
+    assert_eq!(code, Some(1002));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_towards_a_peer_that_never_reads_ends_after_close_timeout() {
+    // The raw client never reads: fill the pipe so our Close cannot be
+    // flushed, then break the protocol. The failure must still be reported,
+    // bounded by close_timeout rather than hanging on the full pipe.
+    let (mut ws, mut raw) = server_with_raw_client(WebSocketConfig::default()).await;
+    let payload = vec![0u8; 16 * 1024];
+    for _ in 0..1000 {
+        let send = ws.send(tether::Message::binary(payload.clone()));
+        if tokio::time::timeout(std::time::Duration::from_secs(1), send)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    raw.io
+        .write_all(&encode_frame(true, 0, OpCode::Text, None, b"unmasked"))
+        .await
+        .unwrap();
+    let err = ws.recv().await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::UnmaskedClientFrame)),
+        "{err:?}"
+    );
+    assert!(ws.recv().await.is_none());
+}

@@ -239,7 +239,7 @@ mod tests {
             let m = stamped(epoch, 64, text);
             assert_eq!(m.len(), 64);
             let ns = stamp_of(m.as_bytes(), text).unwrap();
-            assert!(ns >= 5_000_000_000 && ns < 6_000_000_000, "{ns}");
+            assert!((5_000_000_000..6_000_000_000).contains(&ns), "{ns}");
         }
         assert_eq!(stamp_of(b"not a stamped message", false), None);
     }

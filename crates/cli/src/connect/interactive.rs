@@ -25,6 +25,7 @@ commands:
   /binary TEXT            send TEXT as a binary message
   /ping [DATA]            send a ping
   /close [CODE [REASON]]  start the closing handshake (default 1000)
+  /sleep SECS             pause input (messages keep arriving)
   /quit                   close with 1000 (also Ctrl-D, Ctrl-C)
   /help                   this list";
 
@@ -36,6 +37,9 @@ pub struct EditorHandle {
 impl EditorHandle {
     /// Put the terminal back as it was before the editor started.
     pub fn finish(self) {
+        // Leave bracketed-paste mode, which the editor turned on.
+        print!("\x1b[?2004l");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         if let Some(saved) = self.saved_tty {
             let _ = Command::new("stty")
                 .arg(saved)
@@ -89,6 +93,15 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, String> {
                 reason.to_owned(),
             )))))
         }
+        "sleep" => {
+            let secs: f64 = rest
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{}` is not a number of seconds", rest.trim()))?;
+            std::time::Duration::try_from_secs_f64(secs)
+                .map(|d| Some(Input::Sleep(d)))
+                .map_err(|_| format!("`{secs}` is not a duration"))
+        }
         "quit" | "exit" => Ok(Some(Input::Eof)),
         "help" | "?" => Err(HELP.to_owned()),
         other => Err(format!("unknown command /{other}; /help lists them")),
@@ -123,6 +136,10 @@ pub fn start(tx: mpsc::Sender<Input>) -> anyhow::Result<(Output, EditorHandle)> 
                     }
                 }
                 match parse_line(&line) {
+                    Ok(Some(Input::Sleep(d))) => {
+                        std::thread::sleep(d);
+                        continue;
+                    }
                     Ok(Some(input)) => input,
                     Ok(None) => continue,
                     Err(msg) => {
@@ -142,7 +159,10 @@ pub fn start(tx: mpsc::Sender<Input>) -> anyhow::Result<(Output, EditorHandle)> 
             return;
         }
     });
-    Ok((Output::interactive(Box::new(printer)), EditorHandle { saved_tty }))
+    Ok((
+        Output::interactive(Box::new(printer)),
+        EditorHandle { saved_tty },
+    ))
 }
 
 #[cfg(test)]
@@ -165,5 +185,9 @@ mod tests {
         assert!(parse_line("/close 1006").is_err());
         assert!(parse_line("/close abc").is_err());
         assert!(parse_line("/nope").is_err());
+        assert!(
+            matches!(parse_line("/sleep 0.5"), Ok(Some(Input::Sleep(d))) if d.as_millis() == 500)
+        );
+        assert!(parse_line("/sleep x").is_err());
     }
 }

@@ -57,6 +57,7 @@ text message; received messages are shown with direction and time. Commands:
   /close [CODE [REASON]] start the closing handshake (default 1000)
   /binary TEXT          send TEXT as a binary message
   /text TEXT            send TEXT as text (for lines starting with /)
+  /sleep SECS           pause input while messages keep arriving
   /help                 list the commands
 Ctrl-D or Ctrl-C closes the connection with 1000.
 
@@ -64,7 +65,8 @@ When stdin is not a terminal, each input line is sent as one message and each
 received message is written as one stdout line (binary messages raw, followed
 by a newline); status goes to stderr. At the end of input a Close (1000) is
 sent and output continues until the server completes the closing handshake.
-With --jsonl every event is a JSON object on stdout instead.
+With --jsonl every event is a JSON object on stdout instead; with --commands
+input lines starting with / are the commands above.
 
 Proxies: --proxy, else the http_proxy / https_proxy / all_proxy / no_proxy
 environment variables (HTTP CONNECT, socks5://, socks5h://).";
@@ -82,8 +84,8 @@ Examples:
   # Chat interactively with an echo server
   tether connect ws://127.0.0.1:8080/echo
 
-  # One request, one answer, in a script
-  echo '{\"op\":\"subscribe\"}' | tether connect wss://example.com/feed
+  # One request, its answers, in a script (wait for 0.5 s of quiet before closing)
+  echo '{\"op\":\"subscribe\"}' | tether connect --linger 0.5 wss://example.com/feed
 
   # Structured events for jq
   printf 'a\\nb\\n' | tether connect --jsonl ws://127.0.0.1:8080/echo | jq .
@@ -128,6 +130,11 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub jsonl: bool,
 
+    /// In scripts too, treat input lines starting with `/` as the
+    /// interactive commands (`/ping`, `/close 4000 bye`, `/binary`, `/text`).
+    #[arg(long)]
+    pub commands: bool,
+
     /// Ping after this many seconds without hearing from the peer; fail the
     /// connection if it stays silent as long again.
     #[arg(long, value_name = "SECS")]
@@ -171,6 +178,12 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<f64>,
 
+    /// After the end of input, keep receiving until nothing has arrived for
+    /// SECS, then close. Some servers (e.g. Python `websockets` echo
+    /// handlers) drop replies still being produced when our Close arrives.
+    #[arg(long, value_name = "SECS")]
+    pub linger: Option<f64>,
+
     /// Reconnect with jittered exponential backoff when the connection
     /// fails or drops abnormally (not after a clean close).
     #[arg(long)]
@@ -211,17 +224,20 @@ async fn run_inner(args: ConnectArgs, interactive: bool) -> anyhow::Result<i32> 
             timeout: interval,
         });
     }
-    let idle = args
-        .idle_timeout
-        .map(|s| secs(s, "--idle-timeout"))
-        .transpose()?;
+    let idle = session::Timing {
+        idle: args
+            .idle_timeout
+            .map(|s| secs(s, "--idle-timeout"))
+            .transpose()?,
+        linger: args.linger.map(|s| secs(s, "--linger")).transpose()?,
+    };
 
     let (input_tx, mut input) = mpsc::channel::<Input>(64);
     let (output, editor) = if interactive {
         let (out, handle) = interactive::start(input_tx)?;
         (out, Some(handle))
     } else {
-        tokio::spawn(read_stdin(input_tx, args.binary));
+        tokio::spawn(read_stdin(input_tx, args.binary, args.commands));
         let mode = if args.jsonl {
             OutputMode::Jsonl
         } else {
@@ -243,7 +259,10 @@ async fn run_inner(args: ConnectArgs, interactive: bool) -> anyhow::Result<i32> 
 }
 
 fn client_builder(args: &ConnectArgs, config: WebSocketConfig) -> anyhow::Result<ClientBuilder> {
-    let url = args.url.clone().expect("clap requires URL without --listen");
+    let url = args
+        .url
+        .clone()
+        .expect("clap requires URL without --listen");
     let mut b = ClientBuilder::new(url)
         .config(config)
         .connect_timeout(secs(args.connect_timeout, "--connect-timeout")?);
@@ -292,7 +311,7 @@ async fn connect_loop(
     args: &ConnectArgs,
     input: &mut mpsc::Receiver<Input>,
     output: &Output,
-    idle: Option<Duration>,
+    idle: session::Timing,
 ) -> i32 {
     let mut backoff = Backoff::default();
     if !args.reconnect {
@@ -317,11 +336,26 @@ async fn connect_loop(
             .headers()
             .get("sec-websocket-protocol")
             .and_then(|v| v.to_str().ok());
-        output.open(builder.url(), protocol);
+        let tls = ws.get_ref().tls_session().map(|s| {
+            let version = s
+                .protocol_version()
+                .map_or_else(|| "TLS".to_owned(), |v| format!("{v:?}"));
+            match s.negotiated_cipher_suite() {
+                Some(c) => format!("{version} {:?}", c.suite()),
+                None => version,
+            }
+        });
+        output.open(builder.url(), protocol, tls.as_deref());
         let outcome = session::run(ws, input, output, idle).await;
         let code = outcome.exit_code();
         output.closed(&outcome);
-        let stdin_over = matches!(outcome, Outcome::Closed { input_done: true, .. });
+        let stdin_over = matches!(
+            outcome,
+            Outcome::Closed {
+                input_done: true,
+                ..
+            }
+        );
         if args.reconnect && code == exit::ABNORMAL && !stdin_over {
             let delay = backoff.next_delay();
             output.status(&format!(
@@ -340,7 +374,7 @@ async fn listen_once(
     config: WebSocketConfig,
     input: &mut mpsc::Receiver<Input>,
     output: &Output,
-    idle: Option<Duration>,
+    idle: session::Timing,
 ) -> anyhow::Result<i32> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -355,14 +389,14 @@ async fn listen_once(
         .accept(tcp)
         .await
         .map_err(|e| anyhow::anyhow!("handshake with {peer} failed: {e}"))?;
-    output.open(&format!("ws://{peer} (accepted)"), None);
+    output.open(&format!("ws://{peer} (accepted)"), None, None);
     let outcome = session::run(ws, input, output, idle).await;
     output.closed(&outcome);
     Ok(outcome.exit_code())
 }
 
 /// Scriptable input: one message per stdin line (without its line ending).
-async fn read_stdin(tx: mpsc::Sender<Input>, binary: bool) {
+async fn read_stdin(tx: mpsc::Sender<Input>, binary: bool, commands: bool) {
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     loop {
@@ -377,18 +411,34 @@ async fn read_stdin(tx: mpsc::Sender<Input>, binary: bool) {
                 line.pop();
             }
         }
-        let msg = if binary {
+        let msg = if commands && line.first() == Some(&b'/') {
+            match interactive::parse_line(&String::from_utf8_lossy(&line)) {
+                Ok(Some(Input::Sleep(d))) => {
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                Ok(Some(input)) => input,
+                Ok(None) => continue,
+                Err(msg) => {
+                    eprintln!("tether connect: {msg}");
+                    continue;
+                }
+            }
+        } else if binary {
             Input::Binary(line.clone())
         } else {
             match String::from_utf8(line.clone()) {
                 Ok(s) => Input::Text(s),
                 Err(_) => {
-                    eprintln!("tether connect: skipping an input line that is not UTF-8 (use --binary)");
+                    eprintln!(
+                        "tether connect: skipping an input line that is not UTF-8 (use --binary)"
+                    );
                     continue;
                 }
             }
         };
-        if tx.send(msg).await.is_err() {
+        let last = matches!(msg, Input::Close(_) | Input::Eof);
+        if tx.send(msg).await.is_err() || last {
             return;
         }
     }

@@ -97,15 +97,24 @@ impl Output {
     }
 
     /// The connection is open.
-    pub fn open(&self, url: &str, protocol: Option<&str>) {
+    pub fn open(&self, url: &str, protocol: Option<&str>, tls: Option<&str>) {
         match self.mode {
             OutputMode::Jsonl => self.json(json!({
-                "event": "open", "time": now_ms(), "url": url, "protocol": protocol,
+                "event": "open", "time": now_ms(), "url": url, "protocol": protocol, "tls": tls,
             })),
-            _ => self.human(format!(
-                "connected to {url}{}",
-                protocol.map(|p| format!(" (subprotocol {p})")).unwrap_or_default()
-            )),
+            _ => {
+                let details: Vec<String> = tls
+                    .map(str::to_owned)
+                    .into_iter()
+                    .chain(protocol.map(|p| format!("subprotocol {p}")))
+                    .collect();
+                let details = if details.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", details.join(", "))
+                };
+                self.human(format!("connected to {url}{details}"))
+            }
         }
     }
 
@@ -128,7 +137,8 @@ impl Output {
                     Message::Pong(_) => ("pong", "binary"),
                     Message::Close(_) => return,
                 };
-                let mut v = json!({ "event": event, "time": now_ms(), "type": kind, "len": m.len() });
+                let mut v =
+                    json!({ "event": event, "time": now_ms(), "type": kind, "len": m.len() });
                 match m.as_text() {
                     Some(t) => v["data"] = json!(t),
                     None => {
@@ -202,7 +212,14 @@ impl Output {
                 if let Some(e) = error {
                     line.push_str(&format!(": {e}"));
                 }
-                self.human(line);
+                if self.mode == OutputMode::Interactive {
+                    // The last line: the process exits right after, before
+                    // the editor thread could print it; write it directly,
+                    // over the prompt (the terminal is in raw mode).
+                    eprint!("\r\x1b[K{line}\n");
+                } else {
+                    self.human(line);
+                }
             }
         }
     }
@@ -210,7 +227,9 @@ impl Output {
     /// Something for the user to know.
     pub fn status(&self, msg: &str) {
         match self.mode {
-            OutputMode::Jsonl => self.json(json!({"event": "status", "time": now_ms(), "message": msg})),
+            OutputMode::Jsonl => {
+                self.json(json!({"event": "status", "time": now_ms(), "message": msg}))
+            }
             _ => self.human(msg.to_owned()),
         }
     }
@@ -218,8 +237,13 @@ impl Output {
     /// Something went wrong.
     pub fn error(&self, msg: &str) {
         match self.mode {
-            OutputMode::Jsonl => self.json(json!({"event": "error", "time": now_ms(), "message": msg})),
-            _ => self.human(format!("error: {msg}")),
+            OutputMode::Jsonl => {
+                self.json(json!({"event": "error", "time": now_ms(), "message": msg}))
+            }
+            // Possibly the last line before exiting: write it directly
+            // (see `closed`).
+            OutputMode::Interactive => eprint!("\r\x1b[Kerror: {msg}\n"),
+            OutputMode::Plain => self.human(format!("error: {msg}")),
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum Input {
     Close(Option<CloseFrame>),
     /// End of input: close with 1000.
     Eof,
+    /// Pause reading input for a while (`/sleep`); handled by the readers,
+    /// so the connection keeps receiving meanwhile.
+    Sleep(Duration),
 }
 
 /// How a connection ended.
@@ -63,12 +66,23 @@ impl Outcome {
     }
 }
 
+/// Optional deadlines of a session.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timing {
+    /// Close (1000) after this long without any traffic.
+    pub idle: Option<Duration>,
+    /// After the end of input, wait until nothing has arrived for this
+    /// long before sending the Close (for servers that stop echoing once
+    /// they see our Close).
+    pub linger: Option<Duration>,
+}
+
 /// Pump messages both ways until the connection is closed.
 pub async fn run<S>(
     mut ws: WebSocket<S>,
     input: &mut mpsc::Receiver<Input>,
     output: &Output,
-    idle: Option<Duration>,
+    timing: Timing,
 ) -> Outcome
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -76,9 +90,13 @@ where
     let mut input_done = false;
     let mut peer_close = None;
     let mut error = None;
+    let idle = timing.idle;
     let idle_sleep = tokio::time::sleep(idle.unwrap_or(Duration::MAX / 4));
     tokio::pin!(idle_sleep);
     let mut idle_fired = false;
+    let linger_sleep = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(linger_sleep);
+    let mut lingering = false;
     let bump = |sleep: std::pin::Pin<&mut tokio::time::Sleep>| {
         if let Some(d) = idle {
             sleep.reset(tokio::time::Instant::now() + d);
@@ -88,6 +106,9 @@ where
         tokio::select! {
             item = ws.recv() => {
                 bump(idle_sleep.as_mut());
+                if let (true, Some(l)) = (lingering, timing.linger) {
+                    linger_sleep.as_mut().reset(tokio::time::Instant::now() + l);
+                }
                 match item {
                     None => break,
                     Some(Ok(Message::Close(frame))) => {
@@ -110,8 +131,14 @@ where
                         input_done = true;
                         Message::Close(f)
                     }
+                    Some(Input::Sleep(_)) => continue,
                     Some(Input::Eof) | None => {
                         input_done = true;
+                        if let Some(l) = timing.linger {
+                            lingering = true;
+                            linger_sleep.as_mut().reset(tokio::time::Instant::now() + l);
+                            continue;
+                        }
                         Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
                     }
                 };
@@ -127,6 +154,14 @@ where
                             error.get_or_insert(e);
                         }
                     }
+                }
+            }
+            _ = &mut linger_sleep, if lingering => {
+                lingering = false;
+                if peer_close.is_none() {
+                    let _ = ws
+                        .send(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))))
+                        .await;
                 }
             }
             _ = &mut idle_sleep, if idle.is_some() && !idle_fired => {

@@ -10,6 +10,8 @@
 //!    against its kind. Every error names the key that is wrong
 //!    (`route[2] (/chat/{room}): ...`).
 //!
+//! An annotated example is `serve/assets/example.toml`.
+//!
 //! With no file at all, [`RawConfig::builtin`] gives the demo setup: the
 //! page at `/`, `/echo`, chat rooms at `/chat/{room}` and a pub/sub endpoint
 //! at `/pubsub` that a simulated stock ticker publishes into.
@@ -862,6 +864,26 @@ mod tests {
         assert_eq!(cfg.routes.len(), 4);
         assert_eq!(cfg.listeners[0].hosts, HostRule::Loopback);
         assert_eq!(cfg.limits.max_message_size, 1 << 20);
+    }
+
+    #[test]
+    fn example_file_validates() {
+        let text = include_str!("assets/example.toml").replace("./public", ".");
+        let cfg = effective(&text).unwrap();
+        assert_eq!(cfg.routes.len(), 5);
+        assert_eq!(cfg.vhosts[0].routes.len(), 1);
+        assert_eq!(cfg.route_count, 6);
+        assert!(matches!(
+            cfg.routes[4].kind,
+            RouteKind::Exec { binary: false, .. }
+        ));
+        assert_eq!(
+            cfg.routes[2].origins,
+            OriginRule::List(vec![
+                "https://app.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
     }
 
     #[test]

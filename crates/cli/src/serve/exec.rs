@@ -92,9 +92,22 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             m = rx.recv() => match m {
                 Some(msg) => {
                     let len = msg.len() as u64;
-                    if let Err(e) = ws.send(msg).await {
-                        out.failed(&e);
-                        break;
+                    // A client that stops reading must not hold up shutdown.
+                    let sent = tokio::select! {
+                        biased;
+                        r = ws.send(msg) => Some(r),
+                        _ = wait_shutdown(shutdown) => None,
+                    };
+                    match sent {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => {
+                            out.failed(&e);
+                            break;
+                        }
+                        None => {
+                            close_with(ws, &mut out, SHUTTING_DOWN).await;
+                            break;
+                        }
                     }
                     out.messages_out += 1;
                     out.bytes_out += len;

@@ -66,27 +66,33 @@ pub fn valid_channel(c: &str) -> bool {
 /// Publish `data` on `channel`: encoded once, shared by every subscriber.
 /// Returns how many subscribers it was queued for.
 pub fn publish(hub: &Hub, channel: &str, data: &Value) -> usize {
-    let text = json!({"op": "message", "channel": channel, "data": data}).to_string();
+    let text = format!(
+        r#"{{"op":"message","channel":{},"data":{data}}}"#,
+        Value::from(channel)
+    );
     hub.broadcast(channel, &Message::text(text), None).0
 }
 
+/// `{"op":"ack",...}` with `op` first (serde_json would sort the keys).
 fn ack(id: &Option<Value>, channel: &str, delivered: Option<usize>) -> Message {
-    let mut v = json!({"op": "ack", "channel": channel});
+    let mut text = format!(r#"{{"op":"ack","channel":{}"#, Value::from(channel));
     if let Some(id) = id {
-        v["id"] = id.clone();
+        text.push_str(&format!(r#","id":{id}"#));
     }
     if let Some(d) = delivered {
-        v["delivered"] = d.into();
+        text.push_str(&format!(r#","delivered":{d}"#));
     }
-    Message::text(v.to_string())
+    text.push('}');
+    Message::text(text)
 }
 
 fn error(id: &Option<Value>, msg: &str) -> Message {
-    let mut v = json!({"op": "error", "error": msg});
+    let mut text = format!(r#"{{"op":"error","error":{}"#, Value::from(msg));
     if let Some(id) = id {
-        v["id"] = id.clone();
+        text.push_str(&format!(r#","id":{id}"#));
     }
-    Message::text(v.to_string())
+    text.push('}');
+    Message::text(text)
 }
 
 /// Handle one client message; the answer is queued to the client.

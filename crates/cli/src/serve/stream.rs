@@ -41,9 +41,13 @@ impl Conn {
         }
     }
 
-    /// Bytes to be read again before the transport's.
-    pub fn unread(&mut self, bytes: BytesMut) {
-        debug_assert!(self.prefix.is_empty());
+    /// Bytes to be read again, before anything still pushed back (a head
+    /// parsed from part of the pushback leaves the rest there) and before
+    /// the transport's.
+    pub fn unread(&mut self, mut bytes: BytesMut) {
+        if !self.prefix.is_empty() {
+            bytes.extend_from_slice(&self.prefix);
+        }
         self.prefix = bytes;
     }
 }
@@ -109,5 +113,31 @@ impl AsyncWrite for Conn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         dispatch!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn pushed_back_bytes_come_first_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut conn = Conn::new(Transport::Plain(server));
+        client.write_all(b"tcp").await.unwrap();
+        conn.unread(BytesMut::from(&b"abc"[..]));
+        let mut one = [0u8; 1];
+        conn.read_exact(&mut one).await.unwrap();
+        assert_eq!(&one, b"a");
+        // A second pushback goes in front of what is left of the first.
+        conn.unread(BytesMut::from(&b"XY"[..]));
+        let mut rest = [0u8; 7];
+        conn.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"XYbctcp");
     }
 }

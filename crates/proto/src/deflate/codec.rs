@@ -52,11 +52,12 @@ impl Compressor {
                 out.reserve(out.capacity().max(64));
             }
             let before = self.inner.total_in();
-            // Errors only come from a corrupted stream state, which this
-            // type never produces; the buffer is non-empty, so no BufError.
-            let _ = self
-                .inner
-                .compress_vec(&input[consumed..], &mut out, FlushCompress::Sync);
+            // zlib fails only on a corrupted stream state, which safe code
+            // cannot produce (a repeated flush with nothing new is BufError,
+            // i.e. Ok here); carrying on could loop or corrupt the stream.
+            self.inner
+                .compress_vec(&input[consumed..], &mut out, FlushCompress::Sync)
+                .expect("deflate cannot fail on a valid stream state");
             consumed += (self.inner.total_in() - before) as usize;
             // The flush is complete once all input is in and zlib stopped
             // without filling the output.

@@ -939,6 +939,17 @@ fn empty_message_round_trips_compressed() {
 }
 
 #[test]
+fn codec_state_is_allocated_on_first_use_only() {
+    let (mut c, mut s) = pair(DeflateParams::default());
+    assert_eq!(s.deflate_allocated(), (false, false));
+    c.send(Message::text("hello hello hello")).unwrap();
+    s.receive(&c.take_output());
+    s.poll_event().unwrap();
+    assert_eq!(c.deflate_allocated(), (true, false));
+    assert_eq!(s.deflate_allocated(), (false, true));
+}
+
+#[test]
 fn connection_reports_negotiated_params() {
     let (c, _) = pair(DeflateParams::default());
     assert_eq!(c.deflate(), Some(DeflateParams::default()));
