@@ -4,7 +4,7 @@
 #
 #   scripts/bench-peers.sh            # full run: 3 rounds x 4 s per case (~6-7 min)
 #   scripts/bench-peers.sh --quick    # 1 round x 2 s, 2,000 idle connections (~1 min)
-#   scripts/bench-peers.sh --rounds 5 --duration 5s --idle 10000
+#   scripts/bench-peers.sh --rounds 5 --duration 5s --idle 10000 --broadcast 10000
 #
 # Builds everything in release (Tether's workspace and the separate one in
 # benches/peers/), starts each server on 127.0.0.1, runs the cases
@@ -13,6 +13,9 @@
 # table of medians with the ratio to the raw TCP echo (same bytes, no
 # WebSocket: `tether bench --raw-tcp`). Idle memory: N idle connections are
 # opened to a freshly started server and its VmRSS growth is divided by N.
+# Broadcast (tether only: the peers have no rooms): BCAST subscribers on
+# `tether serve`'s /chat/{room}, one publisher at a rate that offers 2.5M
+# deliveries/s; delivered msgs/s and fan-out latency are reported.
 #
 # Client and servers share the machine's cores: the table reports the CPU
 # use of both (percent of one core), so a saturated load generator shows.
@@ -22,12 +25,14 @@ set -euo pipefail
 ROUNDS=3
 DURATION=4s
 IDLE=10000
+BCAST=10000
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) ROUNDS=1; DURATION=2s; IDLE=2000 ;;
+        --quick) ROUNDS=1; DURATION=2s; IDLE=2000; BCAST=1000 ;;
         --rounds) ROUNDS="$2"; shift ;;
         --duration) DURATION="$2"; shift ;;
         --idle) IDLE="$2"; shift ;;
+        --broadcast) BCAST="$2"; shift ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
@@ -43,9 +48,9 @@ rm -f "$OUT"/*.json
 # 10,000 idle connections need that many descriptors in the client and in
 # each server (both inherit this limit).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-if [ "$(ulimit -n)" -lt $((IDLE + 512)) ]; then
-    echo "warning: ulimit -n is $(ulimit -n); lowering idle connections" >&2
-    IDLE=$(( $(ulimit -n) - 512 ))
+if [ "$(ulimit -n)" -lt $((IDLE + 512)) ] || [ "$(ulimit -n)" -lt $((BCAST + 512)) ]; then
+    echo "warning: ulimit -n is $(ulimit -n); lowering connection counts" >&2
+    IDLE=$(( $(ulimit -n) - 512 )); BCAST=$IDLE
 fi
 
 echo "== building (release)"
@@ -154,6 +159,18 @@ for s in tether fastwebsockets tungstenite; do
     stop_server "$s"
 done
 
+echo "== broadcast: $BCAST subscribers on tether serve /chat/bench"
+start_server tether
+RATE=$(( 2500000 / BCAST ))
+[ "$RATE" -lt 1 ] && RATE=1
+if ! "$TETHER" bench "ws://127.0.0.1:${PORT[tether]}/chat/bench" --broadcast -c "$BCAST" -s 20 \
+    --rate "$RATE" -t "$DURATION" --json --server-pid "${PID[tether]}" --log error \
+    >"$OUT/broadcast-tether.json" 2>"$OUT/broadcast-tether.json.err"; then
+    echo "  broadcast bench failed (see $OUT/broadcast-tether.json.err)" >&2
+    rm -f "$OUT/broadcast-tether.json"
+fi
+stop_server tether
+
 echo
 python3 - "$OUT" "$ROUNDS" "${CASES[@]}" <<'PY'
 import json, os, statistics, sys
@@ -208,4 +225,15 @@ for s in ["tether", "fastwebsockets", "tungstenite"]:
     sv = r.get("server") or {}
     per = sv.get("rss_per_connection_bytes")
     print(f"| {r['connections']} | {label[s]} | {r['connected']} | {sv.get('rss_before_kib')} -> {sv.get('rss_after_kib')} | {'-' if per is None else f'{per:,.0f}'} |")
+print()
+r = load(os.path.join(out, "broadcast-tether.json"))
+print("| broadcast | subscribers | published | delivered msgs/s | p50 us | p99 us | errors | close codes | cpu client/server |")
+print("|---|---:|---:|---:|---:|---:|---:|---|---|")
+if r:
+    lat = r.get("latency_us") or {}
+    scpu = ((r.get("server") or {}).get("cpu") or {}).get("percent")
+    codes = ", ".join(f"{k}: {v}" for k, v in r["close_codes"].items())
+    print(f"| tether /chat/bench | {r['connected']} | {r['messages_sent']:,} | {r['msgs_per_sec']:,.0f} | {lat.get('p50', '-')} | {lat.get('p99', '-')} | {r['errors']} | {codes} | {r['client_cpu']['percent']:.0f} / {'-' if scpu is None else f'{scpu:.0f}'} |")
+else:
+    print("| tether /chat/bench | failed | | | | | | | |")
 PY

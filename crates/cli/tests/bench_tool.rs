@@ -249,3 +249,48 @@ async fn broadcast_mode_delivers_published_messages_to_subscribers() {
     );
     assert_eq!(count(&s, "errors"), 0, "{s:#}");
 }
+
+#[tokio::test]
+async fn compress_flag_negotiates_permessage_deflate() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = tether::WebSocketConfig::default();
+    config.protocol.deflate = Some(tether::proto::deflate::DeflateConfig::default());
+    let server = std::sync::Arc::new(tether::ServerBuilder::new().config(config));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = server.accept(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_data() && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let url = format!("ws://{addr}/");
+    let s = bench(&[
+        &url,
+        "--compress",
+        "-c",
+        "2",
+        "-s",
+        "4K",
+        "--text",
+        "-n",
+        "50",
+    ])
+    .await;
+    assert_eq!(count(&s, "compressed_connections"), 2, "{s:#}");
+    assert_eq!(count(&s, "messages_received"), 50);
+    assert_eq!(count(&s, "bytes_received"), 50 * 4096);
+    assert_eq!(count(&s, "errors"), 0, "{s:#}");
+
+    // Without the flag nothing is offered.
+    let s = bench(&[&url, "-c", "2", "-n", "10"]).await;
+    assert_eq!(count(&s, "compressed_connections"), 0, "{s:#}");
+}

@@ -93,6 +93,14 @@ async fn connect_wss_with_cacert_without_it_and_insecure() {
     let (code, out, err) = run(&["--cacert", ca.to_str().unwrap(), &url], b"secret\n").await;
     assert_eq!((code, out.as_str()), (0, "secret\n"), "{err}");
 
+    let (code, out, err) = run(&["--jsonl", "--cacert", ca.to_str().unwrap(), &url], b"").await;
+    assert_eq!(code, 0, "{err}");
+    let open: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(
+        open["tls"].as_str().unwrap().starts_with("TLSv1_3"),
+        "the open event names the TLS version: {open}"
+    );
+
     let (code, out, err) = run(&[&url], b"secret\n").await;
     assert_eq!(code, 1, "{err}");
     assert!(out.is_empty());

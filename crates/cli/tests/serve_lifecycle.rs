@@ -183,3 +183,78 @@ async fn wss_and_https_share_the_tls_port() {
         "{resp}"
     );
 }
+
+#[test]
+fn silent_client_is_pinged_then_dropped() {
+    use std::io::{Read, Write};
+    let server = Server::with_config(
+        r#"
+[limits]
+ping_interval = "1s"
+idle_timeout = "1s"
+
+[[route]]
+path = "/echo"
+kind = "echo"
+"#,
+    );
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET /echo HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .unwrap();
+    // Read everything until the server gives up on us (we never answer).
+    let mut all = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head_end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    assert!(all.starts_with(b"HTTP/1.1 101"));
+    let frames = &all[head_end..];
+    // The first frame after the handshake is the server's ping (FIN + opcode 9).
+    assert_eq!(frames.first(), Some(&0x89), "frames: {frames:02x?}");
+    assert!(eventually(Duration::from_secs(10), || server
+        .metric("tether_connections_open")
+        == 0));
+}
+
+#[tokio::test]
+async fn builtin_demo_ticker_pushes_prices() {
+    let server = Server::with_args(&[]);
+    let (mut ws, _) = ClientBuilder::new(server.ws_url("/pubsub"))
+        .connect()
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        r#"{"op":"subscribe","channel":"ticker","id":1}"#,
+    ))
+    .await
+    .unwrap();
+    let mut quotes = 0;
+    while quotes < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Some(text) = m.as_text() else { continue };
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        if v["op"] == "message" {
+            assert_eq!(v["channel"], "ticker");
+            assert_eq!(v["data"]["quotes"][0]["symbol"], "ACME");
+            quotes += 1;
+        }
+    }
+}

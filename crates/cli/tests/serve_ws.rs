@@ -423,6 +423,8 @@ async fn oversized_message_closes_with_1009() {
     let mut ws = connect(&server.ws_url("/echo")).await;
     ws.send(Message::binary(vec![0u8; 2048])).await.unwrap();
     assert_eq!(close_of(&mut ws).await.0, 1009);
+    // Finish our side of the closing handshake, so the server is done at once.
+    while ws.next().await.is_some() {}
     assert!(serve_support::eventually(Duration::from_secs(10), || {
         server.metric("tether_closes_total{code=\"1009\"}") == 1
     }));
@@ -495,16 +497,28 @@ kind = "echo"
         let addr = server.addr;
         async move {
             let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            ClientBuilder::new(url).connect_on(tcp).await.map(|(ws, _)| ws)
+            ClientBuilder::new(url)
+                .connect_on(tcp)
+                .await
+                .map(|(ws, _)| ws)
         }
     };
     let mut ws = via("app.example", "/app-only").await.unwrap();
     ws.send(Message::text("vhost")).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("vhost"));
     // The vhost has only its own routes; the default host does not have its.
-    assert_eq!(rejected_status(&via("app.example", "/echo").await.unwrap_err()), 404);
-    assert_eq!(rejected_status(&via("localhost", "/app-only").await.unwrap_err()), 404);
+    assert_eq!(
+        rejected_status(&via("app.example", "/echo").await.unwrap_err()),
+        404
+    );
+    assert_eq!(
+        rejected_status(&via("localhost", "/app-only").await.unwrap_err()),
+        404
+    );
     via("localhost", "/echo").await.unwrap();
     // Not in allowed_hosts: misdirected.
-    assert_eq!(rejected_status(&via("other.example", "/echo").await.unwrap_err()), 421);
+    assert_eq!(
+        rejected_status(&via("other.example", "/echo").await.unwrap_err()),
+        421
+    );
 }

@@ -461,14 +461,22 @@ async fn run(
             .to_owned()
     };
     let protocol = header("sec-websocket-protocol");
+    // close() may have raced with the handshake: it fails the connection
+    // while CONNECTING, so there is no open event then.
+    if shared
+        .state
+        .compare_exchange(
+            ReadyState::Connecting as u8,
+            ReadyState::Open as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        drop(ws);
+        return failed("close() was called before the connection opened".into());
+    }
     *shared.protocol.lock().unwrap_or_else(|e| e.into_inner()) = protocol.clone();
-    // close() may have raced with the handshake; keep CLOSING if so.
-    let _ = shared.state.compare_exchange(
-        ReadyState::Connecting as u8,
-        ReadyState::Open as u8,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    );
     let _ = events.send(BrowserEvent::Open {
         protocol,
         extensions: header("sec-websocket-extensions"),

@@ -5,13 +5,17 @@ use bytes::{Buf, BytesMut};
 use tether_proto::handshake::{HandshakeError, HandshakeLimits};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// An incremental head parser: `Ok(None)` until the head is complete, then
+/// the head and its length in bytes.
+pub(crate) type HeadParser<T> = fn(&[u8], &HandshakeLimits) -> Result<Option<(T, usize)>, HandshakeError>;
+
 /// Read until `parse` recognises a complete head. Returns the parsed head;
 /// `buf` keeps whatever followed it (already WebSocket data).
 pub(crate) async fn read_head<S, T>(
     io: &mut S,
     buf: &mut BytesMut,
     limits: &HandshakeLimits,
-    parse: fn(&[u8], &HandshakeLimits) -> Result<Option<(T, usize)>, HandshakeError>,
+    parse: HeadParser<T>,
 ) -> Result<T>
 where
     S: AsyncRead + Unpin,

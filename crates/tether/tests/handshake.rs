@@ -420,3 +420,31 @@ async fn client_rejects_a_wrong_accept_value() {
         result.map(|_| ())
     );
 }
+
+#[tokio::test]
+async fn http_router_path_keeps_the_pipelined_frame() {
+    // A server that also speaks plain HTTP reads the head itself, routes,
+    // then hands the request (and the bytes read past it) to `Incoming`.
+    let (mut raw, mut server_end) = tokio::io::duplex(PIPE);
+    let mut bytes = REQUEST.to_vec();
+    bytes.extend(encode_frame(
+        true,
+        0,
+        OpCode::Binary,
+        Some([5, 6, 7, 8]),
+        b"routed",
+    ));
+    raw.write_all(&bytes).await.unwrap();
+    let builder = ServerBuilder::new();
+    let (request, leftover) = builder.read_http_request(&mut server_end).await.unwrap();
+    assert_eq!(request.uri().path(), "/chat");
+    let incoming =
+        tether::Incoming::from_request(server_end, request, leftover, builder.get_config().clone())
+            .await
+            .unwrap();
+    let mut ws = incoming.accept(Accept::default()).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::binary(&b"routed"[..])
+    );
+}

@@ -103,7 +103,7 @@ impl Subscriber<'_> {
 /// Run broadcast mode.
 pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let shared = Arc::new(Shared::new());
-    let subs = connect_all(&args, &args.url, &shared.errors).await;
+    let (subs, compressed) = connect_all(&args, &args.url, &shared.errors).await;
     if subs.is_empty() {
         anyhow::bail!(
             "no subscriber could connect to {}: {:?}",
@@ -211,7 +211,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
         }
     }
     progress.abort();
-    Ok(Summary::build(
+    let mut summary = Summary::build(
         &args,
         Counts {
             connected,
@@ -225,7 +225,9 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
         &shared.closes,
         cpu,
         None,
-    ))
+    );
+    summary.compressed_connections = compressed;
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -209,7 +209,7 @@ pub(super) fn close_label(frame: Option<&CloseFrame>) -> String {
 /// Run echo mode.
 pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let shared = Arc::new(Shared::new());
-    let conns = connect_all(&args, &args.url, &shared.errors).await;
+    let (conns, compressed) = connect_all(&args, &args.url, &shared.errors).await;
     if conns.is_empty() {
         anyhow::bail!(
             "no connection to {} could be opened: {:?}",
@@ -296,7 +296,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
             .max(Duration::from_nanos(1)),
     };
     let cpu = cpu.unwrap_or_else(|| window.cpu(&args, elapsed));
-    Ok(Summary::build(
+    let mut summary = Summary::build(
         &args,
         Counts {
             connected,
@@ -310,5 +310,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
         &shared.closes,
         cpu,
         None,
-    ))
+    );
+    summary.compressed_connections = compressed;
+    Ok(summary)
 }

@@ -20,7 +20,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let shared = Arc::new(Shared::new());
     let server = args.server_pid.map(|p| p.to_string());
     let before = server.as_deref().and_then(rss_kib);
-    let conns = connect_all(&args, &args.url, &shared.errors).await;
+    let (conns, compressed) = connect_all(&args, &args.url, &shared.errors).await;
     if conns.is_empty() {
         anyhow::bail!(
             "no connection to {} could be opened: {:?}",
@@ -99,6 +99,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
             kib as f64 * 1024.0 / connected as f64
         );
     }
+    summary.compressed_connections = compressed;
     // A rate is meaningless for the single exchange: report the counts only.
     summary.msgs_per_sec = 0.0;
     summary.mb_per_sec = 0.0;

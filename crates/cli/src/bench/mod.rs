@@ -107,6 +107,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub connect_concurrency: u32,
 
+    /// Offer permessage-deflate (RFC 7692) with default settings; the summary
+    /// counts the connections where the server accepted it.
+    #[arg(long, conflicts_with = "raw_tcp")]
+    pub compress: bool,
+
     /// Give up on the closing handshake of a connection after this long.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub close_timeout: Duration,
@@ -202,6 +207,9 @@ fn client_config(args: &BenchArgs) -> WebSocketConfig {
     config.protocol.max_message_size = limit;
     config.protocol.max_frame_size = limit;
     config.close_timeout = args.close_timeout;
+    if args.compress {
+        config.protocol.deflate = Some(tether::proto::deflate::DeflateConfig::default());
+    }
     // Keep `depth` messages queued without waiting on the socket.
     let window = args.size.saturating_mul(args.depth as usize + 1);
     config.write_buffer_limit = config.write_buffer_limit.max(window);
@@ -211,12 +219,13 @@ fn client_config(args: &BenchArgs) -> WebSocketConfig {
 /// Open `args.connections` WebSocket connections to `url`, at most
 /// `connect_concurrency` at a time (a burst of thousands would overflow the
 /// server's accept backlog and stall on SYN retransmits). Failures are
-/// counted, not fatal.
+/// counted, not fatal. Also returns how many connections agreed to
+/// permessage-deflate.
 async fn connect_all(
     args: &Arc<BenchArgs>,
     url: &str,
     errors: &stats::Errors,
-) -> Vec<(usize, WebSocket<MaybeTlsStream>)> {
+) -> (Vec<(usize, WebSocket<MaybeTlsStream>)>, u64) {
     let limit = Arc::new(Semaphore::new(args.connect_concurrency as usize));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.connections {
@@ -224,19 +233,34 @@ async fn connect_all(
         let builder = ClientBuilder::new(url).config(client_config(args));
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
-            (i, builder.connect().await.map(|(ws, _)| ws))
+            (i, builder.connect().await)
         });
     }
     let mut out = Vec::with_capacity(args.connections);
+    let mut compressed = 0;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((i, Ok(ws))) => out.push((i, ws)),
+            Ok((i, Ok((ws, response)))) => {
+                compressed += u64::from(deflate_accepted(&response));
+                out.push((i, ws));
+            }
             Ok((_, Err(e))) => errors.record(format!("connect: {e}")),
             Err(e) => errors.record(format!("connect task: {e}")),
         }
     }
     out.sort_by_key(|(i, _)| *i);
-    out
+    (out, compressed)
+}
+
+/// The server's handshake response agreed to permessage-deflate.
+fn deflate_accepted(response: &http::Response<()>) -> bool {
+    response
+        .headers()
+        .get_all("sec-websocket-extensions")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|ext| ext.split(';').next().map(str::trim) == Some("permessage-deflate"))
 }
 
 /// Messages received so far by all connections (for the progress display).

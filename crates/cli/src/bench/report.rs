@@ -21,6 +21,8 @@ pub struct Summary {
     pub depth: u32,
     pub text: bool,
     pub threads: u32,
+    /// Connections on which the server accepted permessage-deflate (`--compress`).
+    pub compressed_connections: u64,
     /// Length of the measurement window.
     pub duration_secs: f64,
     pub messages_sent: u64,
@@ -167,6 +169,7 @@ impl Summary {
             depth: args.depth,
             text: args.text,
             threads: args.threads,
+            compressed_connections: 0,
             duration_secs: secs,
             messages_sent: counts.sent,
             messages_received: counts.received,
@@ -232,6 +235,16 @@ impl Summary {
                 ),
             ),
             None => row(&mut t, "latency", "-".into()),
+        }
+        if self.compressed_connections > 0 {
+            row(
+                &mut t,
+                "compression",
+                format!(
+                    "permessage-deflate on {} connections",
+                    self.compressed_connections
+                ),
+            );
         }
         row(&mut t, "errors", self.errors.to_string());
         for (e, n) in &self.error_samples {

@@ -29,10 +29,6 @@ pub enum NegotiationError {
     /// a window size that is not a decimal 8..=15 (§7.1.1, §7.1.2).
     #[error("permessage-deflate: invalid value for {0} (RFC 7692 §7.1)")]
     InvalidValue(&'static str),
-    /// The server answered with `client_max_window_bits` though the client
-    /// did not offer it (§7.1.2.2).
-    #[error("permessage-deflate: client_max_window_bits in the response but not in the offer (RFC 7692 §7.1.2.2)")]
-    ClientWindowBitsNotOffered,
     /// The server answered with a window size larger than the client asked
     /// for (§7.1.2.1, §7.1.2.2).
     #[error("permessage-deflate: {0} in the response exceeds the offered value (RFC 7692 §7.1.2)")]
@@ -55,9 +51,6 @@ impl NegotiationError {
             }
             NegotiationError::InvalidValue(_) => {
                 "permessage-deflate response has an invalid parameter value (RFC 7692 §7.1)"
-            }
-            NegotiationError::ClientWindowBitsNotOffered => {
-                "permessage-deflate response has client_max_window_bits, which was not offered (RFC 7692 §7.1.2.2)"
             }
             NegotiationError::WindowBitsTooLarge(_) => {
                 "permessage-deflate response window bits exceed the offer (RFC 7692 §7.1.2)"

@@ -376,7 +376,7 @@ fn client_sees_no_deflate_when_server_declines() {
 
 #[test]
 fn negotiation_error_becomes_handshake_error() {
-    let e: HandshakeError = NegotiationError::ClientWindowBitsNotOffered.into();
+    let e: HandshakeError = NegotiationError::MissingParameter("server_max_window_bits").into();
     assert!(matches!(e, HandshakeError::MalformedExtensions(m) if m.contains("RFC 7692")));
 }
 
