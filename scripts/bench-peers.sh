@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Compare `tether serve`'s /echo with other WebSocket servers and a raw TCP
-# echo, using the same `tether bench` cases against each.
+# echo, using the same `tether bench` cases against each. The servers:
+# `tether serve` (the application), tether-echo (the tether library with the
+# same echo loop, no application around it), fastwebsockets and
+# tokio-tungstenite echo servers (benches/peers/), and a raw TCP echo.
 #
-#   scripts/bench-peers.sh            # full run: 3 rounds x 4 s per case (~6-7 min)
+#   scripts/bench-peers.sh            # full run: 3 rounds x 4 s per case (~8 min)
 #   scripts/bench-peers.sh --quick    # 1 round x 2 s, 2,000 idle connections (~1 min)
 #   scripts/bench-peers.sh --rounds 5 --duration 5s --idle 10000 --broadcast 10000
 #
@@ -59,8 +62,8 @@ cargo build --release -q --manifest-path benches/peers/Cargo.toml
 TETHER="$ROOT/target/release/tether"
 PEERS="$ROOT/benches/peers/target/release"
 
-SERVERS="tcp tether fastwebsockets tungstenite"
-declare -A PORT=([tcp]=19104 [tether]=19101 [fastwebsockets]=19102 [tungstenite]=19103)
+SERVERS="tcp tether tether-lib fastwebsockets tungstenite"
+declare -A PORT=([tcp]=19104 [tether]=19101 [tether-lib]=19105 [fastwebsockets]=19102 [tungstenite]=19103)
 declare -A PID=()
 
 serve_flags=(--listen "127.0.0.1:${PORT[tether]}" --max-message-size 2M --log warn)
@@ -74,6 +77,7 @@ start_server() {
     case "$s" in
         tether) "$TETHER" serve "${serve_flags[@]}" >"$OUT/server-$s.log" 2>&1 & ;;
         fastwebsockets) "$PEERS/fastwebsockets-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
+        tether-lib) "$PEERS/tether-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
         tungstenite) "$PEERS/tungstenite-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
         tcp) "$PEERS/tcp-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
     esac
@@ -119,7 +123,7 @@ CASES=(
 )
 
 echo "== machine: $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== throughput: $ROUNDS round(s) x ${#CASES[@]} cases x 4 servers, $DURATION each"
+echo "== throughput: $ROUNDS round(s) x ${#CASES[@]} cases x 5 servers, $DURATION each"
 for s in $SERVERS; do start_server "$s"; done
 
 servers=($SERVERS)
@@ -148,7 +152,7 @@ done
 stop_all
 
 echo "== idle memory: $IDLE connections per server (fresh server each)"
-for s in tether fastwebsockets tungstenite; do
+for s in tether tether-lib fastwebsockets tungstenite; do
     start_server "$s"
     f="$OUT/idle-$s.json"
     if ! "$TETHER" bench "$(url_of "$s")" --idle -c "$IDLE" -s 20 -t 1s --json \
@@ -176,8 +180,8 @@ python3 - "$OUT" "$ROUNDS" "${CASES[@]}" <<'PY'
 import json, os, statistics, sys
 
 out, rounds, cases = sys.argv[1], int(sys.argv[2]), [c.split("|")[0] for c in sys.argv[3:]]
-servers = ["tcp", "tether", "fastwebsockets", "tungstenite"]
-label = {"tcp": "raw TCP echo", "tether": "tether", "fastwebsockets": "fastwebsockets", "tungstenite": "tokio-tungstenite"}
+servers = ["tcp", "tether", "tether-lib", "fastwebsockets", "tungstenite"]
+label = {"tcp": "raw TCP echo", "tether": "tether serve", "tether-lib": "tether (library echo)", "fastwebsockets": "fastwebsockets", "tungstenite": "tokio-tungstenite"}
 
 def load(path):
     try:
@@ -217,7 +221,7 @@ for ci, case in enumerate(cases):
 print()
 print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")
 print("|---|---|---:|---|---:|")
-for s in ["tether", "fastwebsockets", "tungstenite"]:
+for s in ["tether", "tether-lib", "fastwebsockets", "tungstenite"]:
     r = load(os.path.join(out, f"idle-{s}.json"))
     if not r:
         print(f"| - | {label[s]} | failed | | |")

@@ -31,7 +31,7 @@ command = ["sh", "-c", "echo oops; exit 3"]
 [[route]]
 path = "/stubborn"
 kind = "exec"
-command = ["sh", "-c", "echo $$ > $DIR/stubborn.pid; echo started; exec sleep 300"]
+command = ["sh", "-c", "echo $$ > $DIR/stubborn.pid; sleep 300 & echo $! > $DIR/background.pid; echo started; exec sleep 300"]
 
 [[route]]
 path = "/cat"
@@ -83,6 +83,18 @@ async fn close_of(ws: &mut Ws) -> (u16, String) {
             Message::Close(None) => return (1005, String::new()),
             _ => continue,
         }
+    }
+}
+
+/// Is the process dead: gone, or a zombie waiting for *its* parent (for a
+/// program's background job that parent is init, not the server)?
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
     }
 }
 
@@ -175,14 +187,20 @@ async fn program_ignoring_end_of_input_is_killed_and_reaped() {
     assert_eq!(text(&mut ws).await, "started");
     let pid_file = server.dir.path().join("stubborn.pid");
     let pid = read_pid(&pid_file).expect("program wrote its pid");
-    assert!(!gone(pid));
+    let background = read_pid(&server.dir.path().join("background.pid")).expect("background pid");
+    assert!(!gone(pid) && !dead(background));
     ws.close(Some(CloseFrame::new(1000u16, "bye")))
         .await
         .unwrap();
-    // Killed after the grace period and waited for: no zombie, no orphan.
+    // Killed after the grace period and waited for: no zombie...
     assert!(
         eventually(Duration::from_secs(15), || gone(pid)),
         "program {pid} survived its socket"
+    );
+    // ...and its background job did not outlive it as an orphan.
+    assert!(
+        eventually(Duration::from_secs(15), || dead(background)),
+        "background job {background} survived"
     );
 }
 

@@ -19,6 +19,9 @@
 //! the socket closes first, the program's stdin is closed; if it has not
 //! exited 2 seconds later it is killed (SIGKILL). Either way the child is
 //! always waited for, so no zombie is left; `kill_on_drop` covers a panic.
+//! The program runs in its own process group, and when the session ends
+//! whatever is left of that group (background jobs the program started) is
+//! killed too, so no orphan outlives its connection.
 
 use super::metrics::RouteMetrics;
 use super::session::{close_with, wait_shutdown, Outcome, SHUTTING_DOWN};
@@ -60,6 +63,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    #[cfg(unix)]
+    cmd.process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -159,8 +164,26 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
     drop(stdin);
     reap(&mut child, pid).await;
+    // Background jobs the program left behind (its group outlives it).
+    kill_group(pid).await;
     reader.abort();
     out.finish()
+}
+
+/// SIGKILL every process in the program's process group (its id is the
+/// program's pid). Without `unsafe` there is no `killpg` here, so this
+/// runs `kill -KILL -- -PGID`; "no such process" (nothing left) is fine.
+async fn kill_group(pgid: u32) {
+    #[cfg(unix)]
+    if pgid > 1 {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
 }
 
 /// Wait for the program (closing nothing itself); kill it after the grace
@@ -175,8 +198,10 @@ async fn reap(child: &mut Child, pid: u32) -> Option<i32> {
         Err(_) => {
             tracing::info!(
                 pid,
-                "program still running {EXIT_GRACE:?} after its socket closed: killing it"
+                "program still running {EXIT_GRACE:?} after its session ended: killing it"
             );
+            // The group first, while its leader (not yet reaped) holds the id.
+            kill_group(pid).await;
             // kill() sends SIGKILL and waits, so no zombie is left behind.
             let _ = child.kill().await;
             None
