@@ -10,10 +10,19 @@ use clap::{Parser, Subcommand};
 
 /// Tether: WebSocket tools (RFC 6455).
 ///
-/// Run `tether serve` to start a WebSocket server on 127.0.0.1:8080 with an
-/// echo endpoint at /echo.
+/// `tether serve` starts a real-time server on 127.0.0.1:8080: open it in a
+/// browser for a demo page (chat room, live ticker, echo); add a TOML config
+/// for static files, rooms, pub/sub channels and program-per-connection
+/// endpoints. `tether connect URL` talks to any WebSocket server from the
+/// terminal or a script. `tether bench URL` measures one.
+///
+/// Examples:
+///   tether serve
+///   tether connect ws://127.0.0.1:8080/echo
+///   printf 'a\nb\n' | tether connect --jsonl ws://127.0.0.1:8080/echo
+///   tether bench -c 100 -s 20 -d 16 -t 5s ws://127.0.0.1:8080/echo
 #[derive(Parser, Debug)]
-#[command(name = "tether", version, about, long_about = None, propagate_version = true)]
+#[command(name = "tether", version, about, propagate_version = true)]
 struct Cli {
     /// Log filter (e.g. `info`, `debug`, `tether=trace`). Also `RUST_LOG`.
     #[arg(long, global = true, env = "TETHER_LOG", default_value = "info")]
