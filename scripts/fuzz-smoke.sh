@@ -36,15 +36,17 @@ for target in $targets; do
     mkdir -p "$corpus" "fuzz/artifacts/$target"
     seeds=()
     [ -d "fuzz/seeds/$target" ] && seeds=("fuzz/seeds/$target")
+    extra=()
     case "$target" in
         connection_*) max_len=16384 ;;
+        handshake_*) max_len=4096; extra=(-dict=fuzz/handshake.dict) ;;
         *) max_len=4096 ;;
     esac
     log="$(mktemp)"
     echo "fuzz-smoke: $target for ${seconds}s" >&2
     if cargo fuzz run "$target" "$corpus" "${seeds[@]}" -- \
         -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=1 \
+        -rss_limit_mb=2048 -print_final_stats=1 "${extra[@]}" \
         >"$log" 2>&1; then
         runs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" \
             | grep -Eo '[0-9]+$' | awk '{s+=$1} END {print s+0}')"

@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     assert!((2..=MAX_HEADER_LEN).contains(&len), "header length {len}");
     assert!(len <= data.len());
     assert!(header.rsv <= 0b111);
-    assert_eq!(header.payload_len >> 63, 0, "MSB of a 64-bit length accepted");
+    assert_eq!(
+        header.payload_len >> 63,
+        0,
+        "MSB of a 64-bit length accepted"
+    );
     if header.opcode.is_control() {
         assert!(header.fin, "fragmented control frame accepted");
         assert!(header.payload_len <= 125, "long control frame accepted");

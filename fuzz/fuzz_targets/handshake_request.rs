@@ -83,7 +83,10 @@ fn check_refusal(e: &HandshakeError) {
     assert_eq!(response.status(), status);
     if status == http::StatusCode::UPGRADE_REQUIRED {
         assert_eq!(
-            response.headers().get("sec-websocket-version").map(|v| v.as_bytes()),
+            response
+                .headers()
+                .get("sec-websocket-version")
+                .map(|v| v.as_bytes()),
             Some(&b"13"[..])
         );
     }

@@ -5,9 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tether_proto::handshake::{
-    accept_key, parse_response, validate_response, HandshakeLimits,
-};
+use tether_proto::handshake::{accept_key, parse_response, validate_response, HandshakeLimits};
 
 /// The RFC 6455 §1.3 sample key; the fuzzer learns its accept value from the
 /// seed response.
@@ -65,7 +63,10 @@ fuzz_target!(|data: &[u8]| {
         accept_key(KEY.as_bytes()).as_bytes()
     );
     if let Some(p) = &accepted.protocol {
-        assert!(protocols.contains(p), "unoffered subprotocol {p:?} accepted");
+        assert!(
+            protocols.contains(p),
+            "unoffered subprotocol {p:?} accepted"
+        );
     }
     for e in &accepted.extensions {
         assert!(

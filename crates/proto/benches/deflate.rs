@@ -42,8 +42,13 @@ static GLOBAL: Counting = Counting;
 
 /// JSON-like text: what WebSocket applications mostly send.
 fn json_payload(len: usize) -> Vec<u8> {
+    json_payload_from(len, 0)
+}
+
+/// JSON-like text starting at record `first` (distinct messages).
+fn json_payload_from(len: usize, first: u64) -> Vec<u8> {
     let mut s = String::new();
-    let mut i = 0u64;
+    let mut i = first;
     while s.len() < len {
         s.push_str(&format!(
             r#"{{"id":{i},"user":"user{}","event":"update","price":{}.{:02},"tags":["a","b"]}},"#,
@@ -151,11 +156,23 @@ fn bench(c: &mut Criterion) {
     for &len in &[256usize, 16 * 1024, 1 << 20] {
         let data = json_payload(len);
         g.throughput(Throughput::Bytes(len as u64));
+        // Distinct messages, so that context takeover cannot simply refer
+        // back to an identical previous message.
+        let distinct: Vec<Vec<u8>> = (0..16)
+            .map(|k| json_payload_from(len, k * 1_000_003))
+            .collect();
         for level in [1u32, 6] {
-            let mut comp = Compressor::new(15, level, false);
-            g.bench_function(format!("compress/json/{len}/level{level}"), |b| {
-                b.iter(|| black_box(comp.compress(black_box(&data))))
-            });
+            for nct in [false, true] {
+                let mut comp = Compressor::new(15, level, nct);
+                let mut k = 0;
+                let name = if nct { "no_takeover" } else { "takeover" };
+                g.bench_function(format!("compress/json/{len}/level{level}/{name}"), |b| {
+                    b.iter(|| {
+                        k = (k + 1) % distinct.len();
+                        black_box(comp.compress(black_box(&distinct[k])))
+                    })
+                });
+            }
         }
         let mut comp = Compressor::new(15, 6, true);
         let compressed = comp.compress(&data);

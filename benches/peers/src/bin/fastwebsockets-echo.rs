@@ -19,14 +19,13 @@ fn main() {
                 Ok(f) => f,
                 Err(_) => return,
             };
-            match frame.opcode {
+            let echo = match frame.opcode {
                 OpCode::Close => return,
-                OpCode::Text | OpCode::Binary => {
-                    if ws.write_frame(frame).await.is_err() {
-                        return;
-                    }
-                }
-                _ => {}
+                OpCode::Text | OpCode::Binary => true,
+                _ => false,
+            };
+            if echo && ws.write_frame(frame).await.is_err() {
+                return;
             }
         }
     });

@@ -210,7 +210,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
             Err(e) => shared.errors.record(format!("subscriber task: {e}")),
         }
     }
-    progress.abort();
+    progress.finish().await;
     let mut summary = Summary::build(
         &args,
         Counts {

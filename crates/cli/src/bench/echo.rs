@@ -199,6 +199,7 @@ pub(super) async fn finish(
     }
 }
 
+/// How a close is shown in the summary: the code, or `none` for a Close without one.
 pub(super) fn close_label(frame: Option<&CloseFrame>) -> String {
     match frame {
         Some(f) => f.code.0.to_string(),
@@ -288,7 +289,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
             Err(e) => shared.errors.record(format!("connection task: {e}")),
         }
     }
-    progress.abort();
+    progress.finish().await;
     let elapsed = match deadline {
         Some(_) => args.measure_for(),
         None => last_done

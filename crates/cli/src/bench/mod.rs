@@ -277,11 +277,25 @@ impl Progress {
     }
 }
 
-/// Show progress until dropped: a bar on a terminal, plain lines otherwise.
-fn spawn_progress(progress: Arc<Progress>, total: Option<Duration>) -> tokio::task::JoinHandle<()> {
+/// The progress display; [`ProgressDisplay::finish`] stops it and clears the bar.
+struct ProgressDisplay {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressDisplay {
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Show progress until finished: a bar on a terminal, plain lines otherwise.
+fn spawn_progress(progress: Arc<Progress>, total: Option<Duration>) -> ProgressDisplay {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
-    tokio::spawn(async move {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
         let start = Instant::now();
         let bar = tty.then(|| {
             let bar = match total {
@@ -306,7 +320,10 @@ fn spawn_progress(progress: Arc<Progress>, total: Option<Duration>) -> tokio::ta
         let mut interval = tokio::time::interval(tick);
         interval.tick().await;
         loop {
-            interval.tick().await;
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = &mut stopped => break,
+            }
             let m = progress.messages.load(Ordering::Relaxed);
             let b = progress.bytes.load(Ordering::Relaxed);
             let now = Instant::now();
@@ -328,7 +345,11 @@ fn spawn_progress(progress: Arc<Progress>, total: Option<Duration>) -> tokio::ta
                 None => eprintln!("[{:>6.1}s] {line}", start.elapsed().as_secs_f64()),
             }
         }
-    })
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    });
+    ProgressDisplay { stop, task }
 }
 
 #[cfg(test)]

@@ -258,7 +258,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
             Err(e) => shared.errors.record(format!("connection task: {e}")),
         }
     }
-    progress.abort();
+    progress.finish().await;
     let elapsed = match deadline {
         Some(_) => args.measure_for(),
         None => last_done

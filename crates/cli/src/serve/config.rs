@@ -63,6 +63,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Do not negotiate permessage-deflate compression (RFC 7692), which is
+    /// otherwise accepted whenever a client offers it (browsers always do).
+    #[arg(long, env = "TETHER_NO_DEFLATE")]
+    pub no_deflate: bool,
+
     /// Bearer token for `POST /api/publish` of the built-in pub/sub route
     /// (without a config file). If unset, a random one is made and logged.
     #[arg(long, env = "TETHER_PUBLISH_TOKEN")]
@@ -129,6 +134,11 @@ pub struct RawListener {
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
+    /// Negotiate permessage-deflate when a client offers it (default true).
+    /// Compressor state is allocated only once a connection compresses
+    /// (about 300-400 KiB with the default 15-bit windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permessage_deflate: Option<bool>,
     /// Largest message (default 1M).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<SizeValue>,
@@ -307,6 +317,10 @@ impl RawConfig {
         if let Some(v) = args.handshake_timeout {
             l.handshake_timeout = Some(DurationValue::Secs(v));
         }
+        if args.no_deflate {
+            l.permessage_deflate = Some(false);
+        }
+        l.permessage_deflate.get_or_insert(true);
         if let Some(v) = args.max_connections {
             l.max_connections = Some(v);
         }
@@ -378,6 +392,8 @@ pub enum HostRule {
 /// Validated limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Negotiate permessage-deflate.
+    pub permessage_deflate: bool,
     /// Largest message.
     pub max_message_size: usize,
     /// Most WebSocket connections.
@@ -608,6 +624,7 @@ impl ServerConfig {
             None => Err(format!("`limits.{k}` is missing")),
         };
         let limits = Limits {
+            permessage_deflate: l.permessage_deflate.unwrap_or(true),
             max_message_size: size(&l.max_message_size, "max_message_size")?,
             max_connections: req(l.max_connections, "max_connections")?,
             max_connections_per_ip: req(l.max_connections_per_ip, "max_connections_per_ip")?,

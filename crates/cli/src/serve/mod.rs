@@ -76,6 +76,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut ws_config = WebSocketConfig::default();
     ws_config.protocol.max_message_size = limits.max_message_size;
     ws_config.protocol.max_frame_size = limits.max_message_size;
+    if limits.permessage_deflate {
+        ws_config.protocol.deflate = Some(tether::proto::deflate::DeflateConfig::default());
+    }
     ws_config.handshake_timeout = limits.handshake_timeout;
     ws_config.write_buffer_limit = limits.write_buffer;
     ws_config.keepalive = Some(Keepalive {

@@ -168,10 +168,14 @@ impl Decompressor {
         on_chunk: &mut impl FnMut(&[u8]) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
         let cap = limit.saturating_add(1);
+        // Start small (small messages should not pay for zeroing a whole
+        // chunk), then double up to INFLATE_CHUNK.
+        let mut step = input.len().saturating_mul(4).clamp(256, INFLATE_CHUNK);
         while !self.ended {
             let start = out.len();
             // Room for one byte past the limit, so crossing it is detected.
-            let n = INFLATE_CHUNK.min(cap - start);
+            let n = step.min(cap - start);
+            step = (step * 2).min(INFLATE_CHUNK);
             if out.capacity() < start + n {
                 // Grow geometrically, but never past the limit.
                 let want = (out.capacity() * 2).clamp(start + n, cap.max(start + n));

@@ -31,8 +31,8 @@
 //!
 //! **Where inflation happens.** A compressed frame is inflated when the whole
 //! frame has arrived (its size is already bounded by `max_frame_size`), in
-//! chunks of [`INFLATE_CHUNK`] bytes of output. After every chunk the inflated
-//! size is checked against `max_message_size` — exceeding it fails the
+//! chunks of at most [`INFLATE_CHUNK`] bytes of output. After every chunk the
+//! inflated size is checked against `max_message_size` — exceeding it fails the
 //! connection with 1009 — and, for text, the new bytes are fed to the
 //! incremental UTF-8 validator, so a decompression bomb stops after at most
 //! `max_message_size + 1` bytes of output and invalid UTF-8 fails within one
@@ -54,6 +54,15 @@
 //! reference. To cap memory: lower the window bits, raise `min_size`, or
 //! leave deflate off ([`Config::deflate`](crate::Config::deflate) = `None`,
 //! the default).
+//!
+//! **CPU.** Measured by the `deflate` bench on a shared 2-core machine
+//! (JSON-like text, 15-bit window): compression about 450-800 MiB/s at
+//! level 1 and 115-175 MiB/s at level 6 on 16 KiB-1 MiB messages;
+//! inflation 0.7-2 GiB/s. With context takeover a 256-byte message
+//! compresses in about 0.4 µs (level 1) / 4 µs (level 6). Without it, each
+//! message also pays a zlib reset (clearing the hash table), about 7 µs, so
+//! `*_no_context_takeover` makes small messages markedly more expensive to
+//! send.
 //!
 //! **Sending.** [`Connection::send`](crate::Connection::send) compresses
 //! messages of at least [`DeflateConfig::min_size`] bytes and sets RSV1 on the
