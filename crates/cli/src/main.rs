@@ -38,7 +38,9 @@ enum Command {
     Serve(serve::ServeArgs),
     // `about` rather than a doc comment, which would replace the long help
     // (examples, exit statuses) defined on ConnectArgs.
-    #[command(about = "Connect to a WebSocket server (interactive on a terminal, a filter in scripts).")]
+    #[command(
+        about = "Connect to a WebSocket server (interactive on a terminal, a filter in scripts)."
+    )]
     Connect(connect::ConnectArgs),
     /// Load-test a WebSocket server (echo, broadcast, idle memory) or a raw TCP echo baseline.
     Bench(bench::BenchArgs),
@@ -61,7 +63,9 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
             // The load generator runs on its own runtime (--threads) on a plain thread.
-            Command::Bench(args) => tokio::task::spawn_blocking(move || bench::run_blocking(args)).await?,
+            Command::Bench(args) => {
+                tokio::task::spawn_blocking(move || bench::run_blocking(args)).await?
+            }
         }
     })
 }

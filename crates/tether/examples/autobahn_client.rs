@@ -23,7 +23,9 @@ async fn case_count(base: &str, agent: &str) -> tether::Result<u32> {
     let mut count = 0;
     while let Some(msg) = ws.next().await {
         if let Message::Text(t) = msg? {
-            count = t.parse().map_err(|_| tether::Error::Url(format!("bad case count {t:?}")))?;
+            count = t
+                .parse()
+                .map_err(|_| tether::Error::Url(format!("bad case count {t:?}")))?;
         }
     }
     Ok(count)
@@ -78,6 +80,8 @@ async fn main() {
             eprintln!("case {case}: {e}");
         }
     }
-    update_reports(base, &agent).await.expect("updateReports failed");
+    update_reports(base, &agent)
+        .await
+        .expect("updateReports failed");
     eprintln!("done: {count} cases");
 }

@@ -7,7 +7,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// An incremental head parser: `Ok(None)` until the head is complete, then
 /// the head and its length in bytes.
-pub(crate) type HeadParser<T> = fn(&[u8], &HandshakeLimits) -> Result<Option<(T, usize)>, HandshakeError>;
+pub(crate) type HeadParser<T> =
+    fn(&[u8], &HandshakeLimits) -> Result<Option<(T, usize)>, HandshakeError>;
 
 /// Read until `parse` recognises a complete head. Returns the parsed head;
 /// `buf` keeps whatever followed it (already WebSocket data).
