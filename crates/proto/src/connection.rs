@@ -636,7 +636,14 @@ impl Connection {
         };
         let mut hbuf = [0u8; MAX_HEADER_LEN];
         let hlen = header.encode(&mut hbuf);
+        let copied = if mask.is_none() && payload.len() >= ZERO_COPY_THRESHOLD {
+            0
+        } else {
+            payload.len()
+        };
         let tail = self.out.tail();
+        // One reservation for header and payload: no realloc between them.
+        tail.reserve(hlen + copied);
         tail.extend_from_slice(&hbuf[..hlen]);
         match mask {
             None if payload.len() >= ZERO_COPY_THRESHOLD => {

@@ -76,10 +76,10 @@ impl ServerBuilder {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.read_request(stream)
-            .await?
-            .accept(Accept::default())
-            .await
+        // Boxed so the caller's future does not carry the handshake's state
+        // for the connection's whole life (idle memory per connection).
+        let incoming = Box::pin(self.read_request(stream)).await?;
+        Box::pin(incoming.accept(Accept::default())).await
     }
 
     /// Read the request and let `policy` decide.
@@ -88,9 +88,9 @@ impl ServerBuilder {
         S: AsyncRead + AsyncWrite + Unpin,
         F: FnOnce(&Incoming<S>) -> Result<Accept, Reject>,
     {
-        let incoming = self.read_request(stream).await?;
+        let incoming = Box::pin(self.read_request(stream)).await?;
         match policy(&incoming) {
-            Ok(a) => incoming.accept(a).await,
+            Ok(a) => Box::pin(incoming.accept(a)).await,
             Err(r) => {
                 let status = r.status;
                 incoming.reject(r).await?;

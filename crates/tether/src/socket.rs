@@ -29,8 +29,9 @@ use tokio::time::{Instant, Sleep};
 
 /// Bytes read per syscall when a frame is partly buffered.
 const READ_CHUNK: usize = 64 * 1024;
-/// Stack buffer used when nothing is buffered (keeps idle connections small).
-const STACK_READ: usize = 8 * 1024;
+/// Stack buffer used when nothing is buffered (keeps idle connections small;
+/// large enough that a 16 KiB message arrives in one read).
+const STACK_READ: usize = 32 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -220,7 +221,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             filled.len()
         } else {
             if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(READ_CHUNK);
+                // Grow geometrically (a shared BytesMut would otherwise grow
+                // by exactly the request, copying a large frame over and over).
+                // Bounded by what has actually arrived, never by a declared length.
+                buf.reserve(READ_CHUNK.max(buf.len()));
             }
             ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.io),

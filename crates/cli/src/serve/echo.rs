@@ -17,12 +17,15 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     metrics: &RouteMetrics,
 ) -> Outcome {
     let mut out = Outcome::default();
+    // One shutdown future for the whole connection, not one per message.
+    let stop = wait_shutdown(shutdown);
+    tokio::pin!(stop);
     let result: tether::Result<()> = async {
         loop {
             let next = tokio::select! {
                 biased;
                 m = ws.next() => m,
-                _ = wait_shutdown(shutdown) => {
+                _ = &mut stop => {
                     close_with(ws, &mut out, SHUTTING_DOWN).await;
                     return Ok(());
                 }

@@ -222,9 +222,7 @@ async fn accept_loop(
                 state.metrics.tcp_accepted.fetch_add(1, Ordering::Relaxed);
                 let state = state.clone();
                 let acceptor = acceptor.clone();
-                tokio::spawn(
-                    async move { handle_connection(state, idx, tcp, peer, acceptor).await },
-                );
+                tokio::spawn(handle_connection(state, idx, tcp, peer, acceptor));
             }
             Err(e) => {
                 warn!("accept failed: {e}");
@@ -278,7 +276,11 @@ async fn handle_connection(
     let transport = match acceptor {
         None => Transport::Plain(tcp),
         Some(acc) => {
-            match tokio::time::timeout(state.config.limits.handshake_timeout, acc.accept(tcp)).await
+            match tokio::time::timeout(
+                state.config.limits.handshake_timeout,
+                Box::pin(acc.accept(tcp)),
+            )
+            .await
             {
                 Ok(Ok(s)) => Transport::Tls(Box::new(s)),
                 Ok(Err(e)) => {
@@ -295,7 +297,9 @@ async fn handle_connection(
     let mut conn = Conn::new(transport);
     let mut shutdown = state.shutdown.clone();
     for served in 0..MAX_KEEPALIVE_REQUESTS {
-        let read = state.builder.read_http_request(&mut conn);
+        // Handshake-phase futures are boxed: a connection's task would otherwise
+        // carry their (large) state for its whole life (idle memory).
+        let read = Box::pin(state.builder.read_http_request(&mut conn));
         let result = if served == 0 {
             read.await
         } else {
@@ -336,7 +340,7 @@ async fn handle_connection(
             websocket(&state, conn, req, leftover, peer, routes, tls).await;
             return;
         }
-        match http::serve(&state, &mut conn, req, leftover, routes).await {
+        match Box::pin(http::serve(&state, &mut conn, req, leftover, routes)).await {
             Some(rest) => conn.unread(rest),
             None => {
                 let _ = conn.shutdown().await;
@@ -375,7 +379,7 @@ async fn websocket(
                 .map(|(caps, _)| (r, caps.first().map(|c| policy::percent_decode(c))))
         });
     let config = state.builder.get_config().clone();
-    let incoming = match Incoming::from_request(conn, req, leftover, config).await {
+    let incoming = match Box::pin(Incoming::from_request(conn, req, leftover, config)).await {
         Ok(i) => i,
         Err(e) => {
             state.metrics.rejected("bad_handshake");
@@ -504,7 +508,7 @@ async fn websocket(
         protocol,
         ..Default::default()
     };
-    let mut ws = match incoming.accept(accept).await {
+    let mut ws = match Box::pin(incoming.accept(accept)).await {
         Ok(ws) => ws,
         Err(e) => {
             info!(%peer, %path, "handshake failed: {e}");
@@ -520,16 +524,34 @@ async fn websocket(
     info!(%peer, %path, kind = route.kind.name(), user = grants.subject.as_deref().unwrap_or(""), "open");
     let mut shutdown = state.shutdown.clone();
     let queue = state.config.limits.send_queue;
+    // Each route's session is boxed: the task then holds only the running
+    // route's state, not the largest of all of them.
     let outcome = match &route.kind {
-        RouteKind::Echo => echo::run(&mut ws, &mut shutdown, metrics).await,
+        RouteKind::Echo => Box::pin(echo::run(&mut ws, &mut shutdown, metrics)).await,
         RouteKind::Room => {
             let hub = state.hubs[route.id].as_ref().expect("room hub");
             let room = capture.unwrap_or_else(|| route.path.clone());
-            room::run(&mut ws, hub, &room, queue, &mut shutdown, metrics).await
+            Box::pin(room::run(
+                &mut ws,
+                hub,
+                &room,
+                queue,
+                &mut shutdown,
+                metrics,
+            ))
+            .await
         }
         RouteKind::Pubsub { .. } => {
             let hub = state.hubs[route.id].as_ref().expect("pubsub hub");
-            pubsub::run(&mut ws, hub, &grants, queue, &mut shutdown, metrics).await
+            Box::pin(pubsub::run(
+                &mut ws,
+                hub,
+                &grants,
+                queue,
+                &mut shutdown,
+                metrics,
+            ))
+            .await
         }
         RouteKind::Exec { command, binary } => {
             let spec = exec::ExecSpec {
@@ -538,7 +560,7 @@ async fn websocket(
                 env,
                 max_message_size: state.config.limits.max_message_size,
             };
-            exec::run(&mut ws, spec, &mut shutdown, metrics).await
+            Box::pin(exec::run(&mut ws, spec, &mut shutdown, metrics)).await
         }
         RouteKind::Demo | RouteKind::Static { .. } => unreachable!("filtered above"),
     };
