@@ -6,7 +6,7 @@
 //! loop, so a large message in flight in both directions can never deadlock
 //! the way "write everything, then read" can.
 
-use super::report::{Counts, Summary, Window};
+use super::report::{Counts, CpuSummary, Summary, Window};
 use super::stats::{CloseCodes, Errors, Latencies, LocalLatencies};
 use super::{connect_all, spawn_progress, BenchArgs, Progress};
 use bytes::Bytes;
@@ -271,32 +271,8 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
             (counts, done_at)
         });
     }
-    let mut cpu = None;
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(d.into()).await;
-        cpu = Some(window.cpu(&args, args.measure_for()));
-    }
-    let mut total = ConnCounts::default();
-    let mut last_done = window.start;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((c, done_at)) => {
-                total.sent += c.sent;
-                total.received += c.received;
-                total.bytes += c.bytes;
-                last_done = last_done.max(done_at);
-            }
-            Err(e) => shared.errors.record(format!("connection task: {e}")),
-        }
-    }
+    let (total, elapsed, cpu) = collect(&mut tasks, deadline, &window, &args, &shared).await;
     progress.finish().await;
-    let elapsed = match deadline {
-        Some(_) => args.measure_for(),
-        None => last_done
-            .duration_since(window.start)
-            .max(Duration::from_nanos(1)),
-    };
-    let cpu = cpu.unwrap_or_else(|| window.cpu(&args, elapsed));
     let mut summary = Summary::build(
         &args,
         Counts {
@@ -314,4 +290,41 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     );
     summary.compressed_connections = compressed;
     Ok(summary)
+}
+
+/// Wait for the measuring window (when timed) and for every connection
+/// task; return the summed counts, the measured time and the CPU use.
+pub(super) async fn collect(
+    tasks: &mut tokio::task::JoinSet<(ConnCounts, Instant)>,
+    deadline: Option<Instant>,
+    window: &Window,
+    args: &BenchArgs,
+    shared: &Shared,
+) -> (ConnCounts, Duration, (CpuSummary, Option<CpuSummary>)) {
+    let mut cpu = None;
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+        cpu = Some(window.cpu(args, args.measure_for()));
+    }
+    let mut total = ConnCounts::default();
+    let mut last_done = window.start;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((c, done_at)) => {
+                total.sent += c.sent;
+                total.received += c.received;
+                total.bytes += c.bytes;
+                last_done = last_done.max(done_at);
+            }
+            Err(e) => shared.errors.record(format!("connection task: {e}")),
+        }
+    }
+    let elapsed = match deadline {
+        Some(_) => args.measure_for(),
+        None => last_done
+            .duration_since(window.start)
+            .max(Duration::from_nanos(1)),
+    };
+    let cpu = cpu.unwrap_or_else(|| window.cpu(args, elapsed));
+    (total, elapsed, cpu)
 }

@@ -8,7 +8,7 @@
 //! no masking per message: what is left is the cost of the transport itself,
 //! which makes this the baseline for the WebSocket numbers.
 
-use super::echo::{ConnCounts, Shared};
+use super::echo::{collect, ConnCounts, Shared};
 use super::report::{Counts, Summary, Window};
 use super::stats::LocalLatencies;
 use super::{spawn_progress, BenchArgs, Progress};
@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tether::proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use tether::proto::mask::apply_mask;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -240,32 +240,8 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
             (conn.counts, done_at)
         });
     }
-    let mut cpu = None;
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(d.into()).await;
-        cpu = Some(window.cpu(&args, args.measure_for()));
-    }
-    let mut total = ConnCounts::default();
-    let mut last_done = window.start;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((c, done_at)) => {
-                total.sent += c.sent;
-                total.received += c.received;
-                total.bytes += c.bytes;
-                last_done = last_done.max(done_at);
-            }
-            Err(e) => shared.errors.record(format!("connection task: {e}")),
-        }
-    }
+    let (total, elapsed, cpu) = collect(&mut tasks, deadline, &window, &args, &shared).await;
     progress.finish().await;
-    let elapsed = match deadline {
-        Some(_) => args.measure_for(),
-        None => last_done
-            .duration_since(window.start)
-            .max(Duration::from_nanos(1)),
-    };
-    let cpu = cpu.unwrap_or_else(|| window.cpu(&args, elapsed));
     Ok(Summary::build(
         &args,
         Counts {
