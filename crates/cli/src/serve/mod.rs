@@ -330,14 +330,19 @@ async fn handle_connection(
                 ::http::StatusCode::MISDIRECTED_REQUEST,
                 "this server does not answer for that Host name\n",
             );
-            let _ = http::write_response(&mut conn, r, false, false).await;
+            let _ = Box::pin(http::write_response(&mut conn, r, false, false)).await;
             let _ = conn.shutdown().await;
             return;
         }
         let (name, _) = policy::split_host(&host);
         let routes = state.config.routes_for(&name);
         if is_upgrade(&req) {
-            websocket(&state, conn, req, leftover, peer, routes, tls).await;
+            let opened = Box::pin(open_websocket(
+                &state, conn, req, leftover, peer, routes, tls,
+            ));
+            if let Some(session) = opened.await {
+                Box::pin(run_session(&state, session)).await;
+            }
             return;
         }
         match Box::pin(http::serve(&state, &mut conn, req, leftover, routes)).await {
@@ -359,15 +364,30 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-async fn websocket(
-    state: &State,
+/// An accepted WebSocket and what its route's session needs.
+struct Session<'a> {
+    ws: tether::WebSocket<Conn>,
+    route: &'a Route,
+    capture: Option<String>,
+    grants: Grants,
+    env: Vec<(&'static str, String)>,
+    slot: policy::ConnSlot,
+    peer: SocketAddr,
+    path: String,
+}
+
+/// Route an upgrade request, apply the route's policy (origin, auth, limits)
+/// and complete the handshake. Runs boxed: once the session starts, none of
+/// this phase's state stays in the connection's task.
+async fn open_websocket<'a>(
+    state: &'a State,
     conn: Conn,
     req: ::http::Request<()>,
     leftover: bytes::BytesMut,
     peer: SocketAddr,
-    routes: &[Route],
+    routes: &'a [Route],
     tls: bool,
-) {
+) -> Option<Session<'a>> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let found = routes
@@ -384,7 +404,7 @@ async fn websocket(
         Err(e) => {
             state.metrics.rejected("bad_handshake");
             info!(%peer, %path, "refused handshake: {e}");
-            return;
+            return None;
         }
     };
     let reject = |reason: &'static str, r: Reject| {
@@ -400,16 +420,16 @@ async fn websocket(
                 "no WebSocket endpoint here\n",
             ),
         );
-        let _ = incoming.reject(r).await;
-        return;
+        let _ = Box::pin(incoming.reject(r)).await;
+        return None;
     };
     if !policy::origin_allowed(&route.origins, incoming.origin(), incoming.host(), tls) {
         let r = reject(
             "origin",
             Reject::forbidden("cross-origin WebSocket connections are not allowed here\n"),
         );
-        let _ = incoming.reject(r).await;
-        return;
+        let _ = Box::pin(incoming.reject(r)).await;
+        return None;
     }
     let grants = match &route.auth {
         None => Grants::all(),
@@ -423,8 +443,8 @@ async fn websocket(
                         AuthError::Invalid(w) => format!("invalid token: {w}\n"),
                     };
                     let r = reject("auth", Reject::unauthorized(why));
-                    let _ = incoming.reject(r).await;
-                    return;
+                    let _ = Box::pin(incoming.reject(r)).await;
+                    return None;
                 }
             }
         }
@@ -439,13 +459,12 @@ async fn websocket(
                     "too many connections\n",
                 ),
             );
-            let _ = incoming
-                .reject(r.header(
-                    ::http::header::RETRY_AFTER,
-                    ::http::HeaderValue::from_static("5"),
-                ))
-                .await;
-            return;
+            let r = r.header(
+                ::http::header::RETRY_AFTER,
+                ::http::HeaderValue::from_static("5"),
+            );
+            let _ = Box::pin(incoming.reject(r)).await;
+            return None;
         }
         Err(LimitError::PerIp) => {
             let r = reject(
@@ -455,13 +474,12 @@ async fn websocket(
                     "too many connections from your address\n",
                 ),
             );
-            let _ = incoming
-                .reject(r.header(
-                    ::http::header::RETRY_AFTER,
-                    ::http::HeaderValue::from_static("5"),
-                ))
-                .await;
-            return;
+            let r = r.header(
+                ::http::header::RETRY_AFTER,
+                ::http::HeaderValue::from_static("5"),
+            );
+            let _ = Box::pin(incoming.reject(r)).await;
+            return None;
         }
     };
     let protocol = {
@@ -508,13 +526,37 @@ async fn websocket(
         protocol,
         ..Default::default()
     };
-    let mut ws = match Box::pin(incoming.accept(accept)).await {
+    let ws = match Box::pin(incoming.accept(accept)).await {
         Ok(ws) => ws,
         Err(e) => {
             info!(%peer, %path, "handshake failed: {e}");
-            return;
+            return None;
         }
     };
+    Some(Session {
+        ws,
+        route,
+        capture,
+        grants,
+        env,
+        slot,
+        peer,
+        path,
+    })
+}
+
+/// Run an accepted WebSocket's route until it closes; count and log it.
+async fn run_session(state: &State, session: Session<'_>) {
+    let Session {
+        mut ws,
+        route,
+        capture,
+        grants,
+        env,
+        slot,
+        peer,
+        path,
+    } = session;
     state.active.fetch_add(1, Ordering::AcqRel);
     let _active = ActiveGuard(&state.active);
     let metrics = &state.metrics.routes[route.id];
