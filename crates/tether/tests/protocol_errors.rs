@@ -9,19 +9,25 @@ use tether::proto::ProtocolError;
 use tether::{Error, WebSocketConfig};
 use tokio::io::AsyncWriteExt;
 
+/// Read until the stream yields an error; a clean end is a test failure.
+async fn first_error<S>(ws: &mut tether::WebSocket<S>) -> Error
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match ws.recv().await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return e,
+            None => panic!("stream ended without an error"),
+        }
+    }
+}
+
 /// Feed `bytes` to a tether server from a raw client; return the error the
 /// server reports and the close code the raw client received.
 async fn server_fails_on(config: WebSocketConfig, bytes: Vec<u8>) -> (Error, Option<u16>) {
     let (mut ws, mut raw) = server_with_raw_client(config).await;
-    let server = tokio::spawn(async move {
-        loop {
-            match ws.recv().await {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return e,
-                None => panic!("stream ended without an error"),
-            }
-        }
-    });
+    let server = tokio::spawn(async move { first_error(&mut ws).await });
     raw.io.write_all(&bytes).await.unwrap();
     let frames = raw.recv_until_close().await;
     let code = frames.last().unwrap().close_code();
@@ -34,15 +40,7 @@ async fn server_fails_on(config: WebSocketConfig, bytes: Vec<u8>) -> (Error, Opt
 /// The same for a tether client and a raw server.
 async fn client_fails_on(config: WebSocketConfig, bytes: Vec<u8>) -> (Error, Option<u16>) {
     let (mut ws, mut raw) = client_with_raw_server(config).await;
-    let client = tokio::spawn(async move {
-        loop {
-            match ws.recv().await {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return e,
-                None => panic!("stream ended without an error"),
-            }
-        }
-    });
+    let client = tokio::spawn(async move { first_error(&mut ws).await });
     raw.io.write_all(&bytes).await.unwrap();
     let frames = raw.recv_until_close().await;
     let code = frames.last().unwrap().close_code();
