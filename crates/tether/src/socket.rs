@@ -194,7 +194,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 continue;
             }
-            let n = if self.io.is_write_vectored() {
+            // One contiguous chunk (the common case: small frames coalesced)
+            // goes out with a plain write; several with one vectored write.
+            let n = if self.io.is_write_vectored() && out.chunk().len() < out.remaining() {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let k = out.chunks_vectored(&mut slices);
                 ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k]))?
@@ -232,7 +234,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 buf
             ))?
         };
-        if n > 0 {
+        if n > 0 && self.config.keepalive.is_some() {
+            // Only keepalive reads the clock; skip it otherwise.
             self.last_read = Instant::now();
         }
         Poll::Ready(Ok(n))
