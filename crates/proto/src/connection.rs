@@ -382,6 +382,22 @@ impl Connection {
         )
     }
 
+    /// Inflate one frame of a compressed message; on its last frame, the
+    /// whole message.
+    fn inflate_frame(
+        &mut self,
+        text: bool,
+        payload: &[u8],
+        fin: bool,
+    ) -> Result<Option<Event>, ProtocolError> {
+        self.inflate(text, payload, fin)?;
+        if !fin {
+            return Ok(None);
+        }
+        let data = self.take_inflated();
+        Ok(Some(Event::Message(self.complete(text, data)?)))
+    }
+
     /// The inflated message, handed over without copying.
     fn take_inflated(&mut self) -> Bytes {
         match self.deflate.as_deref_mut() {
@@ -400,17 +416,14 @@ impl Connection {
         match h.opcode {
             OpCode::Text | OpCode::Binary if compressed => {
                 let text = h.opcode == OpCode::Text;
-                self.inflate(text, &payload, h.fin)?;
-                if h.fin {
-                    let data = self.take_inflated();
-                    return Ok(Some(Event::Message(self.complete(text, data)?)));
+                if !h.fin {
+                    self.assembly = Some(Assembly {
+                        text,
+                        compressed: true,
+                        buf: BytesMut::new(),
+                    });
                 }
-                self.assembly = Some(Assembly {
-                    text,
-                    compressed: true,
-                    buf: BytesMut::new(),
-                });
-                Ok(None)
+                self.inflate_frame(text, &payload, h.fin)
             }
             OpCode::Text | OpCode::Binary if h.fin => Ok(Some(Event::Message(
                 self.complete(h.opcode == OpCode::Text, payload)?,
@@ -429,13 +442,10 @@ impl Connection {
                 let a = self.assembly.as_mut().expect("checked in start_frame");
                 if a.compressed {
                     let text = a.text;
-                    self.inflate(text, &payload, h.fin)?;
-                    if !h.fin {
-                        return Ok(None);
+                    if h.fin {
+                        self.assembly = None;
                     }
-                    self.assembly = None;
-                    let data = self.take_inflated();
-                    return Ok(Some(Event::Message(self.complete(text, data)?)));
+                    return self.inflate_frame(text, &payload, h.fin);
                 }
                 a.buf.extend_from_slice(&payload);
                 if !h.fin {
@@ -513,20 +523,17 @@ impl Connection {
             Some(d) if payload.len() >= d.min_size => (RSV1, d.compress(&payload)),
             _ => (0, payload),
         };
-        match self.config.fragment_size {
-            Some(size) if size > 0 && payload.len() > size => {
-                let mut op = opcode;
-                let mut rsv = rsv;
-                let mut rest = payload;
-                while rest.len() > size {
-                    self.write_frame_rsv(op, false, rsv, rest.split_to(size));
-                    op = OpCode::Continuation;
-                    rsv = 0;
-                }
-                self.write_frame(op, true, rest);
-            }
-            _ => self.write_frame_rsv(opcode, true, rsv, payload),
+        let size = match self.config.fragment_size {
+            Some(size) if size > 0 => size,
+            _ => usize::MAX,
+        };
+        let (mut op, mut rsv, mut rest) = (opcode, rsv, payload);
+        while rest.len() > size {
+            self.write_frame_rsv(op, false, rsv, rest.split_to(size));
+            op = OpCode::Continuation;
+            rsv = 0;
         }
+        self.write_frame_rsv(op, true, rsv, rest);
         Ok(())
     }
 
