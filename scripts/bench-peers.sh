@@ -8,6 +8,8 @@
 #   scripts/bench-peers.sh            # full run: 3 rounds x 4 s per case (~8 min)
 #   scripts/bench-peers.sh --quick    # 1 round x 2 s, 2,000 idle connections (~1 min)
 #   scripts/bench-peers.sh --rounds 5 --duration 5s --idle 10000 --broadcast 10000
+#   scripts/bench-peers.sh --only 'd16' --servers 'tcp tether-lib' --idle 0 --broadcast 0
+#                                     # one case on two servers; skip idle and broadcast
 #
 # Builds everything in release (Tether's workspace and the separate one in
 # benches/peers/), starts each server on 127.0.0.1, runs the cases
@@ -27,6 +29,8 @@ set -euo pipefail
 
 ROUNDS=3
 DURATION=4s
+ONLY=""
+SERVERS="tcp tether tether-lib fastwebsockets tungstenite"
 IDLE=10000
 BCAST=10000
 while [ $# -gt 0 ]; do
@@ -36,7 +40,9 @@ while [ $# -gt 0 ]; do
         --duration) DURATION="$2"; shift ;;
         --idle) IDLE="$2"; shift ;;
         --broadcast) BCAST="$2"; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --only) ONLY="$2"; shift ;;
+        --servers) SERVERS="$2"; shift ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
@@ -62,7 +68,6 @@ cargo build --release -q --manifest-path benches/peers/Cargo.toml
 TETHER="$ROOT/target/release/tether"
 PEERS="$ROOT/benches/peers/target/release"
 
-SERVERS="tcp tether tether-lib fastwebsockets tungstenite"
 declare -A PORT=([tcp]=19104 [tether]=19101 [tether-lib]=19105 [fastwebsockets]=19102 [tungstenite]=19103)
 declare -A PID=()
 
@@ -122,8 +127,17 @@ CASES=(
     "4c x 1MiB|-c 4 -s 1M -d 1"
 )
 
+if [ -n "$ONLY" ]; then
+    kept=()
+    for c in "${CASES[@]}"; do
+        if printf '%s' "${c%%|*}" | grep -Eq -- "$ONLY"; then kept+=("$c"); fi
+    done
+    CASES=("${kept[@]}")
+fi
+nservers=$(wc -w <<<"$SERVERS")
+
 echo "== machine: $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== throughput: $ROUNDS round(s) x ${#CASES[@]} cases x 5 servers, $DURATION each"
+echo "== throughput: $ROUNDS round(s) x ${#CASES[@]} cases x $nservers servers, $DURATION each"
 for s in $SERVERS; do start_server "$s"; done
 
 servers=($SERVERS)
@@ -151,8 +165,10 @@ for round in $(seq "$ROUNDS"); do
 done
 stop_all
 
-echo "== idle memory: $IDLE connections per server (fresh server each)"
-for s in tether tether-lib fastwebsockets tungstenite; do
+IDLE_SERVERS=""
+[ "$IDLE" -gt 0 ] && IDLE_SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -v '^tcp$' | tr '\n' ' ')
+[ -n "$IDLE_SERVERS" ] && echo "== idle memory: $IDLE connections per server (fresh server each)"
+for s in $IDLE_SERVERS; do
     start_server "$s"
     f="$OUT/idle-$s.json"
     if ! "$TETHER" bench "$(url_of "$s")" --idle -c "$IDLE" -s 20 -t 1s --json \
@@ -163,6 +179,7 @@ for s in tether tether-lib fastwebsockets tungstenite; do
     stop_server "$s"
 done
 
+if [ "$BCAST" -gt 0 ]; then
 echo "== broadcast: $BCAST subscribers on tether serve /chat/bench"
 start_server tether
 RATE=$(( 2500000 / BCAST ))
@@ -174,13 +191,15 @@ if ! "$TETHER" bench "ws://127.0.0.1:${PORT[tether]}/chat/bench" --broadcast -c 
     rm -f "$OUT/broadcast-tether.json"
 fi
 stop_server tether
+fi
 
 echo
-python3 - "$OUT" "$ROUNDS" "${CASES[@]}" <<'PY'
+SERVERS="$SERVERS" IDLE_SERVERS="$IDLE_SERVERS" BCAST="$BCAST" python3 - "$OUT" "$ROUNDS" "${CASES[@]}" <<'PY'
 import json, os, statistics, sys
 
 out, rounds, cases = sys.argv[1], int(sys.argv[2]), [c.split("|")[0] for c in sys.argv[3:]]
-servers = ["tcp", "tether", "tether-lib", "fastwebsockets", "tungstenite"]
+servers = os.environ["SERVERS"].split()
+idle_servers = os.environ["IDLE_SERVERS"].split()
 label = {"tcp": "raw TCP echo", "tether": "tether serve", "tether-lib": "tether (library echo)", "fastwebsockets": "fastwebsockets", "tungstenite": "tokio-tungstenite"}
 
 def load(path):
@@ -218,10 +237,11 @@ for ci, case in enumerate(cases):
         ratio = f"{rate / base:.2f}x" if base else "-"
         fmt = lambda v: "-" if v is None else f"{v:.0f}"
         print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} |")
-print()
-print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")
-print("|---|---|---:|---|---:|")
-for s in ["tether", "tether-lib", "fastwebsockets", "tungstenite"]:
+if idle_servers:
+    print()
+    print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")
+    print("|---|---|---:|---|---:|")
+for s in idle_servers:
     r = load(os.path.join(out, f"idle-{s}.json"))
     if not r:
         print(f"| - | {label[s]} | failed | | |")
@@ -229,6 +249,8 @@ for s in ["tether", "tether-lib", "fastwebsockets", "tungstenite"]:
     sv = r.get("server") or {}
     per = sv.get("rss_per_connection_bytes")
     print(f"| {r['connections']} | {label[s]} | {r['connected']} | {sv.get('rss_before_kib')} -> {sv.get('rss_after_kib')} | {'-' if per is None else f'{per:,.0f}'} |")
+if int(os.environ["BCAST"]) <= 0:
+    sys.exit(0)
 print()
 r = load(os.path.join(out, "broadcast-tether.json"))
 print("| broadcast | subscribers | published | delivered msgs/s | p50 us | p99 us | errors | close codes | cpu client/server |")

@@ -9,7 +9,10 @@
 //!   16 B, 1 KiB, 64 KiB and 1 MiB, plus an unaligned start offset;
 //! * `utf8`: `Utf8Validator::feed` on ASCII and on multibyte text;
 //! * `assemble`: a server `Connection` turning N masked client frames into
-//!   messages, from one buffer and from 1 KiB chunks (as a socket delivers).
+//!   messages, from one buffer and from 1 KiB chunks (as a socket delivers);
+//! * `encode`: a client (masking) and a server encoding messages;
+//! * `echo`: one steady-state batch of 16 messages through a server echoing
+//!   them and through a client sending and receiving them.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tether_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
@@ -201,5 +204,64 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frame_header, mask, utf8, assemble, encode);
+/// `n` unmasked server frames of `size` bytes each, back to back.
+fn server_frames(n: usize, size: usize) -> Vec<u8> {
+    let mut server = Connection::new(Role::Server, Config::default());
+    for _ in 0..n {
+        server.send(Message::binary(vec![7u8; size])).unwrap();
+    }
+    server.take_output().to_vec()
+}
+
+/// One steady-state batch of an echo, as a connection under load sees it:
+/// a server reads 16 small client frames, echoes each message, and its
+/// output is drained; a client sends 16 messages and reads 16 echoes. The
+/// connections live across iterations (buffers are reused as in a real
+/// connection), so this measures the per-message cost of the whole
+/// protocol path: header, unmasking, splitting, message, encoding.
+fn echo(c: &mut Criterion) {
+    let mut g = c.benchmark_group("echo");
+    for (name, size) in [("20B", 20usize), ("256B", 256), ("1KiB", 1024)] {
+        g.throughput(Throughput::Elements(16));
+        let wire = client_frames(16, size, false);
+        g.bench_function(format!("server/16x{name}"), |b| {
+            let mut server = Connection::new(Role::Server, Config::default());
+            b.iter(|| {
+                server.read_buf().extend_from_slice(&wire);
+                while let Some(e) = server.poll_event().unwrap() {
+                    if let Event::Message(m) = e {
+                        server.send(m).unwrap();
+                    }
+                }
+                let out = server.output();
+                black_box(out.chunk());
+                let n = out.remaining();
+                out.advance(n);
+            })
+        });
+        let wire = server_frames(16, size);
+        // Static, as a load generator's payload: cloning it costs nothing.
+        let payload: &'static [u8] = Vec::leak(vec![1u8; size]);
+        let msg = Message::Binary(tether_proto::Bytes::from_static(payload));
+        g.bench_function(format!("client/16x{name}"), |b| {
+            let mut client = Connection::new(Role::Client, Config::default());
+            b.iter(|| {
+                for _ in 0..16 {
+                    client.send(msg.clone()).unwrap();
+                }
+                let out = client.output();
+                black_box(out.chunk());
+                let n = out.remaining();
+                out.advance(n);
+                client.read_buf().extend_from_slice(&wire);
+                while let Some(e) = client.poll_event().unwrap() {
+                    black_box(&e);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, frame_header, mask, utf8, assemble, encode, echo);
 criterion_main!(benches);

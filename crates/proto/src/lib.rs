@@ -37,6 +37,7 @@
 pub mod close;
 pub mod config;
 pub mod connection;
+mod copy;
 pub mod deflate;
 pub mod error;
 pub mod frame;

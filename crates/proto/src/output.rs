@@ -73,6 +73,36 @@ impl Output {
             self.chunks = VecDeque::new();
         }
     }
+
+    /// Take the encoding buffer while nothing is queued, leaving none, so a
+    /// transport can recycle it while the connection is idle. `None` (and
+    /// nothing taken) while bytes wait or when there is no buffer.
+    pub fn take_buffer(&mut self) -> Option<BytesMut> {
+        if !self.is_empty() || self.tail.capacity() == 0 {
+            return None;
+        }
+        self.chunks = VecDeque::new();
+        let mut buf = std::mem::take(&mut self.tail);
+        buf.clear();
+        Some(buf)
+    }
+
+    /// Encode into `buf` (cleared) from now on, if this queue has no buffer
+    /// of its own yet; otherwise `buf` is handed back.
+    pub fn give_buffer(&mut self, mut buf: BytesMut) -> Option<BytesMut> {
+        if self.tail.capacity() != 0 || !self.is_empty() {
+            return Some(buf);
+        }
+        buf.clear();
+        self.tail = buf;
+        None
+    }
+
+    /// True if this queue holds an encoding buffer.
+    #[inline]
+    pub fn has_buffer(&self) -> bool {
+        self.tail.capacity() != 0
+    }
 }
 
 impl Buf for Output {
@@ -149,6 +179,23 @@ mod tests {
         }
         assert_eq!(all, b"abcdefg");
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn buffer_is_taken_only_when_nothing_waits() {
+        let mut o = Output::default();
+        assert!(o.take_buffer().is_none(), "no buffer yet");
+        assert!(o.give_buffer(BytesMut::with_capacity(64)).is_none());
+        assert!(o.has_buffer());
+        let back = o.give_buffer(BytesMut::with_capacity(8));
+        assert_eq!(back.map(|b| b.capacity()), Some(8), "already has one");
+        o.tail().extend_from_slice(b"abc");
+        o.grew(3);
+        assert!(o.take_buffer().is_none(), "bytes are waiting");
+        o.advance(3);
+        let buf = o.take_buffer().expect("idle");
+        assert!(buf.is_empty() && buf.capacity() > 0);
+        assert!(!o.has_buffer());
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod error;
 mod extensions;
 mod head;
 mod message;
+mod pool;
 pub mod proxy;
 pub mod reconnect;
 mod server;

@@ -16,6 +16,7 @@
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::pool;
 use bytes::Buf;
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -24,14 +25,11 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tether_proto::{CloseFrame, CloseState, Connection, Event, ProtocolError, Role};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
-/// Bytes read per syscall when a frame is partly buffered.
+/// Growth step of the read buffer while a large frame arrives.
 const READ_CHUNK: usize = 64 * 1024;
-/// Stack buffer used when nothing is buffered (keeps idle connections small;
-/// large enough that a 16 KiB message arrives in one read).
-const STACK_READ: usize = 32 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -213,27 +211,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Read more bytes into the connection. Ready(Ok(0)) is end of file.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let buf = self.conn.read_buf();
-        let n = if buf.is_empty() {
-            // Uninitialised: ReadBuf tracks what the read filled, no memset needed.
-            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); STACK_READ];
-            let mut rb = ReadBuf::uninit(&mut stack);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-            let filled = rb.filled();
-            self.conn.read_buf().extend_from_slice(filled);
-            filled.len()
-        } else {
-            if buf.capacity() - buf.len() < 4096 {
-                // Grow geometrically (a shared BytesMut would otherwise grow
-                // by exactly the request, copying a large frame over and over).
-                // Bounded by what has actually arrived, never by a declared length.
-                buf.reserve(READ_CHUNK.max(buf.len()));
-            }
-            ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut self.io),
-                cx,
-                buf
-            ))?
-        };
+        if buf.capacity() == 0 {
+            // Idle connections hold no buffer; borrow a warm one.
+            *buf = pool::take();
+        } else if buf.capacity() - buf.len() < 4096 {
+            // Grow geometrically (a shared BytesMut would otherwise grow
+            // by exactly the request, copying a large frame over and over).
+            // Bounded by what has actually arrived, never by a declared length.
+            buf.reserve(READ_CHUNK.max(buf.len()));
+        }
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            buf
+        ))?;
         if n > 0 && self.config.keepalive.is_some() {
             // Only keepalive reads the clock; skip it otherwise.
             self.last_read = Instant::now();
@@ -354,7 +345,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.timer = None;
         self.timer_kind = TimerKind::None;
         self.conn.discard_output();
-        self.conn.shrink_buffers();
+        self.recycle_buffers();
         Poll::Ready(())
     }
 
@@ -407,9 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             match self.poll_read_more(cx) {
                 Poll::Pending => {
-                    if self.conn.read_buf().is_empty() && self.conn.buffered_amount() == 0 {
-                        self.conn.shrink_buffers();
-                    }
+                    self.recycle_buffers();
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(0)) => {
@@ -422,6 +411,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Err(e)) => return self.fail_io(e),
             }
         }
+    }
+
+    /// Nothing buffered either way: lend the buffers to the thread's pool
+    /// until bytes move again (see [`pool`]).
+    fn recycle_buffers(&mut self) {
+        let (read, out) = self.conn.take_idle_buffers();
+        pool::give(read);
+        pool::give(out);
     }
 
     fn fail_io(&mut self, e: io::Error) -> Poll<Option<Result<Message>>> {
@@ -443,6 +440,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn start_send_inner(&mut self, msg: Message) -> Result<()> {
         if self.shutdown == Shutdown::Done {
             return Err(Error::ConnectionClosed);
+        }
+        if !self.conn.output().has_buffer() {
+            if let Some(spare) = self.conn.output().give_buffer(pool::take()) {
+                pool::give(spare);
+            }
         }
         match msg {
             Message::Text(t) => self.conn.send(tether_proto::Message::Text(t))?,
