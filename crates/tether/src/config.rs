@@ -7,7 +7,9 @@ use tether_proto::Config;
 /// Keepalive: ping when the peer has been silent, give up when it stays so.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
-    /// Send a ping after this long without receiving anything.
+    /// Send a ping once this long has passed without receiving anything.
+    /// Silence is checked once per interval, so the ping goes out after one
+    /// to two intervals of silence (a busy connection never reads the clock).
     pub interval: Duration,
     /// Fail the connection if nothing arrives this long after the ping.
     pub timeout: Duration,

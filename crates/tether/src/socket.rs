@@ -23,7 +23,7 @@ use futures_sink::Sink;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use tether_proto::{CloseFrame, CloseState, Connection, Event, ProtocolError, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
@@ -68,8 +68,13 @@ pub struct WebSocket<S> {
     timer: Option<Pin<Box<Sleep>>>,
     /// What the timer is for.
     timer_kind: TimerKind,
-    /// Last time bytes arrived (for keepalive).
-    last_read: Instant,
+    /// The waker the timer was last polled with. While the task's waker is
+    /// the same, the timer is already registered to wake it, and checking
+    /// for expiry is one atomic load instead of a re-registration.
+    timer_waker: Option<Waker>,
+    /// Bytes arrived since the last keepalive check (a flag, not a clock
+    /// read on every read).
+    heard: bool,
     /// Error to report once the transport is wound down.
     pending_error: Option<Error>,
     /// The transport reached end of file.
@@ -107,7 +112,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             shutdown: Shutdown::No,
             timer: None,
             timer_kind: TimerKind::None,
-            last_read: Instant::now(),
+            timer_waker: None,
+            heard: false,
             pending_error: None,
             read_eof: false,
         };
@@ -178,6 +184,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Some(t) => t.as_mut().reset(deadline),
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
+        // Poll (register) it again before trusting `is_elapsed`.
+        self.timer_waker = None;
         self.timer_kind = kind;
     }
 
@@ -225,23 +233,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             cx,
             buf
         ))?;
-        if n > 0 && self.config.keepalive.is_some() {
-            // Only keepalive reads the clock; skip it otherwise.
-            self.last_read = Instant::now();
+        if n > 0 {
+            self.heard = true;
         }
         Poll::Ready(Ok(n))
     }
 
     /// Keepalive and close deadlines. Returns an error if one expired fatally.
+    ///
+    /// Keepalive checks once per interval whether anything arrived since the
+    /// last check; if nothing did, it pings. So a ping goes out after one to
+    /// two intervals of silence, and no read ever looks at the clock.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Result<()> {
         loop {
             let Some(timer) = self.timer.as_mut() else {
                 return Ok(());
             };
-            if timer.as_mut().poll(cx).is_pending() {
+            let registered = self
+                .timer_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()));
+            let expired = if registered {
+                timer.is_elapsed()
+            } else {
+                let ready = timer.as_mut().poll(cx).is_ready();
+                self.timer_waker = Some(cx.waker().clone());
+                ready
+            };
+            if !expired {
                 return Ok(());
             }
-            let deadline = timer.deadline();
             match (self.timer_kind, self.config.keepalive) {
                 (TimerKind::Close, _) => {
                     // Stays armed (and expired): winding down must not start
@@ -252,9 +273,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     });
                 }
                 (TimerKind::Keepalive, Some(k)) => {
-                    let idle = self.last_read.elapsed();
-                    if idle < k.interval {
-                        self.set_timer(TimerKind::Keepalive, k.interval - idle);
+                    if std::mem::take(&mut self.heard) {
+                        self.set_timer(TimerKind::Keepalive, k.interval);
                     } else {
                         // A failed ping means we are closing; the close timer takes over.
                         let _ = self
@@ -264,10 +284,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                 }
                 (TimerKind::AwaitPong, Some(k)) => {
-                    // The ping went out `timeout` before this deadline; any
-                    // byte read since then (even in the same instant, as on
-                    // loopback or a coarse clock) proves the peer alive.
-                    if self.last_read >= deadline - k.timeout {
+                    // Any byte since the ping (not only the pong) proves the
+                    // peer alive.
+                    if std::mem::take(&mut self.heard) {
                         self.set_timer(TimerKind::Keepalive, k.interval);
                     } else {
                         self.timer_kind = TimerKind::None;
@@ -279,6 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 _ => {
                     self.timer = None;
+                    self.timer_waker = None;
                     self.timer_kind = TimerKind::None;
                     return Ok(());
                 }
@@ -343,6 +363,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         self.shutdown = Shutdown::Done;
         self.timer = None;
+        self.timer_waker = None;
         self.timer_kind = TimerKind::None;
         self.conn.discard_output();
         self.recycle_buffers();

@@ -3,11 +3,47 @@
 //! Hot counters are relaxed atomics, per route in a fixed array indexed by
 //! route id (no map lookup, no lock); the rarer ones (closes by code,
 //! rejections by reason) sit behind a mutex.
+//!
+//! The traffic counters (messages and bytes, in and out) are bumped after
+//! every batch a connection handles, from every worker thread. One shared
+//! set of atomics would bounce its cache line between cores on each update
+//! (measured: 4 such updates per batch cost `tether serve` 4-5% of its echo
+//! throughput against the library alone), so each route keeps [`SHARDS`]
+//! cache-line-sized sets, a thread always updates the same one, and
+//! `/metrics` adds them up.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
+
+/// Traffic counter sets per route; threads beyond this many share sets
+/// (still correct, just contended).
+pub const SHARDS: usize = 16;
+
+/// One thread's share of a route's traffic counters, alone on its cache
+/// line (two lines: adjacent-line prefetch pairs them on x86).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Traffic {
+    /// Data messages received.
+    pub messages_in: AtomicU64,
+    /// Their payload bytes.
+    pub bytes_in: AtomicU64,
+    /// Data messages sent.
+    pub messages_out: AtomicU64,
+    /// Their payload bytes.
+    pub bytes_out: AtomicU64,
+}
+
+/// This thread's shard index (assigned round-robin on first use).
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+    }
+    INDEX.try_with(|i| *i).unwrap_or(0)
+}
 
 /// Per-route counters.
 #[derive(Debug, Default)]
@@ -20,29 +56,30 @@ pub struct RouteMetrics {
     pub connections: AtomicU64,
     /// Open now.
     pub open: AtomicU64,
-    /// Data messages received.
-    pub messages_in: AtomicU64,
-    /// Their payload bytes.
-    pub bytes_in: AtomicU64,
-    /// Data messages sent.
-    pub messages_out: AtomicU64,
-    /// Their payload bytes.
-    pub bytes_out: AtomicU64,
     /// Subscribers closed for not keeping up.
     pub slow_consumers: AtomicU64,
+    /// Messages and bytes, one set per thread shard.
+    traffic: [Traffic; SHARDS],
 }
 
 impl RouteMetrics {
     /// Count received messages.
     pub fn received(&self, messages: u64, bytes: u64) {
-        self.messages_in.fetch_add(messages, Relaxed);
-        self.bytes_in.fetch_add(bytes, Relaxed);
+        let t = &self.traffic[shard()];
+        t.messages_in.fetch_add(messages, Relaxed);
+        t.bytes_in.fetch_add(bytes, Relaxed);
     }
 
     /// Count sent messages.
     pub fn sent(&self, messages: u64, bytes: u64) {
-        self.messages_out.fetch_add(messages, Relaxed);
-        self.bytes_out.fetch_add(bytes, Relaxed);
+        let t = &self.traffic[shard()];
+        t.messages_out.fetch_add(messages, Relaxed);
+        t.bytes_out.fetch_add(bytes, Relaxed);
+    }
+
+    /// A traffic counter summed over the shards.
+    pub fn total(&self, field: fn(&Traffic) -> &AtomicU64) -> u64 {
+        self.traffic.iter().map(|t| field(t).load(Relaxed)).sum()
     }
 }
 
@@ -128,49 +165,49 @@ impl Metrics {
             "tether_http_requests_total {}",
             self.http_requests.load(Relaxed)
         );
-        type Field = fn(&RouteMetrics) -> &AtomicU64;
+        type Field = fn(&RouteMetrics) -> u64;
         let per_route: [(&str, &str, &str, Field); 7] = [
             (
                 "tether_route_connections_open",
                 "gauge",
                 "WebSocket connections open now, per route.",
-                |r| &r.open,
+                |r| r.open.load(Relaxed),
             ),
             (
                 "tether_route_connections_total",
                 "counter",
                 "WebSocket connections accepted, per route.",
-                |r| &r.connections,
+                |r| r.connections.load(Relaxed),
             ),
             (
                 "tether_messages_in_total",
                 "counter",
                 "Data messages received.",
-                |r| &r.messages_in,
+                |r| r.total(|t| &t.messages_in),
             ),
             (
                 "tether_bytes_in_total",
                 "counter",
                 "Payload bytes received.",
-                |r| &r.bytes_in,
+                |r| r.total(|t| &t.bytes_in),
             ),
             (
                 "tether_messages_out_total",
                 "counter",
                 "Data messages sent.",
-                |r| &r.messages_out,
+                |r| r.total(|t| &t.messages_out),
             ),
             (
                 "tether_bytes_out_total",
                 "counter",
                 "Payload bytes sent.",
-                |r| &r.bytes_out,
+                |r| r.total(|t| &t.bytes_out),
             ),
             (
                 "tether_slow_consumer_closes_total",
                 "counter",
                 "Subscribers closed (1008) because their send queue was full.",
-                |r| &r.slow_consumers,
+                |r| r.slow_consumers.load(Relaxed),
             ),
         ];
         for (name, ty, help, field) in per_route {
@@ -187,7 +224,7 @@ impl Metrics {
                     "{name}{{route=\"{}\",kind=\"{}\"}} {}",
                     escape(&r.label),
                     r.kind,
-                    field(r).load(Relaxed)
+                    field(r)
                 );
             }
         }
@@ -239,6 +276,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tether_closes_total{code=\"1000\"} 2"));
+        // Counts from other threads (other shards) add up.
+        std::thread::scope(|s| {
+            for _ in 0..SHARDS + 3 {
+                s.spawn(|| m.routes[0].sent(1, 5));
+            }
+        });
+        let text = m.render();
+        let want = format!(
+            "tether_bytes_out_total{{route=\"/chat/{{room}}\",kind=\"room\"}} {}",
+            5 * (SHARDS + 3)
+        );
+        assert!(text.contains(&want), "{text}");
         assert!(text.contains("tether_handshakes_rejected_total{reason=\"origin\"} 1"));
     }
 }

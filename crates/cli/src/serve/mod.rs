@@ -34,6 +34,7 @@ use config::{HostRule, ListenerConfig, RawConfig, Route, RouteKind, ServerConfig
 use metrics::Metrics;
 use policy::{AuthError, ConnLimiter, Grants, LimitError};
 use session::Hub;
+use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -263,13 +264,41 @@ fn is_upgrade(req: &::http::Request<()>) -> bool {
 /// Most plain HTTP requests served on one connection.
 const MAX_KEEPALIVE_REQUESTS: usize = 1000;
 
-async fn handle_connection(
+// Not `async fn`: its arguments would be stored twice (idle memory).
+#[allow(clippy::manual_async_fn)]
+fn handle_connection(
     state: Arc<State>,
     idx: usize,
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-) {
+) -> impl Future<Output = ()> + Send {
+    // Two phases, so that an open WebSocket's task holds only what its
+    // session needs (idle memory per connection): the HTTP phase (TLS,
+    // requests, routing, policy, handshake) runs boxed and is freed when it
+    // hands over the WebSocket; the session then runs inline in the task.
+    // (An `async move` block rather than an `async fn`: the arguments of an
+    // `async fn` are stored twice in its future, as arguments and as locals.)
+    async move {
+        // No named local for the session: it would stay in this future
+        // beside the session future's own copy.
+        run_session(
+            &state,
+            Box::pin(http_phase(&state, idx, tcp, peer, acceptor)).await,
+        )
+        .await;
+    }
+}
+
+/// Serve HTTP on a new connection until it upgrades to a WebSocket (the
+/// session to run is returned) or ends (`None`).
+async fn http_phase(
+    state: &State,
+    idx: usize,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> Option<Session<'_>> {
     let _ = tcp.set_nodelay(true);
     let listener = &state.config.listeners[idx];
     let tls = acceptor.is_some();
@@ -285,11 +314,11 @@ async fn handle_connection(
                 Ok(Ok(s)) => Transport::Tls(Box::new(s)),
                 Ok(Err(e)) => {
                     debug!(%peer, "TLS handshake failed: {e}");
-                    return;
+                    return None;
                 }
                 Err(_) => {
                     debug!(%peer, "TLS handshake timed out");
-                    return;
+                    return None;
                 }
             }
         }
@@ -305,7 +334,7 @@ async fn handle_connection(
         } else {
             tokio::select! {
                 r = read => r,
-                _ = session::wait_shutdown(&mut shutdown) => return,
+                _ = session::wait_shutdown(&mut shutdown) => return None,
             }
         };
         let (req, leftover) = match result {
@@ -314,7 +343,7 @@ async fn handle_connection(
                 if served == 0 {
                     debug!(%peer, "bad request: {e}");
                 }
-                return;
+                return None;
             }
         };
         let host = req
@@ -332,27 +361,25 @@ async fn handle_connection(
             );
             let _ = Box::pin(http::write_response(&mut conn, r, false, false)).await;
             let _ = conn.shutdown().await;
-            return;
+            return None;
         }
         let (name, _) = policy::split_host(&host);
         let routes = state.config.routes_for(&name);
         if is_upgrade(&req) {
             let opened = Box::pin(open_websocket(
-                &state, conn, req, leftover, peer, routes, tls,
+                state, conn, req, leftover, peer, routes, tls,
             ));
-            if let Some(session) = opened.await {
-                Box::pin(run_session(&state, session)).await;
-            }
-            return;
+            return opened.await;
         }
-        match Box::pin(http::serve(&state, &mut conn, req, leftover, routes)).await {
+        match Box::pin(http::serve(state, &mut conn, req, leftover, routes)).await {
             Some(rest) => conn.unread(rest),
             None => {
                 let _ = conn.shutdown().await;
-                return;
+                return None;
             }
         }
     }
+    None
 }
 
 /// Counts a WebSocket connection as active for the shutdown wait.
@@ -371,7 +398,8 @@ struct Session<'a> {
     capture: Option<String>,
     grants: Grants,
     env: Vec<(&'static str, String)>,
-    slot: policy::ConnSlot,
+    /// Held for its `Drop`: frees the connection-limit slot.
+    _slot: policy::ConnSlot,
     peer: SocketAddr,
     path: String,
 }
@@ -539,88 +567,90 @@ async fn open_websocket<'a>(
         capture,
         grants,
         env,
-        slot,
+        _slot: slot,
         peer,
         path,
     })
 }
 
-/// Run an accepted WebSocket's route until it closes; count and log it.
-async fn run_session(state: &State, session: Session<'_>) {
-    let Session {
-        mut ws,
-        route,
-        capture,
-        grants,
-        env,
-        slot,
-        peer,
-        path,
-    } = session;
-    state.active.fetch_add(1, Ordering::AcqRel);
-    let _active = ActiveGuard(&state.active);
-    let metrics = &state.metrics.routes[route.id];
-    metrics.connections.fetch_add(1, Ordering::Relaxed);
-    metrics.open.fetch_add(1, Ordering::Relaxed);
-    let started = Instant::now();
-    info!(%peer, %path, kind = route.kind.name(), user = grants.subject.as_deref().unwrap_or(""), "open");
-    let mut shutdown = state.shutdown.clone();
-    let queue = state.config.limits.send_queue;
-    // Each route's session is boxed: the task then holds only the running
-    // route's state, not the largest of all of them.
-    let outcome = match &route.kind {
-        RouteKind::Echo => Box::pin(echo::run(&mut ws, &mut shutdown, metrics)).await,
-        RouteKind::Room => {
-            let hub = state.hubs[route.id].as_ref().expect("room hub");
-            let room = capture.unwrap_or_else(|| route.path.clone());
-            Box::pin(room::run(
-                &mut ws,
-                hub,
-                &room,
-                queue,
-                &mut shutdown,
-                metrics,
-            ))
-            .await
-        }
-        RouteKind::Pubsub { .. } => {
-            let hub = state.hubs[route.id].as_ref().expect("pubsub hub");
-            Box::pin(pubsub::run(
-                &mut ws,
-                hub,
-                &grants,
-                queue,
-                &mut shutdown,
-                metrics,
-            ))
-            .await
-        }
-        RouteKind::Exec { command, binary } => {
-            let spec = exec::ExecSpec {
-                command,
-                binary: *binary,
-                env,
-                max_message_size: state.config.limits.max_message_size,
-            };
-            Box::pin(exec::run(&mut ws, spec, &mut shutdown, metrics)).await
-        }
-        RouteKind::Demo | RouteKind::Static { .. } => unreachable!("filtered above"),
-    };
-    metrics.open.fetch_sub(1, Ordering::Relaxed);
-    state.metrics.closed(outcome.code);
-    drop(slot);
-    info!(
-        %peer,
-        %path,
-        duration_ms = started.elapsed().as_millis() as u64,
-        messages_in = outcome.messages_in,
-        bytes_in = outcome.bytes_in,
-        messages_out = outcome.messages_out,
-        bytes_out = outcome.bytes_out,
-        code = outcome.code,
-        reason = %outcome.reason,
-        closed_by = outcome.closed_by,
-        error = outcome.error.as_deref().unwrap_or(""),
-        "close"
-    );
+/// Run an accepted WebSocket's route until it closes; count and log it
+/// (nothing to do for `None`).
+// Not `async fn`: its arguments would be stored twice (idle memory).
+#[allow(clippy::manual_async_fn)]
+fn run_session<'a>(
+    state: &'a State,
+    mut opened: Option<Session<'a>>,
+) -> impl Future<Output = ()> + Send + 'a {
+    // An `async move` block: see `handle_connection`.
+    async move {
+        let Some(session) = opened.as_mut() else {
+            return;
+        };
+        // Fields are used in place: moving them out (the WebSocket above all)
+        // would store them twice in this future, once as the argument and once
+        // as locals.
+        let Session {
+            ws,
+            route,
+            capture,
+            grants,
+            env,
+            _slot: _,
+            peer,
+            path,
+        } = session;
+        let (route, peer) = (*route, *peer);
+        state.active.fetch_add(1, Ordering::AcqRel);
+        let _active = ActiveGuard(&state.active);
+        let metrics = &state.metrics.routes[route.id];
+        metrics.connections.fetch_add(1, Ordering::Relaxed);
+        metrics.open.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        info!(%peer, %path, kind = route.kind.name(), user = grants.subject.as_deref().unwrap_or(""), "open");
+        let mut shutdown = state.shutdown.clone();
+        let queue = state.config.limits.send_queue;
+        // Each route's session is boxed: the task then holds only the running
+        // route's state, not the largest of all of them.
+        let outcome = match &route.kind {
+            RouteKind::Echo => Box::pin(echo::run(ws, &mut shutdown, metrics)).await,
+            RouteKind::Room => {
+                let hub = state.hubs[route.id].as_ref().expect("room hub");
+                let room = capture.take().unwrap_or_else(|| route.path.clone());
+                Box::pin(room::run(ws, hub, &room, queue, &mut shutdown, metrics)).await
+            }
+            RouteKind::Pubsub { .. } => {
+                let hub = state.hubs[route.id].as_ref().expect("pubsub hub");
+                Box::pin(pubsub::run(ws, hub, grants, queue, &mut shutdown, metrics)).await
+            }
+            RouteKind::Exec { command, binary } => {
+                let spec = exec::ExecSpec {
+                    command,
+                    binary: *binary,
+                    env: std::mem::take(env),
+                    max_message_size: state.config.limits.max_message_size,
+                };
+                Box::pin(exec::run(ws, spec, &mut shutdown, metrics)).await
+            }
+            RouteKind::Demo | RouteKind::Static { .. } => unreachable!("filtered above"),
+        };
+        metrics.open.fetch_sub(1, Ordering::Relaxed);
+        state.metrics.closed(outcome.code);
+        let path = std::mem::take(path);
+        // Frees the connection slot (and the socket) before logging.
+        drop(opened.take());
+        info!(
+            %peer,
+            %path,
+            duration_ms = started.elapsed().as_millis() as u64,
+            messages_in = outcome.messages_in,
+            bytes_in = outcome.bytes_in,
+            messages_out = outcome.messages_out,
+            bytes_out = outcome.bytes_out,
+            code = outcome.code,
+            reason = %outcome.reason,
+            closed_by = outcome.closed_by,
+            error = outcome.error.as_deref().unwrap_or(""),
+            "close"
+        );
+    }
 }
