@@ -664,16 +664,15 @@ impl Connection {
         };
         let zero_copy = mask.is_none() && payload.len() >= ZERO_COPY_THRESHOLD;
         let body: &[u8] = if zero_copy { &[] } else { &payload };
-        let hlen = header.encoded_len();
         let tail = self.out.tail();
         if tail.capacity() == 0 {
             // A fresh buffer starts at 4 KiB, so a burst of small frames
             // does not reallocate at every doubling.
-            tail.reserve((hlen + body.len()).max(4096));
+            tail.reserve(4096);
         }
         // Header and payload (masked on the way for a client) in one pass.
-        copy::append_frame(tail, &header, body);
-        self.out.grew(hlen + body.len());
+        let written = copy::append_frame(tail, &header, body);
+        self.out.grew(written);
         if zero_copy {
             self.out.push_bytes(payload);
         }

@@ -14,6 +14,7 @@
 //! `set_len`, each right after a write that covers exactly the new bytes.
 
 use crate::frame::FrameHeader;
+use crate::mask::mask_into;
 use bytes::{Bytes, BytesMut};
 use std::mem::MaybeUninit;
 
@@ -71,30 +72,10 @@ fn write_copy(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
     }
 }
 
-/// Write `src` XORed with the masking `key` (payload offset 0) into `dst`
-/// (exactly as long): every byte of `dst` is initialised when this returns.
-#[inline(always)]
-fn write_masked(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
-    assert_eq!(dst.len(), src.len());
-    let k4 = u32::from_ne_bytes(key);
-    let k8 = u64::from(k4) | (u64::from(k4) << 32);
-    let (dw, dr) = dst.as_chunks_mut::<8>();
-    let (sw, sr) = src.as_chunks::<8>();
-    for (d, s) in dw.iter_mut().zip(sw) {
-        *d = (u64::from_ne_bytes(*s) ^ k8)
-            .to_ne_bytes()
-            .map(MaybeUninit::new);
-    }
-    // Eight is a multiple of four: the rest starts at key offset 0 again.
-    for ((d, s), k) in dr.iter_mut().zip(sr).zip(key.iter().cycle()) {
-        d.write(s ^ k);
-    }
-}
-
 /// Append the frame `header`, then `body` (masked with the header's key,
-/// if it has one), to `buf`.
+/// if it has one), to `buf`; returns the number of bytes appended.
 #[inline]
-pub(crate) fn append_frame(buf: &mut BytesMut, header: &FrameHeader, body: &[u8]) {
+pub(crate) fn append_frame(buf: &mut BytesMut, header: &FrameHeader, body: &[u8]) -> usize {
     let (head, hlen) = header.to_bytes();
     let n = hlen + body.len();
     // The header goes in as one 16-byte move, so room for 16 even if the
@@ -104,19 +85,20 @@ pub(crate) fn append_frame(buf: &mut BytesMut, header: &FrameHeader, body: &[u8]
     put::<16>(spare, &head, 0);
     let b = &mut spare[hlen..n];
     match header.mask {
-        Some(key) => write_masked(b, body, key),
+        Some(key) => mask_into(b, body, key),
         None => write_copy(b, body),
     }
     let len = buf.len() + n;
     // SAFETY: `reserve` made room for at least `n` more bytes; the 16-byte
     // move initialised the first `hlen` of them (hlen <= 14) and
-    // `write_copy` / `write_masked` the `body.len()` after those: all `n`.
+    // `write_copy` / `mask_into` the `body.len()` after those: all `n`.
     // Tested by the round-trip tests below and by every frame the
     // connection encodes.
     #[allow(unsafe_code)]
     unsafe {
         buf.set_len(len)
     };
+    n
 }
 
 /// A copy of `src` in a new, exactly sized buffer.

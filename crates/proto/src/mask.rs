@@ -6,6 +6,8 @@
 //! is widened to 32 bytes and the payload is processed in 32-byte blocks that the
 //! compiler turns into SIMD XORs (SSE2/AVX2/NEON) without any `unsafe`.
 
+use std::mem::MaybeUninit;
+
 /// XOR `buf` with `key`, as if `buf` started at `offset` bytes into the payload.
 ///
 /// Applying it twice with the same key and offset restores the input.
@@ -25,15 +27,18 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     apply_mask_aligned(buf, key);
 }
 
+/// The 4-byte key repeated into a 64-bit word (for XORing 8 bytes at once).
+#[inline]
+fn key_word(key: [u8; 4]) -> u64 {
+    u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ])
+}
+
 /// XOR with a key that starts at payload offset 0 (mod 4).
 #[inline]
 fn apply_mask_aligned(buf: &mut [u8], key: [u8; 4]) {
-    if buf.len() < 32 {
-        return apply_mask_bytes(buf, key);
-    }
-    let k = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let k = key_word(key);
     let (blocks, tail) = buf.as_chunks_mut::<32>();
     for block in blocks {
         let (words, _) = block.as_chunks_mut::<8>();
@@ -51,18 +56,38 @@ fn apply_mask_aligned(buf: &mut [u8], key: [u8; 4]) {
 /// block loop does for kilobytes.
 #[inline]
 fn apply_mask_bytes(buf: &mut [u8], key: [u8; 4]) {
-    let k4 = u32::from_ne_bytes(key);
-    let k8 = u64::from(k4) | (u64::from(k4) << 32);
+    let k8 = key_word(key);
     let (words, rest) = buf.as_chunks_mut::<8>();
     for w in words {
         *w = (u64::from_ne_bytes(*w) ^ k8).to_ne_bytes();
     }
     let (halves, rest) = rest.as_chunks_mut::<4>();
     for h in halves {
-        *h = (u32::from_ne_bytes(*h) ^ k4).to_ne_bytes();
+        *h = (u32::from_ne_bytes(*h) ^ u32::from_ne_bytes(key)).to_ne_bytes();
     }
     for (b, k) in rest.iter_mut().zip(key) {
         *b ^= k;
+    }
+}
+
+/// Write `src` XORed with `key` (payload offset 0) into `dst`, which must be
+/// exactly as long: a client masks its payload while copying it into the
+/// output buffer, in one pass. Every byte of `dst` is initialised when this
+/// returns (the caller's `set_len` relies on it).
+#[inline(always)]
+pub(crate) fn mask_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
+    assert_eq!(dst.len(), src.len());
+    let k8 = key_word(key);
+    let (dw, dr) = dst.as_chunks_mut::<8>();
+    let (sw, sr) = src.as_chunks::<8>();
+    for (d, s) in dw.iter_mut().zip(sw) {
+        *d = (u64::from_ne_bytes(*s) ^ k8)
+            .to_ne_bytes()
+            .map(MaybeUninit::new);
+    }
+    // Eight is a multiple of four: the rest starts at key offset 0 again.
+    for ((d, s), k) in dr.iter_mut().zip(sr).zip(key.iter().cycle()) {
+        d.write(s ^ k);
     }
 }
 

@@ -88,9 +88,10 @@ impl Output {
     }
 
     /// Encode into `buf` (cleared) from now on, if this queue has no buffer
-    /// of its own yet; otherwise `buf` is handed back.
+    /// of its own yet; otherwise `buf` is handed back. (Without a buffer the
+    /// tail is empty, so frames still queued by reference keep their order.)
     pub fn give_buffer(&mut self, mut buf: BytesMut) -> Option<BytesMut> {
-        if self.tail.capacity() != 0 || !self.is_empty() {
+        if self.has_buffer() {
             return Some(buf);
         }
         buf.clear();

@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use std::cell::RefCell;
 
 /// Size of a fresh buffer: a 16 KiB message and its header arrive in one read.
-pub(crate) const BUF_SIZE: usize = 32 * 1024;
+const BUF_SIZE: usize = 32 * 1024;
 /// Largest buffer worth keeping (one grown by a big message is dropped).
 const MAX_KEEP: usize = 64 * 1024;
 /// Most buffers kept per thread.

@@ -462,10 +462,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.shutdown == Shutdown::Done {
             return Err(Error::ConnectionClosed);
         }
-        if !self.conn.output().has_buffer() {
-            if let Some(spare) = self.conn.output().give_buffer(pool::take()) {
-                pool::give(spare);
-            }
+        let out = self.conn.output();
+        if !out.has_buffer() {
+            // Cannot be refused: the queue has no buffer.
+            let _ = out.give_buffer(pool::take());
         }
         match msg {
             Message::Text(t) => self.conn.send(tether_proto::Message::Text(t))?,

@@ -6,7 +6,7 @@
 //! counted only inside the measurement window.
 
 use super::echo::{close_label, finish, ConnCounts, Ended, Shared};
-use super::report::{Counts, Summary, Window};
+use super::report::{Summary, Window};
 use super::stats::LocalLatencies;
 use super::{client_config, connect_all, spawn_progress, BenchArgs};
 use bytes::{BufMut, BytesMut};
@@ -211,21 +211,11 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
         }
     }
     progress.finish().await;
-    let mut summary = Summary::build(
-        &args,
-        Counts {
-            connected,
-            elapsed: measure,
-            sent: published,
-            received: total.received,
-            bytes: total.bytes,
-        },
-        Some(&shared.latencies),
-        &shared.errors,
-        &shared.closes,
-        cpu,
-        None,
-    );
+    let counts = ConnCounts {
+        sent: published,
+        ..total
+    };
+    let mut summary = shared.summary(&args, counts.counts(connected, measure), cpu);
     summary.compressed_connections = compressed;
     Ok(summary)
 }

@@ -35,6 +35,25 @@ impl Shared {
             progress: Arc::new(Progress::default()),
         }
     }
+
+    /// The run's summary: `counts` with the latencies, errors and close
+    /// codes the connections reported here (echo, raw and broadcast modes).
+    pub fn summary(
+        &self,
+        args: &BenchArgs,
+        counts: Counts,
+        cpu: (CpuSummary, Option<CpuSummary>),
+    ) -> Summary {
+        Summary::build(
+            args,
+            counts,
+            Some(&self.latencies),
+            &self.errors,
+            &self.closes,
+            cpu,
+            None,
+        )
+    }
 }
 
 /// The message every connection sends: `size` bytes, shared by reference.
@@ -61,6 +80,19 @@ pub(super) struct ConnCounts {
     pub sent: u64,
     pub received: u64,
     pub bytes: u64,
+}
+
+impl ConnCounts {
+    /// These totals as the summary's counts.
+    pub fn counts(self, connected: usize, elapsed: Duration) -> Counts {
+        Counts {
+            connected,
+            elapsed,
+            sent: self.sent,
+            received: self.received,
+            bytes: self.bytes,
+        }
+    }
 }
 
 /// Why a connection's drive loop ended early.
@@ -273,21 +305,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     }
     let (total, elapsed, cpu) = collect(&mut tasks, deadline, &window, &args, &shared).await;
     progress.finish().await;
-    let mut summary = Summary::build(
-        &args,
-        Counts {
-            connected,
-            elapsed,
-            sent: total.sent,
-            received: total.received,
-            bytes: total.bytes,
-        },
-        Some(&shared.latencies),
-        &shared.errors,
-        &shared.closes,
-        cpu,
-        None,
-    );
+    let mut summary = shared.summary(&args, total.counts(connected, elapsed), cpu);
     summary.compressed_connections = compressed;
     Ok(summary)
 }

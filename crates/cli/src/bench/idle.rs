@@ -7,7 +7,7 @@
 //! The difference divided by the connections is the per-connection cost.
 
 use super::echo::{finish, payload, ConnCounts, Shared};
-use super::report::{Counts, Summary, Window};
+use super::report::{Summary, Window};
 use super::stats::rss_kib;
 use super::{connect_all, BenchArgs};
 use futures_util::StreamExt;
@@ -80,13 +80,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
 
     let mut summary = Summary::build(
         &args,
-        Counts {
-            connected,
-            elapsed: hold,
-            sent: counts.sent,
-            received: counts.received,
-            bytes: counts.bytes,
-        },
+        counts.counts(connected, hold),
         None,
         &shared.errors,
         &shared.closes,

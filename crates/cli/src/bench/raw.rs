@@ -9,7 +9,7 @@
 //! which makes this the baseline for the WebSocket numbers.
 
 use super::echo::{collect, ConnCounts, Shared};
-use super::report::{Counts, Summary, Window};
+use super::report::{Summary, Window};
 use super::stats::LocalLatencies;
 use super::{spawn_progress, BenchArgs, Progress};
 use bytes::Bytes;
@@ -242,21 +242,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     }
     let (total, elapsed, cpu) = collect(&mut tasks, deadline, &window, &args, &shared).await;
     progress.finish().await;
-    Ok(Summary::build(
-        &args,
-        Counts {
-            connected,
-            elapsed,
-            sent: total.sent,
-            received: total.received,
-            bytes: total.bytes,
-        },
-        Some(&shared.latencies),
-        &shared.errors,
-        &shared.closes,
-        cpu,
-        None,
-    ))
+    Ok(shared.summary(&args, total.counts(connected, elapsed), cpu))
 }
 
 #[cfg(test)]

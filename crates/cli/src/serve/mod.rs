@@ -326,8 +326,9 @@ async fn http_phase(
     let mut conn = Conn::new(transport);
     let mut shutdown = state.shutdown.clone();
     for served in 0..MAX_KEEPALIVE_REQUESTS {
-        // Handshake-phase futures are boxed: a connection's task would otherwise
-        // carry their (large) state for its whole life (idle memory).
+        // The request, response and upgrade futures are boxed, so that a
+        // keep-alive connection waiting for its next request holds only the
+        // reading state, not the largest of them.
         let read = Box::pin(state.builder.read_http_request(&mut conn));
         let result = if served == 0 {
             read.await
@@ -405,8 +406,8 @@ struct Session<'a> {
 }
 
 /// Route an upgrade request, apply the route's policy (origin, auth, limits)
-/// and complete the handshake. Runs boxed: once the session starts, none of
-/// this phase's state stays in the connection's task.
+/// and complete the handshake. Part of the HTTP phase, which is freed once
+/// the session starts (see `handle_connection`).
 async fn open_websocket<'a>(
     state: &'a State,
     conn: Conn,
