@@ -182,14 +182,18 @@ fn assemble(c: &mut Criterion) {
 /// The sending side: a client encoding (and masking) messages.
 fn encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode");
-    for (name, size) in [("20B", 20usize), ("16KiB", 16 << 10)] {
+    for (name, size, n) in [
+        ("20B", 20usize, 100),
+        ("16KiB", 16 << 10, 100),
+        ("1MiB", 1 << 20, 1),
+    ] {
         let msg = Message::binary(vec![1u8; size]);
-        g.throughput(Throughput::Elements(100));
+        g.throughput(Throughput::Bytes((n * size) as u64));
         for role in [Role::Client, Role::Server] {
-            g.bench_function(format!("{role:?}/100x{name}"), |b| {
+            g.bench_function(format!("{role:?}/{n}x{name}"), |b| {
                 let mut conn = Connection::new(role, Config::default());
                 b.iter(|| {
-                    for _ in 0..100 {
+                    for _ in 0..n {
                         conn.send(msg.clone()).unwrap();
                     }
                     // Drain as a transport would after writing: no copy.

@@ -37,7 +37,7 @@ use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, RSV1};
 use crate::mask::apply_mask;
 use crate::message::{Event, Message};
-use crate::output::{Output, ZERO_COPY_THRESHOLD};
+use crate::output::{Output, STAGED_MASK_THRESHOLD, ZERO_COPY_THRESHOLD};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -222,6 +222,23 @@ impl Connection {
     /// and read into its spare capacity, e.g. with tokio's `read_buf`.
     pub fn read_buf(&mut self) -> &mut BytesMut {
         &mut self.read_buf
+    }
+
+    /// How many more bytes the read buffer must receive to complete the
+    /// frame being read, once its header is known (0 otherwise).
+    ///
+    /// A transport can make room for exactly that when it is close, rather
+    /// than growing its buffer a few bytes short of a large frame and then
+    /// copying the whole frame into a buffer twice its size. The length is
+    /// the peer's claim (already checked against `max_frame_size`), so it
+    /// is only good as an upper bound: allocate by what has arrived.
+    pub fn frame_bytes_missing(&self) -> usize {
+        match &self.frame {
+            Some(f) => {
+                (f.header_len + f.header.payload_len as usize).saturating_sub(self.read_buf.len())
+            }
+            None => 0,
+        }
     }
 
     /// Append received bytes (copying them).
@@ -662,7 +679,12 @@ impl Connection {
             mask,
             payload_len: payload.len() as u64,
         };
-        let zero_copy = mask.is_none() && payload.len() >= ZERO_COPY_THRESHOLD;
+        // Large payloads are queued by reference; a client's are masked a
+        // piece at a time as they are written (see `output`).
+        let zero_copy = match mask {
+            None => payload.len() >= ZERO_COPY_THRESHOLD,
+            Some(_) => payload.len() >= STAGED_MASK_THRESHOLD,
+        };
         let body: &[u8] = if zero_copy { &[] } else { &payload };
         let tail = self.out.tail();
         if tail.capacity() == 0 {
@@ -674,7 +696,10 @@ impl Connection {
         let written = copy::append_frame(tail, &header, body);
         self.out.grew(written);
         if zero_copy {
-            self.out.push_bytes(payload);
+            match mask {
+                None => self.out.push_bytes(payload),
+                Some(key) => self.out.push_masked(payload, key),
+            }
         }
     }
 

@@ -10,7 +10,7 @@
 //! payload is masked on the way into the buffer instead of in a second pass.
 //!
 //! The bytes are written into uninitialised spare capacity, so the buffer's
-//! length is set afterwards: the only `unsafe` in this module, two calls to
+//! length is set afterwards: the only `unsafe` in this module, three calls to
 //! `set_len`, each right after a write that covers exactly the new bytes.
 
 use crate::frame::FrameHeader;
@@ -101,6 +101,21 @@ pub(crate) fn append_frame(buf: &mut BytesMut, header: &FrameHeader, body: &[u8]
     n
 }
 
+/// Append `body` masked with `key` (payload offset 0) to `buf`.
+#[inline]
+pub(crate) fn append_masked(buf: &mut BytesMut, body: &[u8], key: [u8; 4]) {
+    buf.reserve(body.len());
+    mask_into(&mut buf.spare_capacity_mut()[..body.len()], body, key);
+    let len = buf.len() + body.len();
+    // SAFETY: `reserve` made room for `body.len()` more bytes and
+    // `mask_into` initialised exactly those. Tested below and by every
+    // large payload a client sends.
+    #[allow(unsafe_code)]
+    unsafe {
+        buf.set_len(len)
+    };
+}
+
 /// A copy of `src` in a new, exactly sized buffer.
 #[inline]
 pub(crate) fn copy_to_bytes(src: &[u8]) -> Bytes {
@@ -147,6 +162,20 @@ mod tests {
             if let Some(k) = key {
                 apply_mask_scalar(&mut want[start..], k, 0);
             }
+            prop_assert_eq!(&buf[..], &want[..]);
+        }
+
+        #[test]
+        fn append_masked_equals_extend_then_mask(
+            prefix in proptest::collection::vec(any::<u8>(), 0..40),
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            key: [u8; 4],
+        ) {
+            let mut buf = BytesMut::from(&prefix[..]);
+            append_masked(&mut buf, &body, key);
+            let mut want = prefix.clone();
+            want.extend_from_slice(&body);
+            apply_mask_scalar(&mut want[prefix.len()..], key, 0);
             prop_assert_eq!(&buf[..], &want[..]);
         }
 

@@ -218,15 +218,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Read more bytes into the connection. Ready(Ok(0)) is end of file.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let missing = self.conn.frame_bytes_missing();
         let buf = self.conn.read_buf();
         if buf.capacity() == 0 {
             // Idle connections hold no buffer; borrow a warm one.
             *buf = pool::take();
-        } else if buf.capacity() - buf.len() < 4096 {
+        } else {
             // Grow geometrically (a shared BytesMut would otherwise grow
-            // by exactly the request, copying a large frame over and over).
-            // Bounded by what has actually arrived, never by a declared length.
-            buf.reserve(READ_CHUNK.max(buf.len()));
+            // by exactly the request, copying a large frame over and over),
+            // by what has actually arrived, never by a declared length.
+            // When the rest of a large frame is within twice that, make room
+            // for exactly it: doubling would land a few bytes short (a
+            // 1 MiB payload plus its header) and copy the whole frame again
+            // into twice the memory. Either way the buffer stays within
+            // three times what has arrived (or READ_CHUNK).
+            let spare = buf.capacity() - buf.len();
+            let grow = READ_CHUNK.max(buf.len());
+            if missing > spare && missing <= 2 * grow {
+                buf.reserve(missing);
+            } else if spare < 4096 {
+                buf.reserve(grow);
+            }
         }
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.io),

@@ -239,6 +239,23 @@ fn server_receives_large_binary_with_64_bit_length() {
     );
 }
 
+#[test]
+fn frame_bytes_missing_counts_down_to_the_end_of_a_partial_frame() {
+    let mut s = server();
+    let bytes = binary(&[7; 70_000]).bytes();
+    // Header incomplete: nothing is known yet.
+    s.receive(&bytes[..5]);
+    assert_eq!(drain(&mut s), vec![]);
+    assert_eq!(s.frame_bytes_missing(), 0);
+    // 64-bit length header (2 + 8) and mask (4): 14 bytes, then payload.
+    s.receive(&bytes[5..1000]);
+    assert_eq!(drain(&mut s), vec![]);
+    assert_eq!(s.frame_bytes_missing(), bytes.len() - 1000);
+    s.receive(&bytes[1000..]);
+    assert_eq!(drain(&mut s).len(), 1);
+    assert_eq!(s.frame_bytes_missing(), 0);
+}
+
 // ----- framing errors ------------------------------------------------------
 
 #[test]
@@ -624,6 +641,30 @@ fn application_cannot_send_invalid_close() {
 }
 
 // ----- sending -----------------------------------------------------------------
+
+#[test]
+fn client_sends_large_messages_masked_piece_by_piece_in_order() {
+    let mut c = client();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    c.send(Message::text("before")).unwrap();
+    c.send(Message::binary(big.clone())).unwrap();
+    c.send_ping(Bytes::from_static(b"p")).unwrap();
+    c.send(Message::binary(big[..70_000].to_vec())).unwrap();
+    c.send(Message::text("after")).unwrap();
+    assert_eq!(c.buffered_amount(), c.output().remaining());
+    let mut s = server();
+    s.receive(&c.take_output());
+    assert_eq!(
+        drain(&mut s),
+        vec![
+            msg_text("before"),
+            Ok(Event::Message(Message::binary(big.clone()))),
+            Ok(Event::Ping(Bytes::from_static(b"p"))),
+            Ok(Event::Message(Message::binary(big[..70_000].to_vec()))),
+            msg_text("after"),
+        ]
+    );
+}
 
 #[test]
 fn client_masks_and_server_does_not() {
