@@ -99,6 +99,29 @@ impl<S> std::fmt::Debug for WebSocket<S> {
     }
 }
 
+/// How much room to make in a read buffer holding `len` bytes with `spare`
+/// free, when `missing` more complete the frame being read (0 if unknown);
+/// `None` to read into the space there is.
+///
+/// Growth is geometric (a shared `BytesMut` would otherwise grow by exactly
+/// the request, copying a large frame over and over) and driven by what has
+/// actually arrived, never by a declared length. Once a large frame is well
+/// under way and its rest is within twice what has arrived, the room made is
+/// exactly that rest, so the frame ends in a buffer of its own size after
+/// fewer copies (for 1 MiB from 32 KiB: 0.7 frames copied instead of 1.4,
+/// and 1 MiB of room instead of 1.5).
+/// Either way the buffer holds at most three times what has arrived, or
+/// what has arrived plus [`READ_CHUNK`].
+fn read_growth(len: usize, spare: usize, missing: usize) -> Option<usize> {
+    if missing > spare && len >= READ_CHUNK && missing <= 2 * len {
+        Some(missing)
+    } else if spare < 4096 {
+        Some(READ_CHUNK.max(len))
+    } else {
+        None
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wrap a stream whose opening handshake is already done. `leftover` is
     /// whatever was read past the handshake head (it is WebSocket data).
@@ -224,20 +247,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // Idle connections hold no buffer; borrow a warm one.
             *buf = pool::take();
         } else {
-            // Grow geometrically (a shared BytesMut would otherwise grow
-            // by exactly the request, copying a large frame over and over),
-            // by what has actually arrived, never by a declared length.
-            // When the rest of a large frame is within twice that, make room
-            // for exactly it: doubling would land a few bytes short (a
-            // 1 MiB payload plus its header) and copy the whole frame again
-            // into twice the memory. Either way the buffer stays within
-            // three times what has arrived (or READ_CHUNK).
             let spare = buf.capacity() - buf.len();
-            let grow = READ_CHUNK.max(buf.len());
-            if missing > spare && missing <= 2 * grow {
-                buf.reserve(missing);
-            } else if spare < 4096 {
-                buf.reserve(grow);
+            if let Some(n) = read_growth(buf.len(), spare, missing) {
+                buf.reserve(n);
             }
         }
         let n = ready!(tokio_util::io::poll_read_buf(
@@ -554,5 +566,58 @@ impl From<Error> for io::Error {
             }
             other => io::Error::other(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read one `frame`-byte frame into a buffer that starts with `start`
+    /// bytes of room, each read filling all the room there is (up to the
+    /// frame's end). Returns the bytes copied by growth (every growth is a
+    /// reallocation that copies what has arrived) and the final room.
+    fn read_frame(frame: usize, start: usize) -> (usize, usize) {
+        let (mut len, mut cap, mut copied) = (0, start, 0);
+        while len < frame {
+            if let Some(n) = read_growth(len, cap - len, frame - len) {
+                if len + n > cap {
+                    copied += len;
+                    cap = len + n;
+                }
+                assert!(
+                    cap <= (3 * len).max(len + READ_CHUNK),
+                    "{cap} bytes of room with {len} arrived"
+                );
+            }
+            len = cap.min(frame);
+        }
+        (copied, cap)
+    }
+
+    #[test]
+    fn a_large_frame_ends_in_a_buffer_of_exactly_its_size() {
+        for frame in [(1 << 20) + 14, (1 << 20) + 10, 300_000, (16 << 20) + 14] {
+            let (copied, cap) = read_frame(frame, 32 << 10);
+            assert_eq!(
+                cap, frame,
+                "no second whole-frame copy into twice the memory"
+            );
+            // Plain doubling copied 1.4 frames at 1 MiB, into 1.5 MiB of room.
+            assert!(
+                copied < frame + frame / 2,
+                "{copied} bytes copied for a {frame}-byte frame"
+            );
+        }
+    }
+
+    #[test]
+    fn a_declared_length_alone_buys_no_memory() {
+        // 14 bytes of a frame declaring 16 MiB: room by what arrived only.
+        assert_eq!(read_growth(14, 0, 16 << 20), Some(READ_CHUNK));
+        assert_eq!(read_growth(14, 8192, 16 << 20), None);
+        assert_eq!(read_growth(100_000, 0, 16 << 20), Some(100_000));
+        // Close to the end of a large frame: exactly the rest.
+        assert_eq!(read_growth(700_000, 0, 400_000), Some(400_000));
     }
 }
