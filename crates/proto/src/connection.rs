@@ -285,33 +285,46 @@ impl Connection {
             // `start_frame` bounded the length by max_frame_size, a usize.
             let len = f.header.payload_len as usize;
             let arrived = (self.read_buf.len() - f.header_len).min(len);
-            if arrived > f.done {
-                let range = f.header_len + f.done..f.header_len + arrived;
-                let piece = &mut self.read_buf[range];
-                if let Some(key) = f.header.mask {
-                    apply_mask(piece, key, f.done);
-                }
+            let payload = if f.done == 0 && arrived == len && len <= COPY_THRESHOLD {
+                // A small frame that is all here: unmask it on the way out
+                // of the read buffer, in one pass (see `copy_unmasked`), and
+                // copy rather than share (see COPY_THRESHOLD).
+                let at = f.header_len;
+                let p = copy::copy_unmasked(&self.read_buf[at..at + len], f.header.mask);
                 if f.text {
-                    self.utf8
-                        .feed(piece)
-                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    self.utf8.feed(&p).map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
-                f.done = arrived;
-            }
-            if arrived < len {
-                self.frame = Some(f);
-                return Ok(None);
-            }
-            self.frame = None;
-            self.read_buf.advance(f.header_len);
-            let payload = if len <= COPY_THRESHOLD {
-                // Cheaper than sharing the read buffer (see COPY_THRESHOLD).
-                let p = copy::copy_to_bytes(&self.read_buf[..len]);
-                self.read_buf.advance(len);
+                self.read_buf.advance(at + len);
                 p
             } else {
-                self.read_buf.split_to(len).freeze()
+                // Unmask and validate what has arrived, in place.
+                if arrived > f.done {
+                    let range = f.header_len + f.done..f.header_len + arrived;
+                    let piece = &mut self.read_buf[range];
+                    if let Some(key) = f.header.mask {
+                        apply_mask(piece, key, f.done);
+                    }
+                    if f.text {
+                        self.utf8
+                            .feed(piece)
+                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    f.done = arrived;
+                }
+                if arrived < len {
+                    self.frame = Some(f);
+                    return Ok(None);
+                }
+                self.read_buf.advance(f.header_len);
+                if len <= COPY_THRESHOLD {
+                    let p = copy::copy_to_bytes(&self.read_buf[..len]);
+                    self.read_buf.advance(len);
+                    p
+                } else {
+                    self.read_buf.split_to(len).freeze()
+                }
             };
+            self.frame = None;
             if let Some(event) = self.finish_frame(f.header, f.compressed, payload)? {
                 return Ok(Some(event));
             }
