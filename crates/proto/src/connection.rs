@@ -558,6 +558,11 @@ impl Connection {
     // ----- output ------------------------------------------------------
 
     /// Send a complete message (split into frames if `fragment_size` is set).
+    ///
+    /// Inlined for the common case, one uncompressed frame, so the payload
+    /// goes from the caller's registers into the output buffer without a
+    /// trip through the stack.
+    #[inline]
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         if self.close_sent {
             return Err(SendError::Closing);
@@ -569,6 +574,17 @@ impl Connection {
             Message::Text(t) => (OpCode::Text, t.into_bytes()),
             Message::Binary(b) => (OpCode::Binary, b),
         };
+        if self.deflate.is_none() && self.config.fragment_size.is_none_or(|s| s == 0) {
+            self.write_frame_rsv(opcode, true, 0, payload);
+            return Ok(());
+        }
+        self.send_transformed(opcode, payload);
+        Ok(())
+    }
+
+    /// [`send`](Self::send) with permessage-deflate or fragmentation.
+    #[inline(never)]
+    fn send_transformed(&mut self, opcode: OpCode, payload: Bytes) {
         // RSV1 marks a compressed message, on its first frame only (§6).
         let (rsv, payload) = match self.deflate.as_deref_mut() {
             Some(d) if payload.len() >= d.min_size => (RSV1, d.compress(&payload)),
@@ -585,7 +601,6 @@ impl Connection {
             rsv = 0;
         }
         self.write_frame_rsv(op, true, rsv, rest);
-        Ok(())
     }
 
     /// Send one frame of a message sent in pieces: the first call gives
@@ -682,7 +697,7 @@ impl Connection {
     /// Encode one frame into the output queue.
     fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: Bytes) {
         let mask = match self.role {
-            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Client => Some(crate::mask::new_key()),
             Role::Server => None,
         };
         let header = FrameHeader {

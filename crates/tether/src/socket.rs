@@ -482,6 +482,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(Ok(()))
     }
 
+    // Inlined into `start_send`: the message then reaches the protocol
+    // core in registers, not through the stack (see `copy::copy_to_bytes`).
+    #[inline]
     fn start_send_inner(&mut self, msg: Message) -> Result<()> {
         if self.shutdown == Shutdown::Done {
             return Err(Error::ConnectionClosed);
@@ -543,6 +546,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
         self.get_mut().poll_ready_inner(cx)
     }
 
+    #[inline]
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
         self.get_mut().start_send_inner(item)
     }
