@@ -116,23 +116,28 @@ pub(crate) fn append_masked(buf: &mut BytesMut, body: &[u8], key: [u8; 4]) {
     };
 }
 
+/// `v`, whose capacity is its length, as `Bytes`.
+///
+/// Through `Box<[u8]>` (no reallocation: the capacity is exact) rather than
+/// `Bytes::from(Vec)`: that conversion also handles spare capacity, so it
+/// is not inlined, and its result comes back through the stack in 8-byte
+/// stores that the caller reads with 16-byte loads, a store-forwarding
+/// stall on every message received.
+#[inline(always)]
+pub(crate) fn exact_to_bytes(v: Vec<u8>) -> Bytes {
+    debug_assert_eq!(v.capacity(), v.len());
+    Bytes::from(v.into_boxed_slice())
+}
+
 /// A copy of `src` in a new, exactly sized buffer.
 ///
-/// Always inlined: returned from a call, the new `Bytes` goes through the
-/// stack in 8-byte stores that the caller reads back in 16-byte loads,
-/// which the CPU cannot forward; that stall was 40% of a client's receive
-/// path (`poll_event`) under load.
+/// This and the other copies are always inlined: returned from a call, the
+/// new buffer goes through the stack in 8-byte stores that the caller reads
+/// back in 16-byte loads, which the CPU cannot forward; that stall was 40%
+/// of a client's receive path (`poll_event`) under load.
 #[inline(always)]
 pub(crate) fn copy_to_bytes(src: &[u8]) -> Bytes {
-    let mut v = Vec::with_capacity(src.len());
-    write_copy(&mut v.spare_capacity_mut()[..src.len()], src);
-    // SAFETY: the capacity is `src.len()` and `write_copy` initialised all
-    // of it. Tested below and by every small message the connection reads.
-    #[allow(unsafe_code)]
-    unsafe {
-        v.set_len(src.len())
-    };
-    Bytes::from(v)
+    exact_to_bytes(copy_unmasked_vec(src, None))
 }
 
 /// A copy of `src` in a new, exactly sized buffer, unmasked with `key`
@@ -143,21 +148,29 @@ pub(crate) fn copy_to_bytes(src: &[u8]) -> Bytes {
 /// also stalls: the copy reads back, in 16-byte moves, bytes the unmasking
 /// has just written in 8-byte ones, and the CPU cannot forward those stores
 /// to the loads (in the `echo/server` micro benchmark that one load was
-/// 12% of the whole receive path). Always inlined, as [`copy_to_bytes`].
+/// 12% of the whole receive path).
 #[inline(always)]
 pub(crate) fn copy_unmasked(src: &[u8], key: Option<[u8; 4]>) -> Bytes {
-    let Some(key) = key else {
-        return copy_to_bytes(src);
-    };
+    exact_to_bytes(copy_unmasked_vec(src, key))
+}
+
+/// [`copy_unmasked`] as a `Vec` whose capacity is its length (for checks
+/// on the bytes before they become `Bytes`; see [`exact_to_bytes`]).
+#[inline(always)]
+pub(crate) fn copy_unmasked_vec(src: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
     let mut v = Vec::with_capacity(src.len());
-    mask_into(&mut v.spare_capacity_mut()[..src.len()], src, key);
-    // SAFETY: the capacity is `src.len()` and `mask_into` initialised all
-    // of it. Tested below and by every small frame a server reads.
+    let dst = &mut v.spare_capacity_mut()[..src.len()];
+    match key {
+        Some(key) => mask_into(dst, src, key),
+        None => write_copy(dst, src),
+    }
+    // SAFETY: the capacity is `src.len()` and `mask_into` / `write_copy`
+    // initialised all of it. Tested below and by every small frame read.
     #[allow(unsafe_code)]
     unsafe {
         v.set_len(src.len())
     };
-    Bytes::from(v)
+    v
 }
 
 #[cfg(test)]

@@ -107,6 +107,12 @@ impl Utf8Validator {
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Utf8Bytes(Bytes);
 
+/// True if `b` is UTF-8 (the whole of a message).
+#[inline]
+pub(crate) fn is_utf8(b: &[u8]) -> bool {
+    simdutf8::basic::from_utf8(b).is_ok()
+}
+
 impl Utf8Bytes {
     /// An empty string.
     pub const fn new() -> Self {
@@ -120,6 +126,7 @@ impl Utf8Bytes {
     }
 
     /// Wrap bytes the caller has already validated.
+    #[inline]
     pub(crate) fn from_validated(bytes: Bytes) -> Self {
         debug_assert!(std::str::from_utf8(&bytes).is_ok());
         Utf8Bytes(bytes)

@@ -173,7 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Receive the next message (`None` once the connection is closed).
     pub async fn recv(&mut self) -> Option<Result<Message>> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+        std::future::poll_fn(|cx| self.poll_next_fast(cx)).await
     }
 
     /// Send a message and flush it.
@@ -394,35 +394,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(())
     }
 
+    /// The next message: inlined for a small data message already buffered
+    /// (the common case under load, returned without leaving the caller:
+    /// see `Connection::poll_small_message`), the rest in
+    /// [`poll_next_inner`](Self::poll_next_inner). Kept this small so that
+    /// it can be inlined into the caller's future.
+    #[inline]
+    fn poll_next_fast(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        if self.shutdown == Shutdown::No {
+            if let Some(m) = self.conn.poll_small_message() {
+                return Poll::Ready(Some(Ok(m.into())));
+            }
+        }
+        self.poll_next_inner(cx)
+    }
+
+    /// Act on what `Connection::poll_event` returned (other than
+    /// `Ok(None)`): `Some` is the answer for `poll_next`, `None` means go on
+    /// (the connection failed and is winding down). Out of line: only the
+    /// data-message case is hot.
+    #[inline(never)]
+    fn on_event(
+        &mut self,
+        cx: &mut Context<'_>,
+        event: std::result::Result<Option<Event>, ProtocolError>,
+    ) -> Option<Poll<Option<Result<Message>>>> {
+        match event {
+            Ok(None) => None,
+            Ok(Some(event)) => Some(match event {
+                Event::Message(m) => Poll::Ready(Some(Ok(m.into()))),
+                Event::Ping(p) => {
+                    // Push the automatic pong out promptly.
+                    if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
+                        return Some(self.fail_io(e));
+                    }
+                    Poll::Ready(Some(Ok(Message::Ping(p))))
+                }
+                Event::Pong(p) => Poll::Ready(Some(Ok(Message::Pong(p)))),
+                Event::Close(frame) => {
+                    self.shutdown = Shutdown::Draining;
+                    Poll::Ready(Some(Ok(Message::Close(frame))))
+                }
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "failing the connection");
+                self.pending_error = Some(Error::Protocol(e));
+                self.shutdown = Shutdown::Draining;
+                None
+            }
+        }
+    }
+
+    #[inline(never)]
     fn poll_next_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         loop {
             if self.shutdown != Shutdown::No {
                 ready!(self.poll_wind_down(cx));
                 return Poll::Ready(self.pending_error.take().map(Err));
             }
-            match self.conn.poll_event() {
-                Ok(Some(event)) => match event {
-                    Event::Message(m) => return Poll::Ready(Some(Ok(m.into()))),
-                    Event::Ping(p) => {
-                        // Push the automatic pong out promptly.
-                        if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
-                            return self.fail_io(e);
-                        }
-                        return Poll::Ready(Some(Ok(Message::Ping(p))));
-                    }
-                    Event::Pong(p) => return Poll::Ready(Some(Ok(Message::Pong(p)))),
-                    Event::Close(frame) => {
-                        self.shutdown = Shutdown::Draining;
-                        return Poll::Ready(Some(Ok(Message::Close(frame))));
-                    }
-                },
-                Err(e) => {
-                    tracing::debug!(error = %e, "failing the connection");
-                    self.pending_error = Some(Error::Protocol(e));
-                    self.shutdown = Shutdown::Draining;
-                    continue;
-                }
-                Ok(None) => {}
+            let event = self.conn.poll_event();
+            if let Some(done) = self.on_event(cx, event) {
+                return done;
+            }
+            if self.shutdown != Shutdown::No {
+                continue;
             }
             // Arm the close deadline before polling the timer, so that a
             // newly armed timer is registered with the runtime in this poll
@@ -534,8 +569,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
     type Item = Result<Message>;
 
+    #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_next_inner(cx)
+        self.get_mut().poll_next_fast(cx)
     }
 }
 

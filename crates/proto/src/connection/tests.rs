@@ -344,6 +344,85 @@ fn nothing_is_read_after_failure() {
     assert_eq!(s.close_state(), CloseState::Closed);
 }
 
+#[test]
+fn fast_path_leaves_every_other_frame_to_poll_event() {
+    let limited = Connection::new(
+        Role::Server,
+        Config {
+            max_message_size: 4,
+            ..Config::default()
+        },
+    );
+    let long = vec![7u8; 126];
+    let cases: Vec<(Connection, Vec<u8>, Result<Event, ProtocolError>)> = vec![
+        (
+            server(),
+            text("x").unmasked().bytes(),
+            Err(ProtocolError::UnmaskedClientFrame),
+        ),
+        (
+            client(),
+            text("x").bytes(),
+            Err(ProtocolError::MaskedServerFrame),
+        ),
+        (
+            server(),
+            frame(0x1, &[b'a', 0xff]).bytes(),
+            Err(ProtocolError::InvalidUtf8),
+        ),
+        (
+            limited,
+            binary(b"hello").bytes(),
+            Err(ProtocolError::MessageTooLarge { size: 5, limit: 4 }),
+        ),
+        (
+            server(),
+            text("x").rsv(4).bytes(),
+            Err(ProtocolError::ReservedBitsSet),
+        ),
+        (
+            server(),
+            ping(b"p").bytes(),
+            Ok(Event::Ping(Bytes::from_static(b"p"))),
+        ),
+        (
+            server(),
+            binary(&long).bytes(),
+            Ok(Event::Message(Message::binary(long.clone()))),
+        ),
+    ];
+    for (mut c, bytes, want) in cases {
+        c.receive(&bytes);
+        assert_eq!(c.poll_small_message(), None, "{want:?}");
+        assert_eq!(
+            c.read_buf().len(),
+            bytes.len(),
+            "nothing consumed: {want:?}"
+        );
+        assert_eq!(drain(&mut c).into_iter().next(), Some(want));
+    }
+    // Half a frame: nothing yet, nothing consumed; the rest completes it.
+    let mut s = server();
+    let bytes = text("hello").bytes();
+    s.receive(&bytes[..8]);
+    assert_eq!(s.poll_small_message(), None);
+    assert_eq!(s.read_buf().len(), 8);
+    s.receive(&bytes[8..]);
+    assert_eq!(s.poll_small_message(), Some(Message::text("hello")));
+    assert!(s.read_buf().is_empty());
+    // Inside a fragmented message, a new small frame is the general path's
+    // to refuse.
+    let mut s = server();
+    s.receive(&text("a").fin(false).bytes());
+    assert_eq!(drain(&mut s), vec![]);
+    s.receive(&text("b").bytes());
+    assert_eq!(s.poll_small_message(), None);
+    assert_eq!(
+        drain(&mut s),
+        vec![Err(ProtocolError::ExpectedContinuation)]
+    );
+}
+
 // ----- UTF-8 ---------------------------------------------------------------
 
 #[test]
