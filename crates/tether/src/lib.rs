@@ -36,6 +36,7 @@
 pub mod browser;
 mod client;
 mod config;
+mod echo;
 mod error;
 mod extensions;
 mod head;
@@ -51,6 +52,7 @@ pub mod tls;
 
 pub use client::{connect, ClientBuilder};
 pub use config::{Keepalive, WebSocketConfig};
+pub use echo::Echoed;
 pub use error::{Error, Result};
 pub use message::Message;
 pub use server::{accept, Accept, Incoming, Reject, ServerBuilder};

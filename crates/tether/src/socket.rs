@@ -79,6 +79,9 @@ pub struct WebSocket<S> {
     pending_error: Option<Error>,
     /// The transport reached end of file.
     read_eof: bool,
+    /// The task waiting in a sink call (`poll_ready`, `poll_flush`,
+    /// `poll_close`) for output to drain, woken by any write progress.
+    write_waiter: Option<Waker>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +142,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             heard: false,
             pending_error: None,
             read_eof: false,
+            write_waiter: None,
         };
         if let Some(k) = ws.config.keepalive {
             ws.set_timer(TimerKind::Keepalive, k.interval);
@@ -213,30 +217,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Write queued output until it is empty or the socket would block.
+    ///
+    /// Both halves write: the sink its messages, the stream automatic
+    /// replies and whatever the sink left queued. A transport keeps one
+    /// write waker, the last task's to be told "would block", so when the
+    /// halves run in different tasks (`StreamExt::split`) the stream's
+    /// writes can take the sink task's wakeup. Whoever makes progress
+    /// therefore wakes the sink task parked on a full queue
+    /// ([`write_waiter`](Self::write_waiter)), which then polls (and
+    /// registers) again.
     fn poll_write_output(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
+        let mut progressed = false;
+        let result = loop {
             let out = self.conn.output();
             if !out.has_remaining() {
                 self.conn.on_output_drained();
                 if !self.conn.output().has_remaining() {
-                    return Poll::Ready(Ok(()));
+                    break Poll::Ready(Ok(()));
                 }
                 continue;
             }
             // One contiguous chunk (the common case: small frames coalesced)
             // goes out with a plain write; several with one vectored write.
-            let n = if self.io.is_write_vectored() && out.chunk().len() < out.remaining() {
+            let written = if self.io.is_write_vectored() && out.chunk().len() < out.remaining() {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let k = out.chunks_vectored(&mut slices);
-                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k]))?
+                Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k])
             } else {
-                ready!(Pin::new(&mut self.io).poll_write(cx, out.chunk()))?
+                Pin::new(&mut self.io).poll_write(cx, out.chunk())
             };
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            match written {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.conn.output().advance(n);
+                    progressed = true;
+                }
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
             }
-            self.conn.output().advance(n);
+        };
+        if progressed {
+            if let Some(w) = self.write_waiter.take() {
+                if !w.will_wake(cx.waker()) {
+                    w.wake();
+                }
+            }
         }
+        result
+    }
+
+    /// Remember the task whose sink call is waiting on output (see
+    /// [`poll_write_output`](Self::poll_write_output)); passes `poll` on.
+    fn park_writer<T>(&mut self, cx: &Context<'_>, poll: Poll<T>) -> Poll<T> {
+        if poll.is_pending() {
+            match &self.write_waiter {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => self.write_waiter = Some(cx.waker().clone()),
+            }
+        }
+        poll
     }
 
     /// Read more bytes into the connection. Ready(Ok(0)) is end of file.
@@ -400,7 +439,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`poll_next_inner`](Self::poll_next_inner). Kept this small so that
     /// it can be inlined into the caller's future.
     #[inline]
-    fn poll_next_fast(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+    pub(crate) fn poll_next_fast(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         if self.shutdown == Shutdown::No {
             if let Some(m) = self.conn.poll_small_message() {
                 return Poll::Ready(Some(Ok(m.into())));
@@ -507,12 +546,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(Some(Err(Error::Io(e))))
     }
 
-    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+    pub(crate) fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if self.shutdown == Shutdown::Done {
             return Poll::Ready(Err(Error::ConnectionClosed));
         }
         if self.conn.buffered_amount() >= self.config.write_buffer_limit {
-            ready!(self.poll_write_output(cx))?;
+            let written = self.poll_write_output(cx);
+            ready!(self.park_writer(cx, written))?;
         }
         Poll::Ready(Ok(()))
     }
@@ -520,7 +560,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     // Inlined into `start_send`: the message then reaches the protocol
     // core in registers, not through the stack (see `copy::copy_to_bytes`).
     #[inline]
-    fn start_send_inner(&mut self, msg: Message) -> Result<()> {
+    pub(crate) fn start_send_inner(&mut self, msg: Message) -> Result<()> {
         if self.shutdown == Shutdown::Done {
             return Err(Error::ConnectionClosed);
         }
@@ -539,13 +579,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(())
     }
 
-    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+    pub(crate) fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if self.shutdown == Shutdown::Done {
             // Nothing can be pending: output is discarded when the transport ends.
             return Poll::Ready(Ok(()));
         }
-        ready!(self.poll_write_output(cx))?;
-        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        let written = self.poll_write_output(cx);
+        ready!(self.park_writer(cx, written))?;
+        let flushed = Pin::new(&mut self.io).poll_flush(cx);
+        ready!(self.park_writer(cx, flushed))?;
         Poll::Ready(Ok(()))
     }
 
@@ -557,8 +599,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.conn
                 .close(Some(CloseFrame::new(tether_proto::CloseCode::NORMAL, "")))?;
         }
-        ready!(self.poll_write_output(cx))?;
-        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        let written = self.poll_write_output(cx);
+        ready!(self.park_writer(cx, written))?;
+        let flushed = Pin::new(&mut self.io).poll_flush(cx);
+        ready!(self.park_writer(cx, flushed))?;
         if self.conn.close_state() == CloseState::Closed {
             ready!(self.poll_wind_down(cx));
         }

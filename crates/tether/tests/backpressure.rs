@@ -135,3 +135,47 @@ async fn ping_flood_from_a_peer_that_never_reads_keeps_memory_bounded() {
     }
     flood.await.unwrap();
 }
+
+#[tokio::test]
+async fn split_halves_in_two_tasks_never_lose_the_writers_wakeup() {
+    // The read half flushes what the write half queued (and takes the
+    // transport's single write waker when it would block); the write half,
+    // waiting for room under the limit, must still be woken. 4 MB through a
+    // 64 KiB pipe with 64 KiB limits: it stalled for good before the fix.
+    let (mut server, client) = duplex_pair(config(), config()).await;
+    let echo = tokio::spawn(async move { server.echo().await });
+    let (mut tx, mut rx) = futures_util::StreamExt::split(client);
+    const COUNT: usize = 250;
+    let writer = tokio::spawn(async move {
+        for i in 0..COUNT {
+            tx.feed(Message::binary(vec![i as u8; MESSAGE]))
+                .await
+                .unwrap();
+        }
+        tx.flush().await.unwrap();
+        tx
+    });
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        while got < COUNT {
+            match futures_util::StreamExt::next(&mut rx).await {
+                Some(Ok(m)) if m.is_data() => {
+                    assert_eq!(m.as_bytes()[0], got as u8, "in order");
+                    got += 1;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("stream ended after {got} messages: {other:?}"),
+            }
+        }
+        rx
+    });
+    let (tx, rx) = timeout(Duration::from_secs(20), async {
+        (writer.await.unwrap(), reader.await.unwrap())
+    })
+    .await
+    .expect("the halves stalled");
+    let mut client = tx.reunite(rx).unwrap();
+    client.close(None).await.unwrap();
+    let echoed = echo.await.unwrap().unwrap();
+    assert_eq!(echoed.messages, COUNT as u64);
+}

@@ -1,12 +1,13 @@
 //! The echo endpoint: every text and binary message is sent back as received.
 //!
-//! Messages that are already buffered are echoed together and flushed once,
-//! so pipelined clients get their answers in as few writes as possible.
+//! The library's [`WebSocket::poll_echo`] does the work: messages that are
+//! already buffered are echoed together and flushed once, so pipelined
+//! clients get their answers in as few writes as possible. This route adds
+//! the server's shutdown (1001) and its traffic metrics, counted per batch.
 
 use super::metrics::RouteMetrics;
 use super::session::{close_with, wait_shutdown, Outcome, SHUTTING_DOWN};
-use futures_util::{FutureExt, SinkExt, StreamExt};
-use tether::{Message, WebSocket};
+use tether::{Echoed, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -20,44 +21,34 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     // One shutdown future for the whole connection, not one per message.
     let stop = wait_shutdown(shutdown);
     tokio::pin!(stop);
-    let result: tether::Result<()> = async {
-        loop {
-            let next = tokio::select! {
-                biased;
-                m = ws.next() => m,
-                _ = &mut stop => {
-                    close_with(ws, &mut out, SHUTTING_DOWN).await;
-                    return Ok(());
-                }
-            };
-            let Some(msg) = next else { return Ok(()) };
-            let mut msg = msg?;
-            let (mut messages, mut bytes) = (0u64, 0u64);
-            loop {
-                if msg.is_data() {
-                    messages += 1;
-                    bytes += msg.len() as u64;
-                    ws.feed(msg).await?;
-                } else if let Message::Close(f) = &msg {
-                    out.peer_closed(f);
-                }
-                match ws.next().now_or_never() {
-                    Some(Some(next)) => msg = next?,
-                    _ => break,
-                }
-            }
-            ws.flush().await?;
-            if messages > 0 {
-                out.messages_in += messages;
-                out.bytes_in += bytes;
-                out.messages_out += messages;
-                out.bytes_out += bytes;
-                metrics.received(messages, bytes);
-                metrics.sent(messages, bytes);
-            }
+    let mut echoed = Echoed::default();
+    // What the metrics have been told so far.
+    let mut counted = (0u64, 0u64);
+    let echo = std::future::poll_fn(|cx| {
+        let polled = ws.poll_echo(cx, &mut echoed);
+        let (messages, bytes) = (echoed.messages - counted.0, echoed.bytes - counted.1);
+        if messages > 0 {
+            metrics.received(messages, bytes);
+            metrics.sent(messages, bytes);
+            counted = (echoed.messages, echoed.bytes);
         }
+        polled
+    });
+    let result = tokio::select! {
+        biased;
+        r = echo => r,
+        _ = &mut stop => {
+            close_with(ws, &mut out, SHUTTING_DOWN).await;
+            Ok(())
+        }
+    };
+    out.messages_in += echoed.messages;
+    out.bytes_in += echoed.bytes;
+    out.messages_out += echoed.messages;
+    out.bytes_out += echoed.bytes;
+    if let Some(f) = &echoed.peer_close {
+        out.peer_closed(f);
     }
-    .await;
     if let Err(e) = result {
         out.failed(&e);
     }
