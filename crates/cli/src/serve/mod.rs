@@ -148,7 +148,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     info!("shutting down: closing WebSocket connections with 1001");
-    let _ = shutdown_tx.send(true);
+    session::signal_shutdown(&shutdown_tx);
     for t in &tasks {
         t.abort();
     }

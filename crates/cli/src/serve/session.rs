@@ -16,8 +16,11 @@
 use super::metrics::RouteMetrics;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tether::{CloseCode, CloseFrame, Message, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -83,10 +86,69 @@ impl Outcome {
     }
 }
 
+/// Bumped (before the watch is set) whenever a server in this process
+/// starts shutting down; see [`WaitShutdown`].
+static SHUTDOWN_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Tell every connection of this server to close with 1001.
+pub fn signal_shutdown(tx: &watch::Sender<bool>) {
+    SHUTDOWN_EPOCH.fetch_add(1, Ordering::Release);
+    let _ = tx.send(true);
+}
+
 /// Wait until shutdown is signalled (never, if the sender is gone).
-pub async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
-    if rx.wait_for(|v| *v).await.is_err() {
-        std::future::pending::<()>().await;
+///
+/// Every connection waits on the one watch channel beside its traffic, and
+/// polling a registered watch future again takes the channel's lock: with
+/// every wakeup of every connection, on every core, that lock was a shared
+/// point of contention (`futex` calls) on the echo and fan-out hot paths.
+/// So once registered, this future is polled through only when the shutdown
+/// epoch moved or the task's waker changed; otherwise it answers `Pending`
+/// from one atomic load, and the watch's registration wakes the task.
+pub fn wait_shutdown(
+    rx: &mut watch::Receiver<bool>,
+) -> WaitShutdown<impl Future<Output = ()> + '_> {
+    WaitShutdown {
+        inner: async move {
+            if rx.wait_for(|v| *v).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        },
+        registered: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`wait_shutdown`].
+    pub struct WaitShutdown<F> {
+        #[pin]
+        inner: F,
+        // The epoch seen before the inner future last returned `Pending`,
+        // and the waker it registered.
+        registered: Option<(u64, Waker)>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for WaitShutdown<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        // Loaded before polling through: a signal during that poll either
+        // shows in the watch or moves the epoch past this value.
+        let epoch = SHUTDOWN_EPOCH.load(Ordering::Acquire);
+        if let Some((seen, waker)) = this.registered {
+            if *seen == epoch && waker.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        match this.inner.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => {
+                *this.registered = Some((epoch, cx.waker().clone()));
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -259,6 +321,15 @@ enum Event {
     In(Option<tether::Result<Message>>),
 }
 
+/// How writing a batch of queued messages ended.
+enum Wrote {
+    /// All written and flushed: messages, bytes.
+    Sent(u64, u64),
+    /// Interrupted by a kick or shutdown: close with this.
+    Stopped((u16, &'static str)),
+    Failed(tether::Error),
+}
+
 /// Most queued messages written per flush.
 const BATCH: usize = 64;
 
@@ -278,12 +349,18 @@ where
     F: FnMut(&mut Member, Message),
 {
     let mut out = Outcome::default();
+    // One shutdown and one kick future for the whole connection (each
+    // stays registered), not new ones per message.
     let kick = member.sub.kick.clone();
+    let kicked = kick.notified();
+    tokio::pin!(kicked);
+    let stop = wait_shutdown(shutdown);
+    tokio::pin!(stop);
     loop {
         let event = tokio::select! {
             biased;
-            _ = wait_shutdown(shutdown) => Event::Shutdown,
-            _ = kick.notified() => Event::Kick,
+            _ = &mut stop => Event::Shutdown,
+            _ = &mut kicked => Event::Kick,
             m = member.rx.recv() => match m {
                 Some(m) => Event::Out(m),
                 None => Event::Kick,
@@ -301,44 +378,46 @@ where
                 return out.finish();
             }
             Event::Out(first) => {
-                let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match member.rx.try_recv() {
-                        Ok(m) => batch.push(m),
-                        Err(_) => break,
-                    }
-                }
-                let count = batch.len() as u64;
-                let bytes: u64 = batch.iter().map(|m| m.len() as u64).sum();
+                // Feed what is queued (up to BATCH messages), flush once.
+                let rx = &mut member.rx;
                 let write = async {
-                    for m in batch {
+                    let (mut count, mut bytes) = (0u64, 0u64);
+                    let mut next = Some(first);
+                    while let Some(m) = next {
+                        count += 1;
+                        bytes += m.len() as u64;
                         ws.feed(m).await?;
+                        next = if count < BATCH as u64 {
+                            rx.try_recv().ok()
+                        } else {
+                            None
+                        };
                     }
-                    ws.flush().await
+                    ws.flush().await.map(|()| (count, bytes))
                 };
-                let stop = tokio::select! {
+                let wrote = tokio::select! {
                     biased;
                     r = write => match r {
-                        Ok(()) => None,
-                        Err(e) => Some(Err(e)),
+                        Ok((count, bytes)) => Wrote::Sent(count, bytes),
+                        Err(e) => Wrote::Failed(e),
                     },
-                    _ = kick.notified() => Some(Ok(SLOW_CONSUMER)),
-                    _ = wait_shutdown(shutdown) => Some(Ok(SHUTTING_DOWN)),
+                    _ = &mut kicked => Wrote::Stopped(SLOW_CONSUMER),
+                    _ = &mut stop => Wrote::Stopped(SHUTTING_DOWN),
                 };
-                match stop {
-                    None => {
+                match wrote {
+                    Wrote::Sent(count, bytes) => {
                         out.messages_out += count;
                         out.bytes_out += bytes;
                         metrics.sent(count, bytes);
                     }
-                    Some(Ok(why)) => {
+                    Wrote::Stopped(why) => {
                         if why == SLOW_CONSUMER {
                             metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
                         }
                         close_with(ws, &mut out, why).await;
                         return out.finish();
                     }
-                    Some(Err(e)) => {
+                    Wrote::Failed(e) => {
                         out.failed(&e);
                         return out.finish();
                     }
@@ -381,6 +460,29 @@ mod tests {
         assert_eq!(b.rx.try_recv().unwrap(), msg);
         drop(b);
         assert_eq!(hub.count("r"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_polled_many_times_still_wakes_on_shutdown() {
+        let (tx, mut rx) = watch::channel(false);
+        let (polled_tx, polled) = tokio::sync::oneshot::channel();
+        let waiter = tokio::spawn(async move {
+            let stop = wait_shutdown(&mut rx);
+            tokio::pin!(stop);
+            // A busy connection polls it on every wakeup.
+            for _ in 0..5 {
+                assert!(futures_util::poll!(&mut stop).is_pending());
+                tokio::task::yield_now().await;
+            }
+            polled_tx.send(()).unwrap();
+            stop.await;
+        });
+        polled.await.unwrap();
+        signal_shutdown(&tx);
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woken by the shutdown")
+            .unwrap();
     }
 
     #[test]
