@@ -215,15 +215,15 @@ def med(xs):
 
 print(f"Medians of {rounds} round(s); ratio = msgs/s / raw TCP echo msgs/s; cpu = % of one core (client / server)")
 print()
-print("| case | server | msgs/s | MB/s | ratio vs raw | p50 us | p99 us | errors | cpu client/server |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+print("| case | server | msgs/s | MB/s | ratio vs raw | p50 us | p99 us | errors | cpu client/server | server CPU us/msg |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
 for ci, case in enumerate(cases):
     base = None
     for s in servers:
         runs = [load(os.path.join(out, f"r{r}-c{ci}-{s}.json")) for r in range(1, rounds + 1)]
         runs = [r for r in runs if r]
         if not runs:
-            print(f"| {case} | {label[s]} | failed | | | | | | |")
+            print(f"| {case} | {label[s]} | failed | | | | | | | |")
             continue
         rate = med([r["msgs_per_sec"] for r in runs])
         mbps = med([r["mb_per_sec"] for r in runs])
@@ -236,7 +236,12 @@ for ci, case in enumerate(cases):
             base = rate
         ratio = f"{rate / base:.2f}x" if base else "-"
         fmt = lambda v: "-" if v is None else f"{v:.0f}"
-        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} |")
+        # CPU time per message is steadier than throughput on a shared VM:
+        # it does not depend on how the scheduler interleaves the two sides.
+        per = med([(((r.get("server") or {}).get("cpu") or {}).get("percent") or 0) / 100 / r["msgs_per_sec"] * 1e6
+                   for r in runs if r["msgs_per_sec"] > 0 and (r.get("server") or {}).get("cpu")])
+        per = "-" if per is None else f"{per:.2f}"
+        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} |")
 if idle_servers:
     print()
     print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")
