@@ -256,14 +256,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Pending => break Poll::Pending,
             }
         };
-        if progressed {
-            if let Some(w) = self.write_waiter.take() {
-                if !w.will_wake(cx.waker()) {
-                    w.wake();
-                }
-            }
+        if progressed || matches!(result, Poll::Ready(Err(_))) {
+            self.wake_writer(cx);
         }
         result
+    }
+
+    /// Wake the task parked in a sink call, unless it is this one: output
+    /// moved, or the connection ended and the sink call must see it.
+    fn wake_writer(&mut self, cx: &Context<'_>) {
+        if let Some(w) = self.write_waiter.take() {
+            if !w.will_wake(cx.waker()) {
+                w.wake();
+            }
+        }
     }
 
     /// Remember the task whose sink call is waiting on output (see
@@ -430,6 +436,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.timer_kind = TimerKind::None;
         self.conn.discard_output();
         self.recycle_buffers();
+        self.wake_writer(cx);
         Poll::Ready(())
     }
 
@@ -524,6 +531,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     self.read_eof = true;
                     self.shutdown = Shutdown::Done;
                     self.conn.discard_output();
+                    self.wake_writer(cx);
                     return Poll::Ready(Some(Err(Error::AbnormalClosure)));
                 }
                 Poll::Ready(Ok(_)) => {}
@@ -543,6 +551,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn fail_io(&mut self, e: io::Error) -> Poll<Option<Result<Message>>> {
         self.shutdown = Shutdown::Done;
         self.conn.discard_output();
+        if let Some(w) = self.write_waiter.take() {
+            w.wake();
+        }
         Poll::Ready(Some(Err(Error::Io(e))))
     }
 

@@ -179,3 +179,34 @@ async fn split_halves_in_two_tasks_never_lose_the_writers_wakeup() {
     let echoed = echo.await.unwrap().unwrap();
     assert_eq!(echoed.messages, COUNT as u64);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_writer_hears_of_the_end_seen_by_the_read_half() {
+    // The raw server never reads, so the writer parks on a full queue; the
+    // read half (another task) then sees the transport end. The writer
+    // must be woken with an error, not left waiting for room forever.
+    let (ws, raw) = client_with_raw_server(config()).await;
+    let (mut tx, mut rx) = futures_util::StreamExt::split(ws);
+    let writer = tokio::spawn(async move {
+        loop {
+            if let Err(e) = tx.send(Message::binary(vec![3u8; MESSAGE])).await {
+                return e;
+            }
+        }
+    });
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut rx).await {}
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!writer.is_finished(), "the writer should be parked");
+    drop(raw);
+    let err = timeout(Duration::from_secs(10), writer)
+        .await
+        .expect("the parked writer was never woken")
+        .unwrap();
+    assert!(
+        matches!(err, tether::Error::Io(_) | tether::Error::ConnectionClosed),
+        "{err}"
+    );
+    reader.await.unwrap();
+}
