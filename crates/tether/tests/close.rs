@@ -209,3 +209,34 @@ async fn frames_after_the_peers_close_are_ignored() {
     assert_eq!(frames[0].close_code(), Some(1000));
     assert!(raw.recv().await.is_none());
 }
+
+#[tokio::test]
+async fn split_halves_both_finish_when_the_sink_half_closes() {
+    // The read half waits in its own task while the write half closes.
+    // Whichever half then reads the transport to its end, the other must
+    // learn that the connection is over: neither may be left parked.
+    for _ in 0..20 {
+        let (mut server, client) = default_tcp_pair().await;
+        let echo = tokio::spawn(async move { server.echo().await });
+        let (mut tx, mut rx) = client.split();
+        let reader = tokio::spawn(async move {
+            let mut seen = vec![];
+            while let Some(Ok(m)) = rx.next().await {
+                seen.push(m);
+            }
+            seen
+        });
+        tx.send(Message::text("last words")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::timeout(Duration::from_secs(10), tx.close())
+            .await
+            .expect("the write half's close finished")
+            .unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("the read half was told the connection ended")
+            .unwrap();
+        assert_eq!(seen.first(), Some(&Message::text("last words")));
+        echo.await.unwrap().unwrap();
+    }
+}
