@@ -80,7 +80,8 @@ pub struct WebSocket<S> {
     /// The transport reached end of file.
     read_eof: bool,
     /// The task waiting in a sink call (`poll_ready`, `poll_flush`,
-    /// `poll_close`) for output to drain, woken by any write progress.
+    /// `poll_close`) for output to drain, woken by any write progress and
+    /// when the transport ends.
     write_waiter: Option<Waker>,
 }
 
@@ -272,6 +273,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Write everything queued and flush the transport, for a sink call
+    /// (parked as [`write_waiter`](Self::write_waiter) while it waits).
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let written = self.poll_write_output(cx);
+        ready!(self.park_writer(cx, written))?;
+        let flushed = Pin::new(&mut self.io).poll_flush(cx);
+        self.park_writer(cx, flushed)
+    }
+
     /// Remember the task whose sink call is waiting on output (see
     /// [`poll_write_output`](Self::poll_write_output)); passes `poll` on.
     fn park_writer<T>(&mut self, cx: &Context<'_>, poll: Poll<T>) -> Poll<T> {
@@ -430,13 +440,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         }
-        self.shutdown = Shutdown::Done;
         self.timer = None;
         self.timer_waker = None;
         self.timer_kind = TimerKind::None;
-        self.conn.discard_output();
+        self.transport_ended(cx);
         self.recycle_buffers();
-        self.wake_writer(cx);
         Poll::Ready(())
     }
 
@@ -472,7 +480,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Event::Ping(p) => {
                     // Push the automatic pong out promptly.
                     if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
-                        return Some(self.fail_io(e));
+                        return Some(self.fail_io(cx, e));
                     }
                     Poll::Ready(Some(Ok(Message::Ping(p))))
                 }
@@ -519,7 +527,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             if self.conn.buffered_amount() > 0 {
                 if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
-                    return self.fail_io(e);
+                    return self.fail_io(cx, e);
                 }
             }
             match self.poll_read_more(cx) {
@@ -529,13 +537,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Poll::Ready(Ok(0)) => {
                     self.read_eof = true;
-                    self.shutdown = Shutdown::Done;
-                    self.conn.discard_output();
-                    self.wake_writer(cx);
+                    self.transport_ended(cx);
                     return Poll::Ready(Some(Err(Error::AbnormalClosure)));
                 }
                 Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return self.fail_io(e),
+                Poll::Ready(Err(e)) => return self.fail_io(cx, e),
             }
         }
     }
@@ -548,13 +554,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         pool::give(out);
     }
 
-    fn fail_io(&mut self, e: io::Error) -> Poll<Option<Result<Message>>> {
+    fn fail_io(&mut self, cx: &Context<'_>, e: io::Error) -> Poll<Option<Result<Message>>> {
+        self.transport_ended(cx);
+        Poll::Ready(Some(Err(Error::Io(e))))
+    }
+
+    /// The transport is over: nothing queued can be sent any more, and a
+    /// task parked in a sink call must hear of it.
+    fn transport_ended(&mut self, cx: &Context<'_>) {
         self.shutdown = Shutdown::Done;
         self.conn.discard_output();
-        if let Some(w) = self.write_waiter.take() {
-            w.wake();
-        }
-        Poll::Ready(Some(Err(Error::Io(e))))
+        self.wake_writer(cx);
     }
 
     pub(crate) fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -595,10 +605,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // Nothing can be pending: output is discarded when the transport ends.
             return Poll::Ready(Ok(()));
         }
-        let written = self.poll_write_output(cx);
-        ready!(self.park_writer(cx, written))?;
-        let flushed = Pin::new(&mut self.io).poll_flush(cx);
-        ready!(self.park_writer(cx, flushed))?;
+        ready!(self.poll_write_all(cx))?;
         Poll::Ready(Ok(()))
     }
 
@@ -610,10 +617,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.conn
                 .close(Some(CloseFrame::new(tether_proto::CloseCode::NORMAL, "")))?;
         }
-        let written = self.poll_write_output(cx);
-        ready!(self.park_writer(cx, written))?;
-        let flushed = Pin::new(&mut self.io).poll_flush(cx);
-        ready!(self.park_writer(cx, flushed))?;
+        ready!(self.poll_write_all(cx))?;
         if self.conn.close_state() == CloseState::Closed {
             ready!(self.poll_wind_down(cx));
         }
