@@ -157,8 +157,9 @@ pub struct RawLimits {
     /// Time to answer that ping before the connection is dropped (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<DurationValue>,
-    /// Messages queued per subscriber of a room/pubsub before it is closed
-    /// as a slow consumer (default 256).
+    /// How many messages a room/pubsub subscriber may fall behind (and
+    /// replies it may have queued) before it is closed with 1008 as a slow
+    /// consumer (default 256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_queue: Option<usize>,
     /// Bytes buffered for one socket before sending waits (default 128K).
@@ -406,7 +407,7 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// Drop if the ping is not answered within this.
     pub idle_timeout: Duration,
-    /// Per-subscriber queue length.
+    /// How far a subscriber may fall behind (messages).
     pub send_queue: usize,
     /// Per-socket write buffer.
     pub write_buffer: usize,

@@ -20,6 +20,7 @@ pub mod config;
 mod echo;
 mod exec;
 mod http;
+mod hub;
 mod metrics;
 mod policy;
 mod pubsub;
@@ -31,9 +32,9 @@ mod tls;
 pub use config::ServeArgs;
 
 use config::{HostRule, ListenerConfig, RawConfig, Route, RouteKind, ServerConfig};
+use hub::Hub;
 use metrics::Metrics;
 use policy::{AuthError, ConnLimiter, Grants, LimitError};
-use session::Hub;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -90,7 +91,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut hubs = vec![None; config.route_count];
     for r in config.all_routes() {
         if matches!(r.kind, RouteKind::Room | RouteKind::Pubsub { .. }) {
-            hubs[r.id] = Some(Arc::new(Hub::default()));
+            hubs[r.id] = Some(Arc::new(Hub::new(limits.send_queue)));
         }
     }
     let mut labels = vec![(String::new(), ""); config.route_count];
@@ -609,7 +610,6 @@ fn run_session<'a>(
         let started = Instant::now();
         info!(%peer, %path, kind = route.kind.name(), user = grants.subject.as_deref().unwrap_or(""), "open");
         let mut shutdown = state.shutdown.clone();
-        let queue = state.config.limits.send_queue;
         // Each route's session is boxed: the task then holds only the running
         // route's state, not the largest of all of them.
         let outcome = match &route.kind {
@@ -617,11 +617,11 @@ fn run_session<'a>(
             RouteKind::Room => {
                 let hub = state.hubs[route.id].as_ref().expect("room hub");
                 let room = capture.take().unwrap_or_else(|| route.path.clone());
-                Box::pin(room::run(ws, hub, &room, queue, &mut shutdown, metrics)).await
+                Box::pin(room::run(ws, hub, &room, &mut shutdown, metrics)).await
             }
             RouteKind::Pubsub { .. } => {
                 let hub = state.hubs[route.id].as_ref().expect("pubsub hub");
-                Box::pin(pubsub::run(ws, hub, grants, queue, &mut shutdown, metrics)).await
+                Box::pin(pubsub::run(ws, hub, grants, &mut shutdown, metrics)).await
             }
             RouteKind::Exec { command, binary } => {
                 let spec = exec::ExecSpec {

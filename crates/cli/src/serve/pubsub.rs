@@ -25,9 +25,10 @@
 //! the client may use. A backend publishes with
 //! `POST /api/publish` (bearer token), body `{"channel": "news", "data": ...}`.
 
+use super::hub::{Hub, Member};
 use super::metrics::RouteMetrics;
 use super::policy::Grants;
-use super::session::{hub_loop, Hub, Member, Outcome};
+use super::session::{hub_loop, Outcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -70,7 +71,7 @@ pub fn publish(hub: &Hub, channel: &str, data: &Value) -> usize {
         r#"{{"op":"message","channel":{},"data":{data}}}"#,
         Value::from(channel)
     );
-    hub.broadcast(channel, &Message::text(text), None).0
+    hub.publish(channel, &Message::text(text))
 }
 
 /// `{"op":"ack",...}` with `op` first (serde_json would sort the keys).
@@ -148,11 +149,10 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     hub: &Arc<Hub>,
     grants: &Grants,
-    queue: usize,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
 ) -> Outcome {
-    let mut member = hub.member(queue);
+    let mut member = hub.member();
     hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
         handle(m, grants, &msg)
     })
@@ -190,18 +190,21 @@ pub async fn demo_ticker(hub: Arc<Hub>, channel: String) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::hub::Next;
     use super::*;
 
     /// The next message in the member's own queue, as JSON.
     fn reply(m: &mut Member) -> Value {
-        let msg = m.try_recv().expect("a queued reply");
+        let Some(Next::Message(msg)) = m.try_next() else {
+            panic!("expected a queued reply");
+        };
         serde_json::from_str(msg.as_text().unwrap()).unwrap()
     }
 
     #[test]
     fn subscribe_publish_unsubscribe() {
-        let hub = Arc::new(Hub::default());
-        let mut m = hub.member(8);
+        let hub = Arc::new(Hub::new(8));
+        let mut m = hub.member();
         let all = Grants::all();
         handle(
             &mut m,
@@ -241,8 +244,8 @@ mod tests {
 
     #[test]
     fn bad_requests_and_denied_channels_get_errors() {
-        let hub = Arc::new(Hub::default());
-        let mut m = hub.member(8);
+        let hub = Arc::new(Hub::new(8));
+        let mut m = hub.member();
         let limited = Grants {
             subscribe: Some(vec!["public.*".into()]),
             publish: Some(vec![]),

@@ -2,8 +2,9 @@
 //! room is named by the path's capture (`/chat/{room}`), or is the route
 //! itself when the path has none.
 
+use super::hub::Hub;
 use super::metrics::RouteMetrics;
-use super::session::{hub_loop, Hub, Outcome};
+use super::session::{hub_loop, Outcome};
 use std::sync::Arc;
 use tether::WebSocket;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -14,15 +15,14 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     hub: &Arc<Hub>,
     room: &str,
-    queue: usize,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
 ) -> Outcome {
-    let mut member = hub.member(queue);
+    let mut member = hub.member();
     member.join(room);
     hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
-        // Encoded once: every queue gets a clone sharing the same bytes.
-        m.hub().broadcast(room, &msg, Some(m.id));
+        // Appended once to the room's ring, shared by every member.
+        m.broadcast_others(room, &msg);
     })
     .await
 }

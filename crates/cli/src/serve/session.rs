@@ -1,30 +1,19 @@
 //! What every WebSocket connection shares: the summary logged and counted
-//! when it ends ([`Outcome`]), closing on shutdown (1001), and the fan-out
-//! machinery of rooms and pub/sub ([`Hub`], [`Member`], [`hub_loop`]).
-//!
-//! # Fan-out and slow consumers
-//!
-//! A broadcast is encoded once; the resulting [`Message`] holds `Bytes`, so
-//! handing it to each subscriber is a reference-count increment, not a copy.
-//! Each subscriber has a bounded queue (`limits.send_queue` messages). The
-//! broadcaster never waits: if a queue is full, that subscriber is removed
-//! and closed with **1008 (policy violation), reason "slow consumer: send
-//! queue full"**, counted in `tether_slow_consumer_closes_total`. Memory per
-//! subscriber is therefore bounded by the queue plus the socket's write
-//! buffer, whatever the publishers do.
+//! when it ends ([`Outcome`]), closing on shutdown (1001), and the loop that
+//! drives a room or pub/sub connection ([`hub_loop`]) over its
+//! [`Member`] of the [`Hub`](super::hub::Hub).
 
+use super::hub::{Member, Next};
 use super::metrics::RouteMetrics;
-use futures_util::{SinkExt, StreamExt};
-use std::collections::HashMap;
+use futures_util::{Sink, StreamExt};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tether::{CloseCode, CloseFrame, Message, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::watch;
 
 /// The close code and reason for a subscriber that cannot keep up.
 pub const SLOW_CONSUMER: (u16, &str) = (1008, "slow consumer: send queue full");
@@ -168,152 +157,6 @@ pub async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(limit, ws.close(Some(frame))).await;
 }
 
-/// One subscriber's handle, held by the hub.
-#[derive(Clone, Debug)]
-struct Subscriber {
-    tx: mpsc::Sender<Message>,
-    kick: Arc<Notify>,
-}
-
-/// Groups (rooms, channels) of subscribers.
-#[derive(Debug, Default)]
-pub struct Hub {
-    groups: Mutex<HashMap<String, HashMap<u64, Subscriber>>>,
-    next_id: AtomicU64,
-}
-
-/// A connection's membership: its queue and its kick signal.
-#[derive(Debug)]
-pub struct Member {
-    /// Unique within the hub.
-    pub id: u64,
-    rx: mpsc::Receiver<Message>,
-    sub: Subscriber,
-    groups: Vec<String>,
-    hub: Arc<Hub>,
-}
-
-impl Hub {
-    /// A new member with a queue of `queue` messages.
-    pub fn member(self: &Arc<Self>, queue: usize) -> Member {
-        let (tx, rx) = mpsc::channel(queue);
-        Member {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            rx,
-            sub: Subscriber {
-                tx,
-                kick: Arc::new(Notify::new()),
-            },
-            groups: Vec::new(),
-            hub: self.clone(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u64, Subscriber>>> {
-        self.groups.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Deliver `msg` to every member of `group` except `except`. Returns
-    /// (delivered, closed as slow consumers).
-    pub fn broadcast(&self, group: &str, msg: &Message, except: Option<u64>) -> (usize, usize) {
-        let mut groups = self.lock();
-        let Some(members) = groups.get_mut(group) else {
-            return (0, 0);
-        };
-        let mut delivered = 0;
-        let mut slow = Vec::new();
-        for (id, sub) in members.iter() {
-            if Some(*id) == except {
-                continue;
-            }
-            match sub.tx.try_send(msg.clone()) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    sub.kick.notify_one();
-                    slow.push(*id);
-                }
-                // The connection is ending; it removes itself.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        for id in &slow {
-            members.remove(id);
-        }
-        if members.is_empty() {
-            groups.remove(group);
-        }
-        (delivered, slow.len())
-    }
-
-    /// Members of `group` now.
-    pub fn count(&self, group: &str) -> usize {
-        self.lock().get(group).map_or(0, HashMap::len)
-    }
-}
-
-impl Member {
-    /// Join a group (idempotent).
-    pub fn join(&mut self, group: &str) {
-        self.hub
-            .lock()
-            .entry(group.to_owned())
-            .or_default()
-            .insert(self.id, self.sub.clone());
-        if !self.groups.iter().any(|g| g == group) {
-            self.groups.push(group.to_owned());
-        }
-    }
-
-    /// Leave a group; false if not a member.
-    pub fn leave(&mut self, group: &str) -> bool {
-        let Some(pos) = self.groups.iter().position(|g| g == group) else {
-            return false;
-        };
-        self.groups.swap_remove(pos);
-        let mut groups = self.hub.lock();
-        if let Some(m) = groups.get_mut(group) {
-            m.remove(&self.id);
-            if m.is_empty() {
-                groups.remove(group);
-            }
-        }
-        true
-    }
-
-    /// Queue a message to this member itself (acks, errors), under the same
-    /// slow-consumer rule as broadcasts.
-    pub fn send_self(&self, msg: Message) {
-        if self.sub.tx.try_send(msg).is_err() {
-            self.sub.kick.notify_one();
-        }
-    }
-
-    /// The hub.
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
-    }
-
-    /// Take a queued message without waiting (tests).
-    #[cfg(test)]
-    pub fn try_recv(&mut self) -> Option<Message> {
-        self.rx.try_recv().ok()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let mut groups = self.hub.lock();
-        for g in &self.groups {
-            if let Some(m) = groups.get_mut(g) {
-                m.remove(&self.id);
-                if m.is_empty() {
-                    groups.remove(g);
-                }
-            }
-        }
-    }
-}
-
 enum Event {
     Shutdown,
     Kick,
@@ -331,12 +174,72 @@ enum Wrote {
 }
 
 /// Most queued messages written per flush.
-const BATCH: usize = 64;
+const BATCH: u64 = 64;
 
-/// Drive a fan-out connection: deliver the member's queue to the socket and
-/// hand each received data message to `on_data` (which may broadcast, or
-/// queue replies with [`Member::send_self`]). Ends on the peer's close, a
-/// failure, a kick (slow consumer) or shutdown.
+/// Write `first` and whatever else the member has now (up to [`BATCH`]),
+/// then flush once. While the socket is full the member still hears of
+/// shutdown and of falling too far behind, and stops for them.
+async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    member: &mut Member,
+    mut stop: Pin<&mut impl Future<Output = ()>>,
+    first: Message,
+) -> Wrote {
+    let mut first = Some(first);
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut queued_all = false;
+    std::future::poll_fn(|cx| {
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Wrote::Stopped(SHUTTING_DOWN));
+        }
+        let mut ws = Pin::new(&mut *ws);
+        // Take a message only once the socket can queue it: none is lost
+        // if the socket is full or the connection stops.
+        while !queued_all {
+            match ws.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Wrote::Failed(e)),
+                Poll::Pending => return blocked(member, cx),
+            }
+            let next = match first.take() {
+                Some(m) => Some(Next::Message(m)),
+                None if count < BATCH => member.try_next(),
+                None => None,
+            };
+            match next {
+                Some(Next::Message(m)) => {
+                    count += 1;
+                    bytes += m.len() as u64;
+                    if let Err(e) = ws.as_mut().start_send(m) {
+                        return Poll::Ready(Wrote::Failed(e));
+                    }
+                }
+                Some(Next::SlowConsumer) => return Poll::Ready(Wrote::Stopped(SLOW_CONSUMER)),
+                None => queued_all = true,
+            }
+        }
+        match ws.poll_flush(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Wrote::Sent(count, bytes)),
+            Poll::Ready(Err(e)) => Poll::Ready(Wrote::Failed(e)),
+            Poll::Pending => blocked(member, cx),
+        }
+    })
+    .await
+}
+
+/// The socket is full: wait, unless the member has fallen too far behind.
+fn blocked(member: &mut Member, cx: &mut Context<'_>) -> Poll<Wrote> {
+    match member.poll_lagged(cx) {
+        Poll::Ready(()) => Poll::Ready(Wrote::Stopped(SLOW_CONSUMER)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Drive a fan-out connection: deliver the member's rooms, channels and
+/// replies to the socket and hand each received data message to `on_data`
+/// (which may broadcast, or queue replies with [`Member::send_self`]). Ends
+/// on the peer's close, a failure, falling too far behind (slow consumer)
+/// or shutdown.
 pub async fn hub_loop<S, F>(
     ws: &mut WebSocket<S>,
     member: &mut Member,
@@ -349,23 +252,22 @@ where
     F: FnMut(&mut Member, Message),
 {
     let mut out = Outcome::default();
-    // One shutdown and one kick future for the whole connection (each
-    // stays registered), not new ones per message.
-    let kick = member.sub.kick.clone();
-    let kicked = kick.notified();
-    tokio::pin!(kicked);
+    // One shutdown future for the whole connection (it stays registered),
+    // not a new one per message.
     let stop = wait_shutdown(shutdown);
     tokio::pin!(stop);
     loop {
+        // What the peer sent comes before what is queued for it: a member
+        // fed without pause must still see the peer's Close and answer its
+        // pings. A peer that floods instead falls behind and is cut off.
         let event = tokio::select! {
             biased;
             _ = &mut stop => Event::Shutdown,
-            _ = &mut kicked => Event::Kick,
-            m = member.rx.recv() => match m {
-                Some(m) => Event::Out(m),
-                None => Event::Kick,
-            },
             m = ws.next() => Event::In(m),
+            next = std::future::poll_fn(|cx| member.poll_next(cx)) => match next {
+                Next::Message(m) => Event::Out(m),
+                Next::SlowConsumer => Event::Kick,
+            },
         };
         match event {
             Event::Shutdown => {
@@ -377,52 +279,24 @@ where
                 close_with(ws, &mut out, SLOW_CONSUMER).await;
                 return out.finish();
             }
-            Event::Out(first) => {
-                // Feed what is queued (up to BATCH messages), flush once.
-                let rx = &mut member.rx;
-                let write = async {
-                    let (mut count, mut bytes) = (0u64, 0u64);
-                    let mut next = Some(first);
-                    while let Some(m) = next {
-                        count += 1;
-                        bytes += m.len() as u64;
-                        ws.feed(m).await?;
-                        next = if count < BATCH as u64 {
-                            rx.try_recv().ok()
-                        } else {
-                            None
-                        };
-                    }
-                    ws.flush().await.map(|()| (count, bytes))
-                };
-                let wrote = tokio::select! {
-                    biased;
-                    r = write => match r {
-                        Ok((count, bytes)) => Wrote::Sent(count, bytes),
-                        Err(e) => Wrote::Failed(e),
-                    },
-                    _ = &mut kicked => Wrote::Stopped(SLOW_CONSUMER),
-                    _ = &mut stop => Wrote::Stopped(SHUTTING_DOWN),
-                };
-                match wrote {
-                    Wrote::Sent(count, bytes) => {
-                        out.messages_out += count;
-                        out.bytes_out += bytes;
-                        metrics.sent(count, bytes);
-                    }
-                    Wrote::Stopped(why) => {
-                        if why == SLOW_CONSUMER {
-                            metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                        }
-                        close_with(ws, &mut out, why).await;
-                        return out.finish();
-                    }
-                    Wrote::Failed(e) => {
-                        out.failed(&e);
-                        return out.finish();
-                    }
+            Event::Out(first) => match write_batch(ws, member, stop.as_mut(), first).await {
+                Wrote::Sent(count, bytes) => {
+                    out.messages_out += count;
+                    out.bytes_out += bytes;
+                    metrics.sent(count, bytes);
                 }
-            }
+                Wrote::Stopped(why) => {
+                    if why == SLOW_CONSUMER {
+                        metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    close_with(ws, &mut out, why).await;
+                    return out.finish();
+                }
+                Wrote::Failed(e) => {
+                    out.failed(&e);
+                    return out.finish();
+                }
+            },
             Event::In(None) => return out.finish(),
             Event::In(Some(Err(e))) => {
                 out.failed(&e);
@@ -443,24 +317,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn full_queue_kicks_only_that_subscriber() {
-        let hub = Arc::new(Hub::default());
-        let mut a = hub.member(1);
-        let mut b = hub.member(4);
-        a.join("r");
-        b.join("r");
-        let msg = Message::text("x");
-        assert_eq!(hub.broadcast("r", &msg, None), (2, 0));
-        // a's queue (1) is now full: the next broadcast removes it.
-        assert_eq!(hub.broadcast("r", &msg, None), (1, 1));
-        assert_eq!(hub.count("r"), 1);
-        assert!(a.rx.try_recv().is_ok());
-        assert_eq!(b.rx.try_recv().unwrap(), msg);
-        drop(b);
-        assert_eq!(hub.count("r"), 0);
-    }
 
     #[tokio::test]
     async fn a_waiter_polled_many_times_still_wakes_on_shutdown() {
@@ -483,15 +339,5 @@ mod tests {
             .await
             .expect("woken by the shutdown")
             .unwrap();
-    }
-
-    #[test]
-    fn broadcast_skips_the_sender() {
-        let hub = Arc::new(Hub::default());
-        let mut a = hub.member(4);
-        a.join("r");
-        assert_eq!(hub.broadcast("r", &Message::text("x"), Some(a.id)), (0, 0));
-        assert!(a.leave("r"));
-        assert!(!a.leave("r"));
     }
 }
