@@ -669,4 +669,81 @@ mod tests {
         assert!(count.0.load(Ordering::SeqCst) > before);
         assert_eq!(text(stay.try_next()), "x");
     }
+
+    #[test]
+    fn members_on_many_threads_get_every_message_in_publish_order() {
+        const PUBLISHERS: u32 = 4;
+        const EACH: u32 = 2000;
+        const MEMBERS: usize = 8;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_time()
+            .build()
+            .unwrap();
+        // Room for everything: nobody can fall behind, so nothing may be lost.
+        let hub = Arc::new(Hub::new((PUBLISHERS * EACH) as usize));
+        let mut joined = Vec::new();
+        for _ in 0..MEMBERS {
+            let mut m = hub.member();
+            m.join("r");
+            joined.push(m);
+        }
+        let got = rt.block_on(async {
+            let readers: Vec<_> = joined
+                .into_iter()
+                .map(|mut m| {
+                    tokio::spawn(async move {
+                        let mut last = [None::<u32>; PUBLISHERS as usize];
+                        for _ in 0..PUBLISHERS * EACH {
+                            let next = std::future::poll_fn(|cx| m.poll_next(cx)).await;
+                            let Next::Message(msg) = next else {
+                                panic!("fell behind with room for everything");
+                            };
+                            let b = msg.as_bytes();
+                            let (p, i) = (
+                                b[0] as usize,
+                                u32::from_be_bytes(b[1..5].try_into().unwrap()),
+                            );
+                            assert!(
+                                last[p].is_none_or(|l| i == l + 1),
+                                "publisher {p}: {last:?} then {i}"
+                            );
+                            last[p] = Some(i);
+                        }
+                        assert_eq!(m.try_next(), None);
+                        last
+                    })
+                })
+                .collect();
+            let publishers: Vec<_> = (0..PUBLISHERS)
+                .map(|p| {
+                    let hub = hub.clone();
+                    tokio::spawn(async move {
+                        for i in 0..EACH {
+                            let mut b = vec![p as u8];
+                            b.extend_from_slice(&i.to_be_bytes());
+                            assert_eq!(hub.publish("r", &Message::binary(b)), MEMBERS);
+                            if i % 64 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for p in publishers {
+                p.await.unwrap();
+            }
+            let mut got = Vec::new();
+            for r in readers {
+                // A lost wakeup would leave a reader waiting forever.
+                let r = tokio::time::timeout(std::time::Duration::from_secs(30), r);
+                got.push(r.await.expect("every reader finishes").unwrap());
+            }
+            got
+        });
+        for last in got {
+            assert_eq!(last, [Some(EACH - 1); PUBLISHERS as usize]);
+        }
+        assert_eq!(hub.count("r"), 0, "members dropped with their tasks");
+    }
 }
