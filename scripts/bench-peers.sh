@@ -214,16 +214,23 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 print(f"Medians of {rounds} round(s); ratio = msgs/s / raw TCP echo msgs/s; cpu = % of one core (client / server)")
+print("per round: each round's msgs/s / the same round's raw TCP echo (the spread between rounds)")
 print()
-print("| case | server | msgs/s | MB/s | ratio vs raw | p50 us | p99 us | errors | cpu client/server | server CPU us/msg |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+print("| case | server | msgs/s | MB/s | ratio vs raw | per round | p50 us | p99 us | errors | cpu client/server | server CPU us/msg |")
+print("|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|")
 for ci, case in enumerate(cases):
     base = None
+    raw_rounds = [load(os.path.join(out, f"r{r}-c{ci}-tcp.json")) for r in range(1, rounds + 1)]
     for s in servers:
         runs = [load(os.path.join(out, f"r{r}-c{ci}-{s}.json")) for r in range(1, rounds + 1)]
+        paired = " / ".join(
+            f"{a['msgs_per_sec'] / b['msgs_per_sec']:.2f}"
+            for a, b in zip(runs, raw_rounds)
+            if a and b and b["msgs_per_sec"] > 0
+        ) or "-"
         runs = [r for r in runs if r]
         if not runs:
-            print(f"| {case} | {label[s]} | failed | | | | | | | |")
+            print(f"| {case} | {label[s]} | failed | | | | | | | | |")
             continue
         rate = med([r["msgs_per_sec"] for r in runs])
         mbps = med([r["mb_per_sec"] for r in runs])
@@ -241,7 +248,7 @@ for ci, case in enumerate(cases):
         per = med([(((r.get("server") or {}).get("cpu") or {}).get("percent") or 0) / 100 / r["msgs_per_sec"] * 1e6
                    for r in runs if r["msgs_per_sec"] > 0 and (r.get("server") or {}).get("cpu")])
         per = "-" if per is None else f"{per:.2f}"
-        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} |")
+        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} |")
 if idle_servers:
     print()
     print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")
