@@ -142,6 +142,8 @@ impl<F: Future<Output = ()>> Future for WaitShutdown<F> {
 }
 
 /// Close with `code`/`reason` (bounded by the close timeout) and record it.
+/// After the peer's Close, this only completes the handshake: the reply
+/// already queued stands and the peer's close is what is recorded.
 pub async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     out: &mut Outcome,
@@ -256,19 +258,32 @@ where
     // not a new one per message.
     let stop = wait_shutdown(shutdown);
     tokio::pin!(stop);
+    // When both sides are ready, take turns: after a batch written, read
+    // the peer's next frame; after a frame read, write. A member fed without
+    // pause still sees the peer's Close and answers its pings, and a peer
+    // that sends without pause still gets what is queued for it.
+    let mut read_first = false;
     loop {
-        // What the peer sent comes before what is queued for it: a member
-        // fed without pause must still see the peer's Close and answer its
-        // pings. A peer that floods instead falls behind and is cut off.
-        let event = tokio::select! {
-            biased;
-            _ = &mut stop => Event::Shutdown,
-            m = ws.next() => Event::In(m),
-            next = std::future::poll_fn(|cx| member.poll_next(cx)) => match next {
-                Next::Message(m) => Event::Out(m),
-                Next::SlowConsumer => Event::Kick,
-            },
-        };
+        let event = std::future::poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Shutdown);
+            }
+            for read in [read_first, !read_first] {
+                if read {
+                    if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                        return Poll::Ready(Event::In(m));
+                    }
+                } else if let Poll::Ready(next) = member.poll_next(cx) {
+                    return Poll::Ready(match next {
+                        Next::Message(m) => Event::Out(m),
+                        Next::SlowConsumer => Event::Kick,
+                    });
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        read_first = matches!(event, Event::Out(_));
         match event {
             Event::Shutdown => {
                 close_with(ws, &mut out, SHUTTING_DOWN).await;
@@ -302,7 +317,13 @@ where
                 out.failed(&e);
                 return out.finish();
             }
-            Event::In(Some(Ok(Message::Close(f)))) => out.peer_closed(&f),
+            Event::In(Some(Ok(Message::Close(f)))) => {
+                // Nothing more goes out after the peer's Close: finish the
+                // handshake (our Close follows what is already queued).
+                out.peer_closed(&f);
+                close_with(ws, &mut out, (1000, "")).await;
+                return out.finish();
+            }
             Event::In(Some(Ok(m))) if m.is_data() => {
                 out.messages_in += 1;
                 out.bytes_in += m.len() as u64;
@@ -316,7 +337,9 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::super::hub::Hub;
     use super::*;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn a_waiter_polled_many_times_still_wakes_on_shutdown() {
@@ -339,5 +362,94 @@ mod tests {
             .await
             .expect("woken by the shutdown")
             .unwrap();
+    }
+
+    /// A server WebSocket on one end of an in-memory pipe, a client on the
+    /// other.
+    fn pipe() -> (
+        WebSocket<tokio::io::DuplexStream>,
+        WebSocket<tokio::io::DuplexStream>,
+    ) {
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let config = tether::WebSocketConfig::default();
+        (
+            WebSocket::from_raw(a, tether::proto::Role::Server, config.clone(), &[]),
+            WebSocket::from_raw(b, tether::proto::Role::Client, config, &[]),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_member_fed_without_pause_still_hears_the_peers_close() {
+        const QUEUED: usize = 20_000;
+        let hub = Arc::new(Hub::new(QUEUED));
+        let mut member = hub.member();
+        member.join("r");
+        let (mut server, mut client) = pipe();
+        // Far more is waiting for the member than one batch, and the peer's
+        // Close is already there to read.
+        for _ in 0..QUEUED {
+            hub.publish("r", &Message::binary(vec![1u8; 32]));
+        }
+        client.send(Message::Close(None)).await.unwrap();
+        // The client reads (discarding) until the server's Close and the end.
+        let closer = tokio::spawn(async move { client.close(None).await });
+        let (_tx, mut rx) = watch::channel(false);
+        let metrics = RouteMetrics::default();
+        let looped = hub_loop(&mut server, &mut member, &mut rx, &metrics, |_, _| {});
+        let out = tokio::time::timeout(Duration::from_secs(20), looped)
+            .await
+            .expect("the loop ends");
+        drop(server);
+        assert_eq!((out.closed_by, out.code), ("client", 1005));
+        assert!(
+            out.messages_out <= BATCH,
+            "{} messages written after the peer's Close was there to read",
+            out.messages_out
+        );
+        closer
+            .await
+            .unwrap()
+            .expect("the closing handshake completes");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_sends_without_pause_still_gets_its_messages() {
+        const CHATTER: u64 = 2000;
+        let hub = Arc::new(Hub::new(1 << 10));
+        let mut member = hub.member();
+        member.join("r");
+        let (mut server, mut client) = pipe();
+        // Before the loop starts, the peer's frames are all there to read
+        // and a message is waiting for the member.
+        for _ in 0..CHATTER {
+            client.send(Message::text("chatter")).await.unwrap();
+        }
+        hub.publish("r", &Message::text("for you"));
+        let (_tx, mut rx) = watch::channel(false);
+        let metrics = RouteMetrics::default();
+        let mut read_before_the_first_write = None;
+        let looped = hub_loop(&mut server, &mut member, &mut rx, &metrics, |_, _| {
+            if metrics.total(|t| &t.messages_out) > 0 && read_before_the_first_write.is_none() {
+                read_before_the_first_write = Some(metrics.total(|t| &t.messages_in));
+            }
+            metrics.received(1, 0);
+        });
+        let client_side = async {
+            let m = client.next().await.expect("open").expect("no error");
+            assert_eq!(m, Message::text("for you"));
+            client.close(None).await.expect("closing handshake");
+        };
+        let (out, ()) = tokio::time::timeout(
+            Duration::from_secs(20),
+            futures_util::future::join(looped, client_side),
+        )
+        .await
+        .expect("both ends finish");
+        assert_eq!((out.messages_in, out.messages_out), (CHATTER, 1));
+        let read = read_before_the_first_write.expect("written while frames were waiting");
+        assert!(
+            read < 2,
+            "{read} frames read before the queued message went out"
+        );
     }
 }
