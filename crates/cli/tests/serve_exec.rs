@@ -40,6 +40,11 @@ command = ["cat"]
 mode = "binary"
 
 [[route]]
+path = "/chatty"
+kind = "exec"
+command = ["yes", "chatter"]
+
+[[route]]
 path = "/missing"
 kind = "exec"
 command = ["/nonexistent/program"]
@@ -222,4 +227,26 @@ async fn binary_mode_passes_bytes_through() {
     }
     assert_eq!(got, payload);
     ws.close(Some(CloseFrame::new(1000u16, ""))).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_program_writing_without_pause_still_gets_the_close_answered() {
+    let server = server();
+    for _ in 0..5 {
+        let (mut ws, _) = ClientBuilder::new(server.ws_url("/chatty"))
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(text(&mut ws).await, "chatter");
+        // The program keeps writing; the server must still answer the Close
+        // (and only then end the connection).
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            ws.close(Some(CloseFrame::new(1000u16, "enough"))),
+        )
+        .await
+        .expect("closed within 20 s")
+        .expect("the server answered the Close");
+        assert_eq!(ws.peer_close().map(|f| f.code.as_u16()), Some(1000));
+    }
 }
