@@ -308,6 +308,21 @@ impl Hub {
         delivered
     }
 
+    /// Take `sub` (member `me`'s) out of its group, and the group out of
+    /// the hub once it is empty.
+    fn detach(&self, mut sub: Subscription, me: u64) {
+        // Hub before ring, as in `join`: a group is removed only while no
+        // one can be joining it.
+        let mut groups = self.lock();
+        if sub.detach(me) == 0 {
+            if let Some(g) = groups.get(&sub.name) {
+                if Arc::ptr_eq(g, &sub.group) {
+                    groups.remove(&sub.name);
+                }
+            }
+        }
+    }
+
     /// Members of `group` now.
     pub fn count(&self, group: &str) -> usize {
         let group = self.lock().get(group).cloned();
@@ -450,21 +465,6 @@ impl Member {
         match best? {
             (_, None) => self.own.pop_front().map(|(_, m)| Next::Message(m)),
             (_, Some(i)) => self.subs[i].take(self.id, None),
-        }
-    }
-}
-
-impl Hub {
-    fn detach(&self, mut sub: Subscription, me: u64) {
-        // Hub before ring, as in `join`: a group is removed only while no
-        // one can be joining it.
-        let mut groups = self.lock();
-        if sub.detach(me) == 0 {
-            if let Some(g) = groups.get(&sub.name) {
-                if Arc::ptr_eq(g, &sub.group) {
-                    groups.remove(&sub.name);
-                }
-            }
         }
     }
 }

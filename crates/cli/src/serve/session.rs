@@ -160,8 +160,8 @@ pub async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 enum Event {
-    Shutdown,
-    Kick,
+    /// Shutdown or a slow consumer: close with this.
+    Stop((u16, &'static str)),
     Out(Message),
     In(Option<tether::Result<Message>>),
 }
@@ -237,6 +237,20 @@ fn blocked(member: &mut Member, cx: &mut Context<'_>) -> Poll<Wrote> {
     }
 }
 
+/// Close a fan-out connection for shutdown or as a slow consumer (counted).
+async fn stop_with<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    mut out: Outcome,
+    metrics: &RouteMetrics,
+    why: (u16, &'static str),
+) -> Outcome {
+    if why == SLOW_CONSUMER {
+        metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+    }
+    close_with(ws, &mut out, why).await;
+    out.finish()
+}
+
 /// Drive a fan-out connection: deliver the member's rooms, channels and
 /// replies to the socket and hand each received data message to `on_data`
 /// (which may broadcast, or queue replies with [`Member::send_self`]). Ends
@@ -266,7 +280,7 @@ where
     loop {
         let event = std::future::poll_fn(|cx| {
             if stop.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::Shutdown);
+                return Poll::Ready(Event::Stop(SHUTTING_DOWN));
             }
             for read in [read_first, !read_first] {
                 if read {
@@ -276,7 +290,7 @@ where
                 } else if let Poll::Ready(next) = member.poll_next(cx) {
                     return Poll::Ready(match next {
                         Next::Message(m) => Event::Out(m),
-                        Next::SlowConsumer => Event::Kick,
+                        Next::SlowConsumer => Event::Stop(SLOW_CONSUMER),
                     });
                 }
             }
@@ -285,28 +299,14 @@ where
         .await;
         read_first = matches!(event, Event::Out(_));
         match event {
-            Event::Shutdown => {
-                close_with(ws, &mut out, SHUTTING_DOWN).await;
-                return out.finish();
-            }
-            Event::Kick => {
-                metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                close_with(ws, &mut out, SLOW_CONSUMER).await;
-                return out.finish();
-            }
+            Event::Stop(why) => return stop_with(ws, out, metrics, why).await,
             Event::Out(first) => match write_batch(ws, member, stop.as_mut(), first).await {
                 Wrote::Sent(count, bytes) => {
                     out.messages_out += count;
                     out.bytes_out += bytes;
                     metrics.sent(count, bytes);
                 }
-                Wrote::Stopped(why) => {
-                    if why == SLOW_CONSUMER {
-                        metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    }
-                    close_with(ws, &mut out, why).await;
-                    return out.finish();
-                }
+                Wrote::Stopped(why) => return stop_with(ws, out, metrics, why).await,
                 Wrote::Failed(e) => {
                     out.failed(&e);
                     return out.finish();
