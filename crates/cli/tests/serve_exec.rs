@@ -45,6 +45,11 @@ kind = "exec"
 command = ["yes", "chatter"]
 
 [[route]]
+path = "/chatty-echo"
+kind = "exec"
+command = ["sh", "-c", "yes chatter & exec cat"]
+
+[[route]]
 path = "/missing"
 kind = "exec"
 command = ["/nonexistent/program"]
@@ -249,4 +254,28 @@ async fn a_program_writing_without_pause_still_gets_the_close_answered() {
         .expect("the server answered the Close");
         assert_eq!(ws.peer_close().map(|f| f.code.as_u16()), Some(1000));
     }
+}
+
+#[tokio::test]
+async fn a_program_writing_without_pause_still_hears_the_client() {
+    let server = server();
+    let (mut ws, _) = ClientBuilder::new(server.ws_url("/chatty-echo"))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(text(&mut ws).await, "chatter");
+    // Output never pauses, yet each message the client sends must reach the
+    // program (`cat` echoes it back among the chatter).
+    for i in 0..5 {
+        let token = format!("token {i}");
+        ws.send(Message::text(token.clone())).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            // `cat`'s 8-byte write is atomic on the pipe, but may land in
+            // the middle of one of `yes`'s large writes (inside a line).
+            while !text(&mut ws).await.contains(&token) {}
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{token:?} echoed within 20 s"));
+    }
+    ws.close(Some(CloseFrame::new(1000u16, ""))).await.unwrap();
 }

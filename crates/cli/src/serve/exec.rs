@@ -88,8 +88,9 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let (tx, mut rx) = mpsc::channel::<Message>(16);
     let reader = tokio::spawn(read_stdout(stdout, spec.binary, spec.max_message_size, tx));
     loop {
+        // Not `biased`: a program that writes without pause must not keep
+        // the client's messages (or its Close) from being read.
         tokio::select! {
-            biased;
             _ = wait_shutdown(shutdown) => {
                 close_with(ws, &mut out, SHUTTING_DOWN).await;
                 break;
@@ -137,8 +138,14 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Some(Ok(Message::Close(f))) => {
                     out.peer_closed(&f);
-                    // Let the program see end of input right away.
+                    // Let the program see end of input right away, and
+                    // answer the Close now: output the program writes from
+                    // here on has nowhere to go (RFC 6455 §5.5.1), and
+                    // waiting for it to stop would leave our Close reply
+                    // unsent behind it.
                     stdin = None;
+                    close_with(ws, &mut out, (1000, "")).await;
+                    break;
                 }
                 Some(Ok(msg)) if msg.is_data() => {
                     out.messages_in += 1;
