@@ -27,7 +27,10 @@
 //! 4. delivered messages respect the limits and text is UTF-8;
 //! 5. everything written is a valid frame sequence for our role: a fresh
 //!    peer `Connection` reads it without error, and nothing follows our Close;
-//! 6. a refused application call changes nothing.
+//! 6. a refused application call changes nothing;
+//! 7. the fast paths (`take_small_message`, `echo_small_message`), tried
+//!    first on some chunks, deliver and echo what `poll_event` would, under
+//!    the same invariants (an echo counts as an application send).
 //!
 //! Flag bits 5-7 of the input turn on permessage-deflate as if negotiated, so
 //! compressed input (and its limits) is fuzzed as well.
@@ -149,7 +152,33 @@ pub fn run_connection(role: Role, data: &[u8]) {
 impl Harness {
     fn feed(&mut self, chunk: &[u8]) {
         self.conn.receive(chunk);
+        // The chunk's length picks whether the fast paths go first (as in
+        // a transport that reads in place, or an echo), or only poll_event.
+        let fast = chunk.len() % 3;
         loop {
+            if fast == 1 {
+                if let Some(m) = self.conn.take_small_message(|m| m.to_message()) {
+                    assert!(!self.finished, "message {m:?} read in place after the end");
+                    self.check_event(&Event::Message(m));
+                    self.check_bounded();
+                    continue;
+                }
+            }
+            if fast == 2 {
+                let before = self.conn.buffered_amount();
+                if let Some(len) = self.conn.echo_small_message() {
+                    assert!(!self.finished, "message echoed after the end");
+                    assert!(!self.conn.close_sent(), "echoed after our Close");
+                    assert!(len <= self.conn.config().max_message_size.min(125));
+                    let grew = self.conn.buffered_amount() - before;
+                    assert!(grew <= len + 6, "{grew} bytes queued to echo {len}");
+                    // An echo is an application send.
+                    self.app_pending += grew;
+                    self.app_total += grew;
+                    self.check_bounded();
+                    continue;
+                }
+            }
             match self.conn.poll_event() {
                 Ok(None) => break,
                 Ok(Some(event)) => {

@@ -36,7 +36,7 @@ use crate::deflate::{Compressor, Decompressor, DeflateParams};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, RSV1};
 use crate::mask::apply_mask;
-use crate::message::{Event, Message};
+use crate::message::{Event, Message, MessageRef};
 use crate::output::{Output, STAGED_MASK_THRESHOLD, ZERO_COPY_THRESHOLD};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 use bytes::{Buf, Bytes, BytesMut};
@@ -180,6 +180,17 @@ pub struct Connection {
     deflate: Option<Box<DeflateState>>,
 }
 
+/// Where a small frame at the front of the read buffer lies (see
+/// `Connection::small_frame`).
+#[derive(Clone, Copy)]
+struct SmallFrame {
+    text: bool,
+    /// The masking key, for a frame a client sent.
+    key: Option<[u8; 4]>,
+    header_len: usize,
+    len: usize,
+}
+
 impl Connection {
     /// A connection whose opening handshake is complete.
     ///
@@ -298,6 +309,32 @@ impl Connection {
     /// ```
     #[inline(always)]
     pub fn poll_small_message(&mut self) -> Option<Message> {
+        let small = self.small_frame()?;
+        let (header_len, len) = (small.header_len, small.len);
+        let text = small.text;
+        let payload =
+            copy::copy_unmasked_vec(&self.read_buf[header_len..header_len + len], small.key);
+        // Invalid UTF-8: the general path reads the frame again and fails.
+        // (Checked on the `Vec`: handing the `Bytes` to an out-of-line check
+        // would put it on the stack, with the stall described in `copy`.)
+        if text && !crate::utf8::is_utf8(&payload) {
+            return None;
+        }
+        let payload = copy::exact_to_bytes(payload);
+        let m = if text {
+            Message::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Message::Binary(payload)
+        };
+        self.read_buf.advance(header_len + len);
+        Some(m)
+    }
+
+    /// The small frame at the front of the read buffer, if the fast paths
+    /// may take it (see [`poll_small_message`](Self::poll_small_message)
+    /// for the conditions). Reads, consumes nothing.
+    #[inline(always)]
+    fn small_frame(&self) -> Option<SmallFrame> {
         let buf = &self.read_buf[..];
         if buf.len() < 2 || self.frame.is_some() || self.assembly.is_some() {
             return None;
@@ -320,22 +357,135 @@ impl Connection {
         {
             return None;
         }
-        let key = masked.then(|| [buf[2], buf[3], buf[4], buf[5]]);
-        let payload = copy::copy_unmasked_vec(&buf[header_len..header_len + len], key);
-        // Invalid UTF-8: the general path reads the frame again and fails.
-        // (Checked on the `Vec`: handing the `Bytes` to an out-of-line check
-        // would put it on the stack, with the stall described in `copy`.)
-        if text && !crate::utf8::is_utf8(&payload) {
+        Some(SmallFrame {
+            text,
+            key: masked.then(|| [buf[2], buf[3], buf[4], buf[5]]),
+            header_len,
+            len,
+        })
+    }
+
+    /// [`poll_small_message`](Self::poll_small_message) without the copy:
+    /// the payload is handed to `f` where it lies in the read buffer (a
+    /// server's unmasked there first), then consumed. `None` (consuming
+    /// nothing, `f` not called) when the fast path does not apply, including
+    /// invalid UTF-8 in a text message: then `poll_event` decides.
+    ///
+    /// For a reader that only looks at each message (counts it, parses it
+    /// into its own types): no allocation per message.
+    ///
+    /// ```
+    /// use tether_proto::{Config, Connection, MessageRef, Role};
+    /// let mut server = Connection::new(Role::Server, Config::default());
+    /// // "Hello", masked (RFC 6455 §5.7).
+    /// server.receive(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    /// let len = server.take_small_message(|m| {
+    ///     assert_eq!(m, MessageRef::Text("Hello"));
+    ///     m.len()
+    /// });
+    /// assert_eq!(len, Some(5));
+    /// assert!(server.read_buf().is_empty());
+    /// ```
+    #[inline(always)]
+    pub fn take_small_message<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Option<R> {
+        let small = self.small_frame()?;
+        let range = small.header_len..small.header_len + small.len;
+        let payload = &mut self.read_buf[range];
+        if let Some(key) = small.key {
+            crate::mask::apply_mask(payload, key, 0);
+        }
+        let m = if small.text {
+            match simdutf8::basic::from_utf8(payload) {
+                Ok(t) => MessageRef::Text(t),
+                Err(_) => {
+                    // Leave the frame as it came for the general path.
+                    if let Some(key) = small.key {
+                        crate::mask::apply_mask(payload, key, 0);
+                    }
+                    return None;
+                }
+            }
+        } else {
+            MessageRef::Binary(payload)
+        };
+        let r = f(m);
+        self.read_buf.advance(small.header_len + small.len);
+        Some(r)
+    }
+
+    /// Send back the small message at the front of the read buffer, as
+    /// [`poll_small_message`](Self::poll_small_message) followed by
+    /// [`send`](Self::send) would, without making a `Message` of it: the
+    /// payload goes from the read buffer to the output in one pass (a
+    /// server unmasks it on the way, a client masks it with a fresh key).
+    /// Returns the payload's length, or `None` (consuming nothing) when the
+    /// fast path does not apply: a frame `poll_small_message` would not
+    /// take, invalid UTF-8 in a text message, or a send that needs more
+    /// than framing (compression, fragmentation, a Close already sent).
+    /// Then use `poll_event` and `send`, which decide.
+    ///
+    /// An echo server's whole work per message; for `echo` in the `tether`
+    /// crate it saves the allocation and second copy of each message.
+    ///
+    /// ```
+    /// use tether_proto::{Config, Connection, Role};
+    /// let mut server = Connection::new(Role::Server, Config::default());
+    /// // "Hello", masked (RFC 6455 §5.7).
+    /// server.receive(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    /// assert_eq!(server.echo_small_message(), Some(5));
+    /// assert_eq!(&server.take_output()[..], b"\x81\x05Hello");
+    /// assert_eq!(server.echo_small_message(), None);
+    /// ```
+    #[inline(always)]
+    pub fn echo_small_message(&mut self) -> Option<usize> {
+        let small = self.small_frame()?;
+        if self.close_sent
+            || self.sending_fragmented
+            || self.deflate.is_some()
+            || self.config.fragment_size.is_some_and(|s| s != 0)
+        {
             return None;
         }
-        let payload = copy::exact_to_bytes(payload);
-        let m = if text {
-            Message::Text(Utf8Bytes::from_validated(payload))
-        } else {
-            Message::Binary(payload)
+        let (header_len, len) = (small.header_len, small.len);
+        let payload = &self.read_buf[header_len..header_len + len];
+        // A server's payload arrives masked and leaves plain; a client's
+        // arrives plain and leaves masked: one key applies either way.
+        let (key, out_mask) = match small.key {
+            Some(k) => (k, None),
+            None => {
+                let k = crate::mask::new_key();
+                (k, Some(k))
+            }
         };
+        if small.text && out_mask.is_some() && !crate::utf8::is_utf8(payload) {
+            return None;
+        }
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: if small.text {
+                OpCode::Text
+            } else {
+                OpCode::Binary
+            },
+            mask: out_mask,
+            payload_len: len as u64,
+        };
+        let tail = self.out.tail();
+        if tail.capacity() == 0 {
+            tail.reserve(4096);
+        }
+        let start = tail.len();
+        let written = copy::append_frame_xor(tail, &header, payload, Some(key));
+        if small.text && out_mask.is_none() && !crate::utf8::is_utf8(&tail[start + 2..]) {
+            // Invalid UTF-8: take the frame back out; `poll_event` fails
+            // the connection with the right code.
+            tail.truncate(start);
+            return None;
+        }
+        self.out.grew(written);
         self.read_buf.advance(header_len + len);
-        Some(m)
+        Some(len)
     }
 
     /// [`poll_event`](Self::poll_event) for everything but the fast path.

@@ -52,7 +52,7 @@ pub use config::Config;
 pub use connection::{CloseState, Connection, Role};
 pub use error::{ProtocolError, SendError};
 pub use frame::{FrameHeader, OpCode};
-pub use message::{Event, Message};
+pub use message::{Event, Message, MessageRef};
 pub use utf8::Utf8Bytes;
 
 pub use bytes::{Buf, Bytes, BytesMut};

@@ -13,6 +13,44 @@ pub enum Message {
     Binary(Bytes),
 }
 
+/// A data message borrowed from a connection's read buffer, for reading
+/// it in place: see [`Connection::take_small_message`](crate::Connection::take_small_message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageRef<'a> {
+    /// A text message: checked to be UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl MessageRef<'_> {
+    /// The payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// True if the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            MessageRef::Text(t) => t.as_bytes(),
+            MessageRef::Binary(b) => b,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_message(&self) -> Message {
+        match self {
+            MessageRef::Text(t) => Message::text(t.to_string()),
+            MessageRef::Binary(b) => Message::binary(b.to_vec()),
+        }
+    }
+}
+
 impl Message {
     /// A text message.
     pub fn text(s: impl Into<Utf8Bytes>) -> Self {

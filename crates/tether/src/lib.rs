@@ -60,4 +60,4 @@ pub use socket::WebSocket;
 pub use stream::MaybeTlsStream;
 
 pub use tether_proto as proto;
-pub use tether_proto::{CloseCode, CloseFrame, Utf8Bytes};
+pub use tether_proto::{CloseCode, CloseFrame, MessageRef, Utf8Bytes};

@@ -24,7 +24,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
-use tether_proto::{CloseFrame, CloseState, Connection, Event, ProtocolError, Role};
+use tether_proto::{CloseFrame, CloseState, Connection, Event, MessageRef, ProtocolError, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
@@ -179,6 +179,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Receive the next message (`None` once the connection is closed).
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         std::future::poll_fn(|cx| self.poll_next_fast(cx)).await
+    }
+
+    /// Read the next message in place, if it is a small data message
+    /// (at most 125 bytes, one frame, uncompressed) already buffered: `f`
+    /// gets it borrowed from the read buffer and its result is returned.
+    /// `None` otherwise, with nothing consumed: receive with
+    /// [`recv`](Self::recv) (or the `Stream`), which handles everything
+    /// else. Order is kept: only the message at the front is ever taken.
+    ///
+    /// For a reader that only looks at each message (counts it, parses it
+    /// into its own types), this avoids allocating one buffer per message.
+    ///
+    /// ```no_run
+    /// # async fn run(mut ws: tether::WebSocket<tokio::net::TcpStream>) -> tether::Result<()> {
+    /// let mut total = 0;
+    /// loop {
+    ///     if let Some(n) = ws.recv_buffered_ref(|m| m.len()) {
+    ///         total += n;
+    ///         continue;
+    ///     }
+    ///     match ws.recv().await {
+    ///         Some(Ok(m)) if m.is_data() => total += m.len(),
+    ///         Some(Ok(_)) => {}
+    ///         Some(Err(e)) => return Err(e),
+    ///         None => break,
+    ///     }
+    /// }
+    /// println!("{total} bytes");
+    /// # Ok(()) }
+    /// ```
+    #[inline]
+    pub fn recv_buffered_ref<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Option<R> {
+        if self.shutdown != Shutdown::No {
+            return None;
+        }
+        self.conn.take_small_message(f)
     }
 
     /// Send a message and flush it.
@@ -461,6 +497,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
         }
         self.poll_next_inner(cx)
+    }
+
+    /// Echo the small message at the front of the read buffer without
+    /// making a `Message` of it (`Connection::echo_small_message`); `None`
+    /// when that fast path does not apply.
+    #[inline]
+    pub(crate) fn echo_small(&mut self) -> Option<usize> {
+        if self.shutdown != Shutdown::No || self.conn.read_buf().len() < 2 {
+            return None;
+        }
+        let out = self.conn.output();
+        if !out.has_buffer() {
+            // Cannot be refused: the queue has no buffer.
+            let _ = out.give_buffer(pool::take());
+        }
+        self.conn.echo_small_message()
     }
 
     /// Act on what `Connection::poll_event` returned (other than

@@ -394,11 +394,10 @@ fn fast_path_leaves_every_other_frame_to_poll_event() {
     for (mut c, bytes, want) in cases {
         c.receive(&bytes);
         assert_eq!(c.poll_small_message(), None, "{want:?}");
-        assert_eq!(
-            c.read_buf().len(),
-            bytes.len(),
-            "nothing consumed: {want:?}"
-        );
+        assert_eq!(c.echo_small_message(), None, "{want:?}");
+        assert_eq!(c.take_small_message(|_| ()), None, "{want:?}");
+        assert_eq!(c.buffered_amount(), 0, "nothing echoed: {want:?}");
+        assert_eq!(&c.read_buf()[..], &bytes[..], "nothing consumed: {want:?}");
         assert_eq!(drain(&mut c).into_iter().next(), Some(want));
     }
     // Half a frame: nothing yet, nothing consumed; the rest completes it.
@@ -421,6 +420,141 @@ fn fast_path_leaves_every_other_frame_to_poll_event() {
         drain(&mut s),
         vec![Err(ProtocolError::ExpectedContinuation)]
     );
+}
+
+// ----- reading in place ----------------------------------------------------
+
+#[test]
+fn server_reads_small_messages_in_place() {
+    let mut s = server();
+    s.receive(&text("héllo").bytes());
+    s.receive(&binary(&[0, 1, 255]).bytes());
+    assert_eq!(
+        s.take_small_message(|m| m.to_message()),
+        Some(Message::text("héllo"))
+    );
+    assert_eq!(
+        s.take_small_message(|m| assert_eq!(m, MessageRef::Binary(&[0, 1, 255]))),
+        Some(())
+    );
+    assert_eq!(s.take_small_message(|_| ()), None);
+    assert!(s.read_buf().is_empty());
+}
+
+#[test]
+fn reading_in_place_leaves_invalid_utf8_as_it_came() {
+    let mut s = server();
+    let bytes = frame(0x1, &[b'o', b'k', 0xc3]).bytes();
+    s.receive(&bytes);
+    assert_eq!(s.take_small_message(|_| panic!("not called")), None);
+    assert_eq!(&s.read_buf()[..], &bytes[..], "still masked, unconsumed");
+    assert_eq!(drain(&mut s), vec![Err(ProtocolError::InvalidUtf8)]);
+    assert_eq!(close_code_written(&mut s), Some(1007));
+}
+
+// ----- echo fast path ------------------------------------------------------
+
+#[test]
+fn server_echoes_small_messages_straight_from_the_read_buffer() {
+    let mut s = server();
+    s.receive(&text("héllo").bytes());
+    s.receive(&binary(&[0, 1, 2, 255]).bytes());
+    s.receive(&binary(&[]).bytes());
+    assert_eq!(s.echo_small_message(), Some(6));
+    assert_eq!(s.echo_small_message(), Some(4));
+    assert_eq!(s.echo_small_message(), Some(0));
+    assert_eq!(s.echo_small_message(), None);
+    assert!(s.read_buf().is_empty());
+    assert_eq!(
+        written(&mut s),
+        vec![
+            (OpCode::Text, "héllo".as_bytes().to_vec()),
+            (OpCode::Binary, vec![0, 1, 2, 255]),
+            (OpCode::Binary, vec![]),
+        ]
+    );
+}
+
+#[test]
+fn server_echo_writes_what_poll_small_message_and_send_would() {
+    let frames = [text("a"), binary(&[9; 125]), text("ünïcödé"), binary(b"x")];
+    let mut fast = server();
+    let mut slow = server();
+    for f in &frames {
+        fast.receive(&f.bytes());
+        slow.receive(&f.bytes());
+        assert!(fast.echo_small_message().is_some());
+        let m = slow.poll_small_message().unwrap();
+        slow.send(m).unwrap();
+    }
+    assert_eq!(fast.take_output(), slow.take_output());
+}
+
+#[test]
+fn client_echo_masks_with_a_fresh_key() {
+    let mut c = client();
+    c.receive(&text("hi").unmasked().bytes());
+    c.receive(&text("hi").unmasked().bytes());
+    assert_eq!(c.echo_small_message(), Some(2));
+    assert_eq!(c.echo_small_message(), Some(2));
+    let wire = c.take_output();
+    // Two masked frames, each with its own key, that a server reads back.
+    assert_eq!(wire.len(), 2 * (6 + 2));
+    assert_eq!(wire[1], 0x80 | 2);
+    assert_ne!(wire[2..6], wire[10..14], "a masking key is used once");
+    let mut s = server();
+    s.receive(&wire);
+    assert_eq!(drain(&mut s), vec![msg_text("hi"), msg_text("hi")]);
+}
+
+#[test]
+fn server_echo_leaves_invalid_utf8_to_poll_event() {
+    let mut s = server();
+    let bytes = frame(0x1, &[b'o', b'k', 0xc3]).bytes();
+    s.receive(&bytes);
+    assert_eq!(s.echo_small_message(), None);
+    assert_eq!(s.read_buf().len(), bytes.len(), "nothing consumed");
+    assert_eq!(s.buffered_amount(), 0, "the echo was taken back");
+    assert_eq!(drain(&mut s), vec![Err(ProtocolError::InvalidUtf8)]);
+    let frames = written(&mut s);
+    assert_eq!(frames.len(), 1, "only the Close: {frames:?}");
+    assert_eq!(frames[0].0, OpCode::Close);
+    assert_eq!(frames[0].1[..2], 1007u16.to_be_bytes());
+}
+
+#[test]
+fn echo_leaves_sends_that_need_more_than_framing_to_send() {
+    let compressed = Connection::new(
+        Role::Server,
+        Config {
+            negotiated_deflate: Some(crate::deflate::DeflateParams::default()),
+            ..Config::default()
+        },
+    );
+    let fragmenting = Connection::new(
+        Role::Server,
+        Config {
+            fragment_size: Some(2),
+            ..Config::default()
+        },
+    );
+    let mut closing = server();
+    closing.close(None).unwrap();
+    let _ = closing.take_output();
+    for (what, mut c) in [
+        ("deflate", compressed),
+        ("fragment_size", fragmenting),
+        ("Close sent", closing),
+    ] {
+        c.receive(&text("hello").bytes());
+        assert_eq!(c.echo_small_message(), None, "{what}");
+        assert_eq!(c.buffered_amount(), 0, "{what}");
+        assert_eq!(
+            c.poll_small_message(),
+            Some(Message::text("hello")),
+            "{what}"
+        );
+    }
 }
 
 // ----- UTF-8 ---------------------------------------------------------------
@@ -839,6 +973,67 @@ mod properties {
                 }
             }
             prop_assert_eq!(got, msgs);
+        }
+
+        #[test]
+        fn echo_fast_path_writes_what_receive_then_send_would(
+            frames in proptest::collection::vec((0u8..5, proptest::collection::vec(any::<u8>(), 0..130)), 1..8),
+            server_role in any::<bool>(),
+        ) {
+            // Text (valid or not), binary, a ping, a first fragment, and
+            // plain bytes: the fast path takes a prefix of them and must
+            // agree with the general path on it and leave the rest.
+            let role = if server_role { Role::Server } else { Role::Client };
+            let mut data = vec![];
+            for (kind, payload) in &frames {
+                let f = match kind {
+                    0 => frame(0x1, payload),
+                    1 => match std::str::from_utf8(payload) {
+                        Ok(t) => text(t),
+                        Err(_) => text("valid"),
+                    },
+                    2 => binary(payload),
+                    3 => ping(&payload[..payload.len().min(125)]),
+                    _ => binary(payload).fin(false),
+                };
+                let f = if server_role { f } else { f.unmasked() };
+                data.extend_from_slice(&f.bytes());
+            }
+            let mut fast = Connection::new(role, Config::default());
+            let mut slow = Connection::new(role, Config::default());
+            let mut in_place = Connection::new(role, Config::default());
+            fast.receive(&data);
+            slow.receive(&data);
+            in_place.receive(&data);
+            let mut read = vec![];
+            while let Some(m) = in_place.take_small_message(|m| m.to_message()) {
+                read.push(m);
+            }
+            let mut echoed = 0;
+            while fast.echo_small_message().is_some() {
+                echoed += 1;
+            }
+            prop_assert_eq!(read.len(), echoed);
+            prop_assert_eq!(in_place.read_buf().len(), fast.read_buf().len());
+            for r in read {
+                match slow.poll_event() {
+                    Ok(Some(Event::Message(m))) => {
+                        prop_assert_eq!(&m, &r);
+                        slow.send(m).unwrap()
+                    }
+                    other => prop_assert!(false, "general path disagrees: {other:?}"),
+                }
+            }
+            prop_assert_eq!(fast.read_buf().len(), slow.read_buf().len());
+            if server_role {
+                prop_assert_eq!(fast.take_output(), slow.take_output());
+            } else {
+                // Fresh keys differ: compare what a server reads back.
+                let (mut a, mut b) = (Connection::new(Role::Server, Config::default()), Connection::new(Role::Server, Config::default()));
+                a.receive(&fast.take_output());
+                b.receive(&slow.take_output());
+                prop_assert_eq!(drain(&mut a), drain(&mut b));
+            }
         }
 
         #[test]
