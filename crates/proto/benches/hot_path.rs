@@ -243,6 +243,20 @@ fn echo(c: &mut Criterion) {
                 out.advance(n);
             })
         });
+        if size <= 125 {
+            // The same batch through `echo_small_message`: no `Message`.
+            g.bench_function(format!("server_fast_echo/16x{name}"), |b| {
+                let mut server = Connection::new(Role::Server, Config::default());
+                b.iter(|| {
+                    server.read_buf().extend_from_slice(&wire);
+                    while server.echo_small_message().is_some() {}
+                    let out = server.output();
+                    black_box(out.chunk());
+                    let n = out.remaining();
+                    out.advance(n);
+                })
+            });
+        }
         let wire = server_frames(16, size);
         // Static, as a load generator's payload: cloning it costs nothing.
         let payload: &'static [u8] = Vec::leak(vec![1u8; size]);
@@ -263,6 +277,25 @@ fn echo(c: &mut Criterion) {
                 }
             })
         });
+        if size <= 125 {
+            // The same, reading the echoes in place (`tether bench`'s way).
+            g.bench_function(format!("client_in_place/16x{name}"), |b| {
+                let mut client = Connection::new(Role::Client, Config::default());
+                b.iter(|| {
+                    for _ in 0..16 {
+                        client.send(msg.clone()).unwrap();
+                    }
+                    let out = client.output();
+                    black_box(out.chunk());
+                    let n = out.remaining();
+                    out.advance(n);
+                    client.read_buf().extend_from_slice(&wire);
+                    while let Some(n) = client.take_small_message(|m| m.len()) {
+                        black_box(n);
+                    }
+                })
+            });
+        }
     }
     g.finish();
 }

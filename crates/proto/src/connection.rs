@@ -439,11 +439,7 @@ impl Connection {
     #[inline(always)]
     pub fn echo_small_message(&mut self) -> Option<usize> {
         let small = self.small_frame()?;
-        if self.close_sent
-            || self.sending_fragmented
-            || self.deflate.is_some()
-            || self.config.fragment_size.is_some_and(|s| s != 0)
-        {
+        if self.close_sent || self.sending_fragmented || !self.sends_plain_frames() {
             return None;
         }
         let (header_len, len) = (small.header_len, small.len);
@@ -805,12 +801,19 @@ impl Connection {
             Message::Text(t) => (OpCode::Text, t.into_bytes()),
             Message::Binary(b) => (OpCode::Binary, b),
         };
-        if self.deflate.is_none() && self.config.fragment_size.is_none_or(|s| s == 0) {
+        if self.sends_plain_frames() {
             self.write_frame_rsv(opcode, true, 0, payload);
             return Ok(());
         }
         self.send_transformed(opcode, payload);
         Ok(())
+    }
+
+    /// True when a message goes out as one frame holding its payload as it
+    /// is: no permessage-deflate, no fragmentation configured.
+    #[inline(always)]
+    fn sends_plain_frames(&self) -> bool {
+        self.deflate.is_none() && self.config.fragment_size.is_none_or(|s| s == 0)
     }
 
     /// [`send`](Self::send) with permessage-deflate or fragmentation.
