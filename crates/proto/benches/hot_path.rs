@@ -197,10 +197,7 @@ fn encode(c: &mut Criterion) {
                         conn.send(msg.clone()).unwrap();
                     }
                     // Drain as a transport would after writing: no copy.
-                    let out = conn.output();
-                    black_box(out.chunk());
-                    let n = out.remaining();
-                    out.advance(n);
+                    written(&mut conn);
                 })
             });
         }
@@ -215,6 +212,22 @@ fn server_frames(n: usize, size: usize) -> Vec<u8> {
         server.send(Message::binary(vec![7u8; size])).unwrap();
     }
     server.take_output().to_vec()
+}
+
+/// Take everything a connection queued, as a transport's write would.
+fn written(conn: &mut Connection) {
+    let out = conn.output();
+    black_box(out.chunk());
+    let n = out.remaining();
+    out.advance(n);
+}
+
+/// A client's half of an echo batch: 16 sends, then the write.
+fn send_batch(client: &mut Connection, msg: &Message) {
+    for _ in 0..16 {
+        client.send(msg.clone()).unwrap();
+    }
+    written(client);
 }
 
 /// One steady-state batch of an echo, as a connection under load sees it:
@@ -237,10 +250,7 @@ fn echo(c: &mut Criterion) {
                         server.send(m).unwrap();
                     }
                 }
-                let out = server.output();
-                black_box(out.chunk());
-                let n = out.remaining();
-                out.advance(n);
+                written(&mut server);
             })
         });
         if size <= 125 {
@@ -250,10 +260,7 @@ fn echo(c: &mut Criterion) {
                 b.iter(|| {
                     server.read_buf().extend_from_slice(&wire);
                     while server.echo_small_message().is_some() {}
-                    let out = server.output();
-                    black_box(out.chunk());
-                    let n = out.remaining();
-                    out.advance(n);
+                    written(&mut server);
                 })
             });
         }
@@ -264,13 +271,7 @@ fn echo(c: &mut Criterion) {
         g.bench_function(format!("client/16x{name}"), |b| {
             let mut client = Connection::new(Role::Client, Config::default());
             b.iter(|| {
-                for _ in 0..16 {
-                    client.send(msg.clone()).unwrap();
-                }
-                let out = client.output();
-                black_box(out.chunk());
-                let n = out.remaining();
-                out.advance(n);
+                send_batch(&mut client, &msg);
                 client.read_buf().extend_from_slice(&wire);
                 while let Some(e) = client.poll_event().unwrap() {
                     black_box(&e);
@@ -282,13 +283,7 @@ fn echo(c: &mut Criterion) {
             g.bench_function(format!("client_in_place/16x{name}"), |b| {
                 let mut client = Connection::new(Role::Client, Config::default());
                 b.iter(|| {
-                    for _ in 0..16 {
-                        client.send(msg.clone()).unwrap();
-                    }
-                    let out = client.output();
-                    black_box(out.chunk());
-                    let n = out.remaining();
-                    out.advance(n);
+                    send_batch(&mut client, &msg);
                     client.read_buf().extend_from_slice(&wire);
                     while let Some(n) = client.take_small_message(|m| m.len()) {
                         black_box(n);

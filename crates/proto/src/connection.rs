@@ -468,9 +468,6 @@ impl Connection {
             payload_len: len as u64,
         };
         let tail = self.out.tail();
-        if tail.capacity() == 0 {
-            tail.reserve(4096);
-        }
         let start = tail.len();
         let written = copy::append_frame_xor(tail, &header, payload, Some(key));
         if small.text && out_mask.is_none() && !crate::utf8::is_utf8(&tail[start + 2..]) {
@@ -949,11 +946,6 @@ impl Connection {
         };
         let body: &[u8] = if zero_copy { &[] } else { &payload };
         let tail = self.out.tail();
-        if tail.capacity() == 0 {
-            // A fresh buffer starts at 4 KiB, so a burst of small frames
-            // does not reallocate at every doubling.
-            tail.reserve(4096);
-        }
         // Header and payload (masked on the way for a client) in one pass.
         let written = copy::append_frame(tail, &header, body);
         self.out.grew(written);

@@ -54,9 +54,14 @@ pub struct Output {
 }
 
 impl Output {
-    /// The buffer new small writes are appended to.
+    /// The buffer new small writes are appended to. Without one (it was
+    /// lent out while idle, or never had one), a fresh one starts at 4 KiB,
+    /// so a burst of small frames does not reallocate at every doubling.
     #[inline]
     pub(crate) fn tail(&mut self) -> &mut BytesMut {
+        if self.tail.capacity() == 0 {
+            self.tail.reserve(4096);
+        }
         &mut self.tail
     }
 

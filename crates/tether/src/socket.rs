@@ -507,11 +507,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.shutdown != Shutdown::No || self.conn.read_buf().len() < 2 {
             return None;
         }
-        let out = self.conn.output();
-        if !out.has_buffer() {
-            // Cannot be refused: the queue has no buffer.
-            let _ = out.give_buffer(pool::take());
-        }
+        self.borrow_output_buffer();
         self.conn.echo_small_message()
     }
 
@@ -598,6 +594,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Before queuing output: an idle connection lent its output buffer to
+    /// the thread's pool; take a warm one back rather than allocate.
+    #[inline]
+    fn borrow_output_buffer(&mut self) {
+        let out = self.conn.output();
+        if !out.has_buffer() {
+            // Cannot be refused: the queue has no buffer.
+            let _ = out.give_buffer(pool::take());
+        }
+    }
+
     /// Nothing buffered either way: lend the buffers to the thread's pool
     /// until bytes move again (see [`pool`]).
     fn recycle_buffers(&mut self) {
@@ -637,11 +644,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.shutdown == Shutdown::Done {
             return Err(Error::ConnectionClosed);
         }
-        let out = self.conn.output();
-        if !out.has_buffer() {
-            // Cannot be refused: the queue has no buffer.
-            let _ = out.give_buffer(pool::take());
-        }
+        self.borrow_output_buffer();
         match msg {
             Message::Text(t) => self.conn.send(tether_proto::Message::Text(t))?,
             Message::Binary(b) => self.conn.send(tether_proto::Message::Binary(b))?,
