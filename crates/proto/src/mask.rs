@@ -5,6 +5,14 @@
 //! every frame a server receives, so it works a machine word at a time: the key
 //! is widened to 32 bytes and the payload is processed in 32-byte blocks that the
 //! compiler turns into SIMD XORs (SSE2/AVX2/NEON) without any `unsafe`.
+//!
+//! A portable x86-64 build may only assume SSE2 (16 bytes per XOR). On a CPU
+//! with AVX2, payloads of [`WIDE_MIN`] bytes and more take a copy of the same
+//! loops compiled for AVX2 (32 bytes per XOR), chosen at run time: the only
+//! `unsafe` here is the call into those copies, after the CPU was asked.
+//! On this project's 2-core EPYC VM that took masking in place from 33 to
+//! 41 GiB/s at 64 KiB and from 27 to 37 GiB/s at 1 MiB (criterion, `mask`
+//! group); below a few hundred bytes the plain loops are as fast.
 
 use std::mem::MaybeUninit;
 
@@ -20,7 +28,7 @@ use std::mem::MaybeUninit;
 /// apply_mask(&mut data, key, 0);
 /// assert_eq!(data, [0x7f, 0x9f, 0x4d, 0x51, 0x58]); // RFC 6455 §5.7
 /// ```
-#[inline]
+#[inline(always)]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let r = offset & 3;
     let key = [key[r], key[(r + 1) & 3], key[(r + 2) & 3], key[(r + 3) & 3]];
@@ -35,9 +43,67 @@ fn key_word(key: [u8; 4]) -> u64 {
     ])
 }
 
-/// XOR with a key that starts at payload offset 0 (mod 4).
+/// Payloads at least this long are masked with AVX2 where the CPU has it.
+pub const WIDE_MIN: usize = 256;
+
+/// True if the AVX2 copies of the loops may run (the CPU has AVX2). The
+/// standard library caches the answer: one relaxed atomic load.
+#[cfg(target_arch = "x86_64")]
 #[inline]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// XOR with a key that starts at payload offset 0 (mod 4). Short payloads
+/// stay inline in the caller; long ones go out of line, where the choice
+/// of loops is made.
+#[inline(always)]
 fn apply_mask_aligned(buf: &mut [u8], key: [u8; 4]) {
+    #[cfg(target_arch = "x86_64")]
+    if buf.len() >= WIDE_MIN {
+        apply_mask_wide(buf, key);
+        return;
+    }
+    apply_mask_blocks(buf, key);
+}
+
+/// [`apply_mask_aligned`] for [`WIDE_MIN`] bytes or more.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn apply_mask_wide(buf: &mut [u8], key: [u8; 4]) {
+    if has_avx2() {
+        #[allow(unsafe_code)]
+        // SAFETY: the function's only requirement is AVX2, and the CPU has
+        // it (`has_avx2` asked it just above). Tested against the scalar
+        // loop by `wide_paths_match_scalar`.
+        unsafe {
+            avx2::apply_mask_aligned(buf, key)
+        };
+    } else {
+        apply_mask_blocks(buf, key);
+    }
+}
+
+/// The same loops compiled for AVX2: a `#[target_feature]` function lets
+/// the compiler vectorise the inlined portable code 32 bytes at a time.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::mem::MaybeUninit;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn apply_mask_aligned(buf: &mut [u8], key: [u8; 4]) {
+        super::apply_mask_blocks(buf, key);
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn mask_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
+        super::mask_into_blocks(dst, src, key);
+    }
+}
+
+/// [`apply_mask_aligned`] in portable code: 32-byte blocks, then the rest.
+#[inline(always)]
+fn apply_mask_blocks(buf: &mut [u8], key: [u8; 4]) {
     let k = key_word(key);
     let (blocks, tail) = buf.as_chunks_mut::<32>();
     for block in blocks {
@@ -77,15 +143,55 @@ fn apply_mask_bytes(buf: &mut [u8], key: [u8; 4]) {
 #[inline(always)]
 pub(crate) fn mask_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
     assert_eq!(dst.len(), src.len());
+    #[cfg(target_arch = "x86_64")]
+    if src.len() >= WIDE_MIN {
+        mask_into_wide(dst, src, key);
+        return;
+    }
+    mask_into_blocks(dst, src, key);
+}
+
+/// [`mask_into`] for [`WIDE_MIN`] bytes or more.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn mask_into_wide(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
+    if has_avx2() {
+        #[allow(unsafe_code)]
+        // SAFETY: the function's only requirement is AVX2, and the CPU has
+        // it (`has_avx2` asked it just above). Tested against the scalar
+        // loop by `wide_paths_match_scalar`.
+        unsafe {
+            avx2::mask_into(dst, src, key)
+        };
+    } else {
+        mask_into_blocks(dst, src, key);
+    }
+}
+
+/// [`mask_into`] in portable code: 32-byte blocks of four words (which the
+/// compiler fuses into vector XORs), then words, then bytes.
+#[inline(always)]
+fn mask_into_blocks(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
     let k8 = key_word(key);
-    let (dw, dr) = dst.as_chunks_mut::<8>();
-    let (sw, sr) = src.as_chunks::<8>();
+    let (db, dr) = dst.as_chunks_mut::<32>();
+    let (sb, sr) = src.as_chunks::<32>();
+    for (d, s) in db.iter_mut().zip(sb) {
+        let (dw, _) = d.as_chunks_mut::<8>();
+        let (sw, _) = s.as_chunks::<8>();
+        for (d, s) in dw.iter_mut().zip(sw) {
+            *d = (u64::from_ne_bytes(*s) ^ k8)
+                .to_ne_bytes()
+                .map(MaybeUninit::new);
+        }
+    }
+    // 32 is a multiple of four: the rest starts at key offset 0 again.
+    let (dw, dr) = dr.as_chunks_mut::<8>();
+    let (sw, sr) = sr.as_chunks::<8>();
     for (d, s) in dw.iter_mut().zip(sw) {
         *d = (u64::from_ne_bytes(*s) ^ k8)
             .to_ne_bytes()
             .map(MaybeUninit::new);
     }
-    // Eight is a multiple of four: the rest starts at key offset 0 again.
     for ((d, s), k) in dr.iter_mut().zip(sr).zip(key.iter().cycle()) {
         d.write(s ^ k);
     }
@@ -170,6 +276,24 @@ mod tests {
             prop_assert_eq!(&a, &b);
             apply_mask(&mut a, key, offset);
             prop_assert_eq!(a, data);
+        }
+
+        /// Lengths around and above `WIDE_MIN`, so both the AVX2 copies
+        /// (where the CPU has AVX2) and the portable loops run, at every
+        /// key offset, in place and while copying.
+        #[test]
+        fn wide_paths_match_scalar(data in proptest::collection::vec(any::<u8>(), 200..1200), key: [u8; 4], offset in 0usize..8) {
+            let mut a = data.clone();
+            let mut b = data.clone();
+            apply_mask(&mut a, key, offset);
+            apply_mask_scalar(&mut b, key, offset);
+            prop_assert_eq!(&a, &b);
+            let mut c = data.clone();
+            apply_mask_scalar(&mut c, key, 0);
+            // `append_masked` is `mask_into` into a buffer's spare room.
+            let mut copied = bytes::BytesMut::new();
+            crate::copy::append_masked(&mut copied, &data, key);
+            prop_assert_eq!(&copied[..], &c[..]);
         }
 
         #[test]

@@ -340,7 +340,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         } else {
             let spare = buf.capacity() - buf.len();
             if let Some(n) = read_growth(buf.len(), spare, missing) {
-                buf.reserve(n);
+                // A large frame under way: a buffer kept from an earlier
+                // one saves growing this one (copying it) step by step.
+                let frame_end = buf.len() + missing;
+                if missing <= spare || !pool::grow_into_large(buf, frame_end) {
+                    buf.reserve(n);
+                }
             }
         }
         let n = ready!(tokio_util::io::poll_read_buf(
