@@ -392,7 +392,7 @@ impl Connection {
         let range = small.header_len..small.header_len + small.len;
         let payload = &mut self.read_buf[range];
         if let Some(key) = small.key {
-            crate::mask::apply_mask(payload, key, 0);
+            apply_mask(payload, key, 0);
         }
         let m = if small.text {
             match simdutf8::basic::from_utf8(payload) {
@@ -400,7 +400,7 @@ impl Connection {
                 Err(_) => {
                     // Leave the frame as it came for the general path.
                     if let Some(key) = small.key {
-                        crate::mask::apply_mask(payload, key, 0);
+                        apply_mask(payload, key, 0);
                     }
                     return None;
                 }
