@@ -330,6 +330,44 @@ impl Connection {
         Some(m)
     }
 
+    /// True when what is buffered is nothing, or the incomplete start of a
+    /// frame of at most 125 bytes, and no frame is under way: nothing can
+    /// be read until more input arrives, and if that input completes a
+    /// small data message, the in-place paths
+    /// ([`take_small_message`](Self::take_small_message),
+    /// [`echo_small_message`](Self::echo_small_message)) can take it.
+    ///
+    /// A transport that checks this before falling back to
+    /// [`poll_event`](Self::poll_event) can read first and try the in-place
+    /// path again, instead of having the next message built as an owned
+    /// `Message` (an allocation and a copy) by the general path. Larger
+    /// frames are left to the general path, which checks their header
+    /// against the limits before accepting payload bytes.
+    ///
+    /// ```
+    /// use tether_proto::{Config, Connection, Role};
+    /// let mut server = Connection::new(Role::Server, Config::default());
+    /// assert!(server.awaits_small_frame());
+    /// // The first three bytes of a masked 5-byte text frame.
+    /// server.receive(&[0x81, 0x85, 0x37]);
+    /// assert!(server.awaits_small_frame());
+    /// server.receive(&[0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    /// assert!(!server.awaits_small_frame()); // "Hello" is all here
+    /// ```
+    #[inline]
+    pub fn awaits_small_frame(&self) -> bool {
+        if self.frame.is_some() || self.reading_done() {
+            return false;
+        }
+        let buf = &self.read_buf[..];
+        if buf.len() < 2 {
+            return true;
+        }
+        let len = usize::from(buf[1] & 0x7f);
+        let header_len = if buf[1] & 0x80 != 0 { 6 } else { 2 };
+        len <= 125 && buf.len() < header_len + len
+    }
+
     /// The small frame at the front of the read buffer, if the fast paths
     /// may take it (see [`poll_small_message`](Self::poll_small_message)
     /// for the conditions). Reads, consumes nothing.

@@ -78,6 +78,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     echoed.bytes += len as u64;
                     continue;
                 }
+                // Nothing whole is buffered: read, so that a small message
+                // arriving now takes the same way (one message in flight
+                // would otherwise always take the general one).
+                match self.poll_read_ahead(cx) {
+                    Poll::Ready(true) => continue,
+                    Poll::Ready(false) => {}
+                    Poll::Pending => break Stopped::Reading,
+                }
                 match self.poll_next_fast(cx) {
                     Poll::Ready(Some(Ok(m))) if m.is_data() => {
                         echoed.messages += 1;
@@ -201,6 +209,34 @@ mod tests {
             echoed.peer_close,
             Some(Some(CloseFrame::new(CloseCode::NORMAL, "done")))
         );
+    }
+
+    #[tokio::test]
+    async fn echo_answers_one_message_at_a_time_whatever_its_kind() {
+        // Depth 1: the echo finds an empty buffer every time and reads
+        // ahead; small messages go in place, everything else the general
+        // way, and a ping between them is answered, not echoed.
+        let (mut client, mut server) = pair(64 << 10);
+        let echo = tokio::spawn(async move { server.echo().await });
+        for i in 0..120usize {
+            let m = match i % 4 {
+                0 => Message::text(format!("small {i}")),
+                1 => Message::binary(vec![i as u8; 125 + i % 3]),
+                2 => Message::binary(vec![i as u8; 3000 + i]),
+                _ => Message::text("é".repeat(i)),
+            };
+            client.send(m.clone()).await.unwrap();
+            assert_eq!(client.next().await.unwrap().unwrap(), m, "message {i}");
+            if i % 10 == 0 {
+                let ping = bytes::Bytes::from_static(b"?");
+                client.send(Message::Ping(ping.clone())).await.unwrap();
+                let pong = client.next().await.unwrap().unwrap();
+                assert_eq!(pong, Message::Pong(ping));
+            }
+        }
+        client.close(None).await.unwrap();
+        let echoed = echo.await.unwrap().unwrap();
+        assert_eq!(echoed.messages, 120);
     }
 
     #[tokio::test]

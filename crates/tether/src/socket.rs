@@ -217,6 +217,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.conn.take_small_message(f)
     }
 
+    /// Read more, if nothing buffered can be read without it and the next
+    /// frame may be a small message, so that
+    /// [`recv_buffered_ref`](Self::recv_buffered_ref) is worth another try.
+    ///
+    /// - `Ready(true)`: bytes arrived; try `recv_buffered_ref` again.
+    /// - `Ready(false)`: not for this path (a larger frame, a control frame
+    ///   or the closing handshake is under way, or the transport ended):
+    ///   receive with [`recv`](Self::recv) or `poll_next`, which also
+    ///   reports how the connection ended.
+    /// - `Pending`: nothing to read now; the task will be woken as by
+    ///   `poll_next` (keepalive and close deadlines included), and queued
+    ///   output was written first, as `poll_next` does.
+    ///
+    /// This is for poll-level readers of small messages at low depth (one
+    /// message in flight finds an empty buffer every time). Without it,
+    /// the message that arrives next is read by `poll_next` and handed out
+    /// as an owned `Message`, an allocation and a copy; with it, it is
+    /// read in place like the messages of a burst.
+    ///
+    /// ```no_run
+    /// # use std::task::{Context, Poll};
+    /// # use futures_util::Stream;
+    /// # fn poll_count(ws: &mut tether::WebSocket<tokio::net::TcpStream>, cx: &mut Context<'_>, total: &mut usize) -> Poll<()> {
+    /// loop {
+    ///     if let Some(n) = ws.recv_buffered_ref(|m| m.len()) {
+    ///         *total += n;
+    ///         continue;
+    ///     }
+    ///     match ws.poll_read_ahead(cx) {
+    ///         Poll::Ready(true) => continue,
+    ///         Poll::Ready(false) => {}
+    ///         Poll::Pending => return Poll::Pending,
+    ///     }
+    ///     match std::pin::Pin::new(&mut *ws).poll_next(cx) {
+    ///         Poll::Ready(Some(Ok(m))) => *total += m.len(),
+    ///         Poll::Ready(_) => return Poll::Ready(()),
+    ///         Poll::Pending => return Poll::Pending,
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn poll_read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if self.shutdown != Shutdown::No
+            || self.conn.close_sent()
+            || !self.conn.awaits_small_frame()
+        {
+            return Poll::Ready(false);
+        }
+        match ready!(self.poll_input(cx)) {
+            // Bytes arrived, unless a deadline started the wind-down.
+            Ok(()) => Poll::Ready(self.shutdown == Shutdown::No),
+            Err(e) => {
+                // The transport is over (shutdown is Done): `poll_next`
+                // reports this, then the end of the stream.
+                self.pending_error = Some(e);
+                Poll::Ready(false)
+            }
+        }
+    }
+
     /// Send a message and flush it.
     pub async fn send(&mut self, msg: Message) -> Result<()> {
         std::future::poll_fn(|cx| self.poll_ready_inner(cx)).await?;
@@ -566,36 +626,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.shutdown != Shutdown::No {
                 continue;
             }
-            // Arm the close deadline before polling the timer, so that a
-            // newly armed timer is registered with the runtime in this poll
-            // (otherwise nothing would wake us when it expires).
-            if self.conn.close_sent() {
-                self.start_close_timer();
+            if let Err(e) = ready!(self.poll_input(cx)) {
+                return Poll::Ready(Some(Err(e)));
             }
-            if let Err(e) = self.poll_timer(cx) {
-                tracing::debug!(error = %e, "deadline passed");
-                self.pending_error = Some(e);
-                self.shutdown = Shutdown::Draining;
-                continue;
+        }
+    }
+
+    /// Nothing buffered makes an event: deadlines, queued output, then a
+    /// read. `Ready(Ok(()))`: bytes arrived, or a deadline passed and the
+    /// wind-down began; look again. `Ready(Err(_))`: the transport ended
+    /// (end of file or an I/O error). `Pending`: nothing to read, every
+    /// waker registered, the buffers lent to the pool.
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        // Arm the close deadline before polling the timer, so that a newly
+        // armed timer is registered with the runtime in this poll
+        // (otherwise nothing would wake us when it expires).
+        if self.conn.close_sent() {
+            self.start_close_timer();
+        }
+        if let Err(e) = self.poll_timer(cx) {
+            tracing::debug!(error = %e, "deadline passed");
+            self.pending_error = Some(e);
+            self.shutdown = Shutdown::Draining;
+            return Poll::Ready(Ok(()));
+        }
+        if self.conn.buffered_amount() > 0 {
+            if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
+                return Poll::Ready(Err(self.io_failed(cx, e)));
             }
-            if self.conn.buffered_amount() > 0 {
-                if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
-                    return self.fail_io(cx, e);
-                }
+        }
+        match self.poll_read_more(cx) {
+            Poll::Pending => {
+                self.recycle_buffers();
+                Poll::Pending
             }
-            match self.poll_read_more(cx) {
-                Poll::Pending => {
-                    self.recycle_buffers();
-                    return Poll::Pending;
-                }
-                Poll::Ready(Ok(0)) => {
-                    self.read_eof = true;
-                    self.transport_ended(cx);
-                    return Poll::Ready(Some(Err(Error::AbnormalClosure)));
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return self.fail_io(cx, e),
+            Poll::Ready(Ok(0)) => {
+                self.read_eof = true;
+                self.transport_ended(cx);
+                Poll::Ready(Err(Error::AbnormalClosure))
             }
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.io_failed(cx, e))),
         }
     }
 
@@ -619,8 +690,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn fail_io(&mut self, cx: &Context<'_>, e: io::Error) -> Poll<Option<Result<Message>>> {
+        Poll::Ready(Some(Err(self.io_failed(cx, e))))
+    }
+
+    /// The transport failed: it is over, and this is the error to report.
+    fn io_failed(&mut self, cx: &Context<'_>, e: io::Error) -> Error {
         self.transport_ended(cx);
-        Poll::Ready(Some(Err(Error::Io(e))))
+        Error::Io(e)
     }
 
     /// The transport is over: nothing queued can be sent any more, and a
@@ -731,6 +807,66 @@ impl From<Error> for io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pair() -> (
+        WebSocket<tokio::io::DuplexStream>,
+        WebSocket<tokio::io::DuplexStream>,
+    ) {
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let config = WebSocketConfig::default();
+        (
+            WebSocket::from_raw(a, Role::Client, config.clone(), &[]),
+            WebSocket::from_raw(b, Role::Server, config, &[]),
+        )
+    }
+
+    /// Poll `poll_read_ahead` once, without waiting.
+    fn read_ahead_now(ws: &mut WebSocket<tokio::io::DuplexStream>) -> Poll<bool> {
+        let waker = futures_util::task::noop_waker();
+        ws.poll_read_ahead(&mut Context::from_waker(&waker))
+    }
+
+    #[tokio::test]
+    async fn read_ahead_brings_the_next_small_message_in_place() {
+        let (mut client, mut server) = pair();
+        assert_eq!(read_ahead_now(&mut server), Poll::Pending, "nothing sent");
+        client.send(Message::text("hi")).await.unwrap();
+        assert!(std::future::poll_fn(|cx| server.poll_read_ahead(cx)).await);
+        let got = server.recv_buffered_ref(|m| Message::from(m.to_message()));
+        assert_eq!(got, Some(Message::text("hi")));
+        assert_eq!(read_ahead_now(&mut server), Poll::Pending);
+    }
+
+    #[tokio::test]
+    async fn read_ahead_leaves_large_frames_and_control_frames_to_recv() {
+        let (mut client, mut server) = pair();
+        let large = Message::binary(vec![7u8; 1000]);
+        for m in [
+            large.clone(),
+            Message::Ping(bytes::Bytes::from_static(b"p")),
+        ] {
+            client.send(m.clone()).await.unwrap();
+            // The buffer was empty, so it reads...
+            assert!(std::future::poll_fn(|cx| server.poll_read_ahead(cx)).await);
+            // ...but what arrived is not for the in-place path.
+            assert_eq!(server.recv_buffered_ref(|_| ()), None);
+            assert_eq!(read_ahead_now(&mut server), Poll::Ready(false));
+            assert_eq!(server.recv().await.unwrap().unwrap(), m);
+        }
+    }
+
+    #[tokio::test]
+    async fn read_ahead_leaves_the_end_of_the_transport_to_recv() {
+        let (client, mut server) = pair();
+        drop(client);
+        assert!(!std::future::poll_fn(|cx| server.poll_read_ahead(cx)).await);
+        assert!(matches!(
+            server.recv().await,
+            Some(Err(Error::AbnormalClosure))
+        ));
+        assert!(server.recv().await.is_none());
+        assert_eq!(read_ahead_now(&mut server), Poll::Ready(false));
+    }
 
     /// Read one `frame`-byte frame into a buffer that starts with `start`
     /// bytes of room, each read filling all the room there is (up to the

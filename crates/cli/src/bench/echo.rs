@@ -148,9 +148,17 @@ impl EchoConn<'_> {
                 // (checked as any message is, not copied out): the load
                 // generator's cost per message is part of every server's
                 // result, so it is kept as low as the library allows.
-                let len = match self.ws.recv_buffered_ref(|m| m.len()) {
-                    Some(len) => Some(len),
-                    None => match Pin::new(&mut *self.ws).poll_next(cx) {
+                let len = if let Some(len) = self.ws.recv_buffered_ref(|m| m.len()) {
+                    Some(len)
+                } else {
+                    // At depth 1 the buffer is empty every time: read here
+                    // so that the echo, too, is counted in place.
+                    match self.ws.poll_read_ahead(cx) {
+                        Poll::Ready(true) => continue,
+                        Poll::Ready(false) => {}
+                        Poll::Pending => break,
+                    }
+                    match Pin::new(&mut *self.ws).poll_next(cx) {
                         Poll::Ready(Some(Ok(Message::Close(frame)))) => {
                             self.account(got, bytes);
                             return Poll::Ready(Err(Ended::PeerClosed(frame)));
@@ -168,7 +176,7 @@ impl EchoConn<'_> {
                             )));
                         }
                         Poll::Pending => break,
-                    },
+                    }
                 };
                 if let Some(len) = len {
                     let now = *now.get_or_insert_with(Instant::now);
@@ -190,8 +198,9 @@ impl EchoConn<'_> {
                 }
             }
             if got == 0 || self.owed == 0 {
-                // Every waker is registered: reads by poll_next, writes by
-                // poll_ready/poll_flush if they were pending.
+                // Every waker is registered: reads by poll_read_ahead or
+                // poll_next, writes by poll_ready/poll_flush if they were
+                // pending.
                 return Poll::Pending;
             }
         }

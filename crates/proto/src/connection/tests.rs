@@ -256,6 +256,38 @@ fn frame_bytes_missing_counts_down_to_the_end_of_a_partial_frame() {
     assert_eq!(s.frame_bytes_missing(), 0);
 }
 
+#[test]
+fn awaits_small_frame_only_while_a_small_frame_is_incomplete() {
+    let mut s = server();
+    assert!(s.awaits_small_frame(), "nothing buffered");
+    let hello = text("hello").bytes();
+    for cut in 1..hello.len() {
+        let mut s = server();
+        s.receive(&hello[..cut]);
+        assert!(s.awaits_small_frame(), "{cut} of {} bytes", hello.len());
+        s.receive(&hello[cut..]);
+        assert!(!s.awaits_small_frame(), "all of it is here");
+    }
+    // A control frame is small too: reading on is right, and the general
+    // path then takes it.
+    s.receive(&ping(b"p").bytes()[..3]);
+    assert!(s.awaits_small_frame());
+    // A frame with an extended length is left to the general path, which
+    // checks its header against the limits before taking payload.
+    let mut s = server();
+    s.receive(&binary(&[1; 200]).bytes()[..4]);
+    assert!(!s.awaits_small_frame());
+    // A frame under way (its header seen by poll_event) is too.
+    let mut s = server();
+    s.receive(&binary(&[1; 70_000]).bytes()[..100]);
+    assert_eq!(drain(&mut s), vec![]);
+    assert!(!s.awaits_small_frame());
+    // Nothing more will be read after a Close.
+    let mut s = server();
+    feed(&mut s, &[close(1000, "")]);
+    assert!(!s.awaits_small_frame());
+}
+
 // ----- framing errors ------------------------------------------------------
 
 #[test]
