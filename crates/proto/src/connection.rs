@@ -330,42 +330,59 @@ impl Connection {
         Some(m)
     }
 
-    /// True when what is buffered is nothing, or the incomplete start of a
-    /// frame of at most 125 bytes, and no frame is under way: nothing can
-    /// be read until more input arrives, and if that input completes a
-    /// small data message, the in-place paths
+    /// True when nothing can be read until more input arrives, and reading
+    /// it first loses nothing: the buffer holds nothing, or less than two
+    /// bytes, or the incomplete start of a frame that the in-place paths
     /// ([`take_small_message`](Self::take_small_message),
-    /// [`echo_small_message`](Self::echo_small_message)) can take it.
+    /// [`echo_small_message`](Self::echo_small_message)) will take once it
+    /// is whole. That is a data frame of at most 125 bytes, final, RSV
+    /// clear, masked as the role requires, within the limits, outside a
+    /// fragmented message, and, for text, with no payload byte arrived yet.
     ///
     /// A transport that checks this before falling back to
     /// [`poll_event`](Self::poll_event) can read first and try the in-place
     /// path again, instead of having the next message built as an owned
-    /// `Message` (an allocation and a copy) by the general path. Larger
-    /// frames are left to the general path, which checks their header
-    /// against the limits before accepting payload bytes.
+    /// `Message` (an allocation and a copy) by the general path. Everything
+    /// else is for `poll_event` at once, so nothing it checks early waits
+    /// for more input: a header is judged as soon as its first two bytes
+    /// are here, and text is UTF-8-checked as each piece arrives (a bad
+    /// byte fails the connection before the rest of the frame is sent:
+    /// Autobahn 6.4.*).
     ///
     /// ```
     /// use tether_proto::{Config, Connection, Role};
     /// let mut server = Connection::new(Role::Server, Config::default());
     /// assert!(server.awaits_small_frame());
-    /// // The first three bytes of a masked 5-byte text frame.
-    /// server.receive(&[0x81, 0x85, 0x37]);
+    /// // The header of a masked 5-byte text frame, without its last byte.
+    /// server.receive(&[0x81, 0x85, 0x37, 0xfa, 0x21]);
     /// assert!(server.awaits_small_frame());
-    /// server.receive(&[0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
-    /// assert!(!server.awaits_small_frame()); // "Hello" is all here
+    /// // Payload bytes of a text frame are for `poll_event` to check now.
+    /// server.receive(&[0x3d, 0x7f, 0x9f]);
+    /// assert!(!server.awaits_small_frame());
     /// ```
     #[inline]
     pub fn awaits_small_frame(&self) -> bool {
-        if self.frame.is_some() || self.reading_done() {
+        if self.frame.is_some() || self.assembly.is_some() || self.reading_done() {
             return false;
         }
         let buf = &self.read_buf[..];
         if buf.len() < 2 {
             return true;
         }
+        let text = match buf[0] {
+            0x81 => true,
+            0x82 => false,
+            _ => return false,
+        };
+        let masked = buf[1] & 0x80 != 0;
         let len = usize::from(buf[1] & 0x7f);
-        let header_len = if buf[1] & 0x80 != 0 { 6 } else { 2 };
-        len <= 125 && buf.len() < header_len + len
+        let header_len = if masked { 6 } else { 2 };
+        let wanted = if text { header_len } else { header_len + len };
+        len <= 125
+            && masked == (self.role == Role::Server)
+            && len <= self.config.max_frame_size
+            && len <= self.config.max_message_size
+            && buf.len() < wanted
     }
 
     /// The small frame at the front of the read buffer, if the fast paths

@@ -240,6 +240,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn echo_fails_on_invalid_utf8_before_the_rest_of_a_small_frame_arrives() {
+        // Autobahn 6.4.3: a 21-byte text frame whose bytes 12-15 are not
+        // UTF-8, sent in pieces. The echo reads ahead while a small frame is
+        // incomplete, but not past text it can already check.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut peer, b) = tokio::io::duplex(1 << 10);
+        let mut server = WebSocket::from_raw(b, Role::Server, WebSocketConfig::default(), &[]);
+        let echo = tokio::spawn(async move { server.echo().await });
+        let key = [0x11, 0x22, 0x33, 0x44];
+        let mut payload =
+            b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80edited".to_vec();
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+        let mut first = vec![0x81, 0x80 | payload.len() as u8];
+        first.extend_from_slice(&key);
+        first.extend_from_slice(&payload[..16]);
+        peer.write_all(&first).await.unwrap();
+        // The rest is never sent: the echo must fail on what it has.
+        let mut head = [0u8; 4];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            peer.read_exact(&mut head),
+        )
+        .await
+        .expect("the echo waited for the rest of the frame")
+        .unwrap();
+        assert_eq!(head[0], 0x88, "a Close");
+        assert_eq!(u16::from_be_bytes([head[2], head[3]]), 1007);
+        drop(peer);
+        assert!(matches!(
+            echo.await.unwrap(),
+            Err(crate::Error::Protocol(
+                tether_proto::ProtocolError::InvalidUtf8
+            ))
+        ));
+    }
+
+    #[tokio::test]
     async fn echo_stops_reading_while_the_peer_does_not_read() {
         // A 1 KiB pipe and a 4 KiB output limit: a client that only writes
         // fills both, and the echo must stop taking its messages rather

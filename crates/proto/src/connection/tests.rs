@@ -258,34 +258,80 @@ fn frame_bytes_missing_counts_down_to_the_end_of_a_partial_frame() {
 
 #[test]
 fn awaits_small_frame_only_while_a_small_frame_is_incomplete() {
-    let mut s = server();
-    assert!(s.awaits_small_frame(), "nothing buffered");
+    assert!(server().awaits_small_frame(), "nothing buffered");
+    let data = binary(&[9; 100]).bytes();
+    for cut in 1..data.len() {
+        let mut s = server();
+        s.receive(&data[..cut]);
+        assert!(s.awaits_small_frame(), "{cut} of {} bytes", data.len());
+        s.receive(&data[cut..]);
+        assert!(!s.awaits_small_frame(), "all of it is here");
+    }
+    // Text: only until the header is whole; its payload is checked as it
+    // arrives (fail fast on invalid UTF-8), so that is for poll_event.
     let hello = text("hello").bytes();
     for cut in 1..hello.len() {
         let mut s = server();
         s.receive(&hello[..cut]);
-        assert!(s.awaits_small_frame(), "{cut} of {} bytes", hello.len());
-        s.receive(&hello[cut..]);
-        assert!(!s.awaits_small_frame(), "all of it is here");
+        assert_eq!(s.awaits_small_frame(), cut < 6, "{cut} bytes");
     }
-    // A control frame is small too: reading on is right, and the general
-    // path then takes it.
-    s.receive(&ping(b"p").bytes()[..3]);
-    assert!(s.awaits_small_frame());
-    // A frame with an extended length is left to the general path, which
-    // checks its header against the limits before taking payload.
+}
+
+#[test]
+fn awaits_small_frame_leaves_everything_else_to_poll_event_at_once() {
+    let partial = |f: F, n: usize| f.bytes()[..n].to_vec();
+    let cases: Vec<(&str, Connection, Vec<u8>)> = vec![
+        ("a control frame", server(), partial(ping(b"ping"), 3)),
+        ("reserved bits", server(), partial(binary(b"xy").rsv(4), 3)),
+        ("a bad opcode", server(), partial(frame(0x3, b"xy"), 3)),
+        (
+            "an unmasked frame to a server",
+            server(),
+            partial(binary(b"xyz").unmasked(), 3),
+        ),
+        (
+            "a masked frame to a client",
+            client(),
+            partial(binary(b"xy"), 3),
+        ),
+        (
+            "a non-final frame",
+            server(),
+            partial(binary(b"xy").fin(false), 3),
+        ),
+        (
+            "an extended length",
+            server(),
+            partial(binary(&[1; 200]), 4),
+        ),
+        (
+            "a frame over max_frame_size",
+            Connection::new(
+                Role::Server,
+                Config {
+                    max_frame_size: 10,
+                    ..Config::default()
+                },
+            ),
+            partial(binary(&[1; 20]), 3),
+        ),
+    ];
+    for (what, mut c, bytes) in cases {
+        c.receive(&bytes);
+        assert!(!c.awaits_small_frame(), "{what}");
+    }
+    // Inside a fragmented message, and with a frame under way.
     let mut s = server();
-    s.receive(&binary(&[1; 200]).bytes()[..4]);
-    assert!(!s.awaits_small_frame());
-    // A frame under way (its header seen by poll_event) is too.
+    feed(&mut s, &[binary(b"first").fin(false)]);
+    assert!(!s.awaits_small_frame(), "a fragmented message");
     let mut s = server();
     s.receive(&binary(&[1; 70_000]).bytes()[..100]);
     assert_eq!(drain(&mut s), vec![]);
-    assert!(!s.awaits_small_frame());
-    // Nothing more will be read after a Close.
+    assert!(!s.awaits_small_frame(), "a frame under way");
+    // Nothing more is read after a Close.
     let mut s = server();
     feed(&mut s, &[close(1000, "")]);
-    assert!(!s.awaits_small_frame());
+    assert!(!s.awaits_small_frame(), "after Close");
 }
 
 // ----- framing errors ------------------------------------------------------
