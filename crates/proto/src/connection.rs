@@ -191,6 +191,15 @@ struct SmallFrame {
     len: usize,
 }
 
+/// The header of a small frame at the front of the read buffer, whose
+/// payload may not all be there yet.
+#[derive(Clone, Copy)]
+struct SmallStart {
+    text: bool,
+    header_len: usize,
+    len: usize,
+}
+
 impl Connection {
     /// A connection whose opening handshake is complete.
     ///
@@ -362,27 +371,14 @@ impl Connection {
     /// ```
     #[inline]
     pub fn awaits_small_frame(&self) -> bool {
-        if self.frame.is_some() || self.assembly.is_some() || self.reading_done() {
-            return false;
+        if self.read_buf.len() < 2 {
+            return self.frame.is_none() && self.assembly.is_none() && !self.reading_done();
         }
-        let buf = &self.read_buf[..];
-        if buf.len() < 2 {
-            return true;
+        match self.small_frame_start() {
+            Some(f) if f.text => self.read_buf.len() < f.header_len,
+            Some(f) => self.read_buf.len() < f.header_len + f.len,
+            None => false,
         }
-        let text = match buf[0] {
-            0x81 => true,
-            0x82 => false,
-            _ => return false,
-        };
-        let masked = buf[1] & 0x80 != 0;
-        let len = usize::from(buf[1] & 0x7f);
-        let header_len = if masked { 6 } else { 2 };
-        let wanted = if text { header_len } else { header_len + len };
-        len <= 125
-            && masked == (self.role == Role::Server)
-            && len <= self.config.max_frame_size
-            && len <= self.config.max_message_size
-            && buf.len() < wanted
     }
 
     /// The small frame at the front of the read buffer, if the fast paths
@@ -390,6 +386,25 @@ impl Connection {
     /// for the conditions). Reads, consumes nothing.
     #[inline(always)]
     fn small_frame(&self) -> Option<SmallFrame> {
+        let start = self.small_frame_start()?;
+        let buf = &self.read_buf[..];
+        if buf.len() < start.header_len + start.len {
+            return None;
+        }
+        Some(SmallFrame {
+            text: start.text,
+            key: (start.header_len == 6).then(|| [buf[2], buf[3], buf[4], buf[5]]),
+            header_len: start.header_len,
+            len: start.len,
+        })
+    }
+
+    /// What the first two bytes of the read buffer say, if they start a
+    /// frame the fast paths may take once it is all here: the one place
+    /// that decides, for [`small_frame`](Self::small_frame) and
+    /// [`awaits_small_frame`](Self::awaits_small_frame).
+    #[inline(always)]
+    fn small_frame_start(&self) -> Option<SmallStart> {
         let buf = &self.read_buf[..];
         if buf.len() < 2 || self.frame.is_some() || self.assembly.is_some() {
             return None;
@@ -402,20 +417,17 @@ impl Connection {
         };
         let masked = buf[1] & 0x80 != 0;
         let len = usize::from(buf[1] & 0x7f);
-        let header_len = if masked { 6 } else { 2 };
         if len > 125
             || masked != (self.role == Role::Server)
-            || buf.len() < header_len + len
             || len > self.config.max_frame_size
             || len > self.config.max_message_size
             || self.reading_done()
         {
             return None;
         }
-        Some(SmallFrame {
+        Some(SmallStart {
             text,
-            key: masked.then(|| [buf[2], buf[3], buf[4], buf[5]]),
-            header_len,
+            header_len: if masked { 6 } else { 2 },
             len,
         })
     }
