@@ -222,10 +222,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`recv_buffered_ref`](Self::recv_buffered_ref) is worth another try.
     ///
     /// - `Ready(true)`: bytes arrived; try `recv_buffered_ref` again.
-    /// - `Ready(false)`: not for this path (a larger frame, a control frame
-    ///   or the closing handshake is under way, or the transport ended):
-    ///   receive with [`recv`](Self::recv) or `poll_next`, which also
-    ///   reports how the connection ended.
+    /// - `Ready(false)`: not for this path (what is buffered is for the
+    ///   general path, as `Connection::awaits_small_frame` decides: a
+    ///   larger, control, fragmented or malformed frame, text whose payload
+    ///   has begun to arrive; or the closing handshake is under way, or the
+    ///   transport ended): receive with [`recv`](Self::recv) or
+    ///   `poll_next`, which also reports how the connection ended.
     /// - `Pending`: nothing to read now; the task will be woken as by
     ///   `poll_next` (keepalive and close deadlines included), and queued
     ///   output was written first, as `poll_next` does.
