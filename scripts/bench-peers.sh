@@ -23,7 +23,8 @@
 # deliveries/s; delivered msgs/s and fan-out latency are reported.
 #
 # Client and servers share the machine's cores: the table reports the CPU
-# use of both (percent of one core), so a saturated load generator shows.
+# use of both (percent of one core), so a saturated load generator shows,
+# and their CPU time per message, alone and together.
 # Raw results (one JSON summary per run) are kept in target/bench-peers/.
 set -euo pipefail
 
@@ -216,8 +217,8 @@ def med(xs):
 print(f"Medians of {rounds} round(s); ratio = msgs/s / raw TCP echo msgs/s; cpu = % of one core (client / server)")
 print("per round: each round's msgs/s / the same round's raw TCP echo (the spread between rounds)")
 print()
-print("| case | server | msgs/s | MB/s | ratio vs raw | per round | p50 us | p99 us | errors | cpu client/server | server CPU us/msg |")
-print("|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|")
+print("| case | server | msgs/s | MB/s | ratio vs raw | per round | p50 us | p99 us | errors | cpu client/server | server CPU us/msg | client+server CPU us/msg |")
+print("|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|")
 for ci, case in enumerate(cases):
     base = None
     raw_rounds = [load(os.path.join(out, f"r{r}-c{ci}-tcp.json")) for r in range(1, rounds + 1)]
@@ -230,7 +231,7 @@ for ci, case in enumerate(cases):
         ) or "-"
         runs = [r for r in runs if r]
         if not runs:
-            print(f"| {case} | {label[s]} | failed | | | | | | | | |")
+            print(f"| {case} | {label[s]} | failed | | | | | | | | | |")
             continue
         rate = med([r["msgs_per_sec"] for r in runs])
         mbps = med([r["mb_per_sec"] for r in runs])
@@ -248,7 +249,13 @@ for ci, case in enumerate(cases):
         per = med([(((r.get("server") or {}).get("cpu") or {}).get("percent") or 0) / 100 / r["msgs_per_sec"] * 1e6
                    for r in runs if r["msgs_per_sec"] > 0 and (r.get("server") or {}).get("cpu")])
         per = "-" if per is None else f"{per:.2f}"
-        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} |")
+        # Both processes together: with the two cores saturated, throughput
+        # goes as its inverse, so its ratio to the raw pair's bounds the
+        # throughput ratio (and shows what the load generator costs).
+        pair = med([((((r.get("server") or {}).get("cpu") or {}).get("percent") or 0) + r["client_cpu"]["percent"]) / 100 / r["msgs_per_sec"] * 1e6
+                    for r in runs if r["msgs_per_sec"] > 0 and (r.get("server") or {}).get("cpu")])
+        pair = "-" if pair is None else f"{pair:.2f}"
+        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} | {pair} |")
 if idle_servers:
     print()
     print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")
