@@ -9,14 +9,15 @@
 //! connection to wake up on the same thread takes them: idle connections
 //! still hold nothing, and a busy server reuses a handful of warm buffers.
 //!
-//! Lending and taking back costs a connection about 130 instructions each
-//! way every time its socket runs dry (at one message in flight, every
-//! message: 262 of a library echo server's 2,410 instructions per message
-//! under callgrind). Keeping the buffers instead was measured and is not
-//! worth it even where memory does not matter: a load generator with 100
-//! busy connections that kept theirs saved 0.07 µs of user time per
-//! message but spent 0.1–0.3 µs more in the kernel, whose copies then went
-//! to 100 connections' buffers instead of a few warm ones.
+//! Lending costs a connection about 200 instructions every time its socket
+//! runs dry, and taking the buffers back about 60 (at one message in
+//! flight that is every message: 262 of a library echo server's 2,410
+//! instructions per message under callgrind). Keeping the buffers instead
+//! was measured and is not worth it even where memory does not matter: a
+//! load generator with 100 busy connections that kept theirs saved about
+//! 0.07 µs of user time per message but spent 0.2–0.4 µs more in the
+//! kernel, whose copies then went to 100 connections' buffers instead of a
+//! few warm ones.
 //!
 //! The pool is bounded ([`MAX_POOLED`] buffers of at most [`MAX_KEEP`]
 //! bytes per thread) and only takes a buffer whose memory is no longer
