@@ -118,6 +118,26 @@ pub(crate) fn take_large(need: usize) -> Option<BytesMut> {
         .flatten()
 }
 
+/// Before a read into `buf`: if everything read so far has been handed out
+/// but the room left is under a fresh buffer's, take the rest of the
+/// allocation back (only possible, and then free, when no message still
+/// shares it).
+///
+/// Each frame taken out of the read buffer takes its room with it, so a
+/// connection that keeps reading without running dry (the next message
+/// was already there when the last one was answered: a server that lags)
+/// read into whatever room the last frame left: at 16 KiB messages, 16,376
+/// bytes of a 32 KiB buffer, 16 short of the next frame, which then grew
+/// the buffer by copying (`realloc`). Slowed down under callgrind, an echo
+/// server lagged on 5% of its messages and spent 14% of its instructions
+/// there (5,757 instructions per message before, 4,976 after); at full
+/// speed on 10 connections it happened to 0.04% of messages.
+pub(crate) fn reclaim_emptied(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() < BUF_SIZE {
+        let _ = buf.try_reclaim(BUF_SIZE);
+    }
+}
+
 /// Make room in `buf` for the rest of a frame that will end at `frame_end`
 /// bytes, from a kept large buffer: what `buf` holds moves over (only what
 /// has arrived so far), and `buf`'s own memory goes back to the pool.
@@ -169,6 +189,27 @@ mod tests {
         give(b);
         assert_eq!(pooled(), before, "memory still in use by `msg`");
         assert_eq!(&msg[..], b"payload");
+    }
+
+    #[test]
+    fn an_emptied_read_buffer_gets_its_whole_room_back_once_no_message_shares_it() {
+        let mut buf = take();
+        let full = buf.capacity();
+        buf.extend_from_slice(&[7u8; 20_000]);
+        let frame = buf.split_to(20_000).freeze();
+        assert!(buf.capacity() < BUF_SIZE, "the frame took its room along");
+        // A message still shares the memory: nothing to take back.
+        reclaim_emptied(&mut buf);
+        assert!(buf.capacity() < BUF_SIZE);
+        drop(frame);
+        reclaim_emptied(&mut buf);
+        assert_eq!(buf.capacity(), full);
+        // Bytes still unread stay where they are.
+        buf.extend_from_slice(b"next");
+        let _ = buf.split_to(2);
+        let before = buf.capacity();
+        reclaim_emptied(&mut buf);
+        assert_eq!((&buf[..], buf.capacity()), (&b"xt"[..], before));
     }
 
     #[test]

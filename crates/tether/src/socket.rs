@@ -400,6 +400,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // Idle connections hold no buffer; borrow a warm one.
             *buf = pool::take();
         } else {
+            pool::reclaim_emptied(buf);
             let spare = buf.capacity() - buf.len();
             if let Some(n) = read_growth(buf.len(), spare, missing) {
                 // A large frame under way: a buffer kept from an earlier
