@@ -121,6 +121,10 @@ struct EchoConn<'a> {
 
 impl EchoConn<'_> {
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Ended>> {
+        // Set once a send had to wait: from then on this poll reads all it
+        // can, so that the server, which may be waiting for us to read
+        // before it reads again, is never left waiting.
+        let mut write_blocked = false;
         loop {
             if self.owed > 0 {
                 let now = Instant::now();
@@ -128,7 +132,10 @@ impl EchoConn<'_> {
                     match Pin::new(&mut *self.ws).poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(Ended::Failed(e))),
-                        Poll::Pending => break,
+                        Poll::Pending => {
+                            write_blocked = true;
+                            break;
+                        }
                     }
                     if let Err(e) = Pin::new(&mut *self.ws).start_send(self.msg.clone()) {
                         return Poll::Ready(Err(Ended::Failed(e)));
@@ -151,6 +158,14 @@ impl EchoConn<'_> {
                 let len = if let Some(len) = self.ws.recv_buffered_ref(|m| m.len()) {
                     Some(len)
                 } else {
+                    // Echoes counted in this pass owe their replacements:
+                    // send those first (the server is waiting for them),
+                    // then read. At depth 1 a read now could only find
+                    // nothing, and would cost as much as the one that
+                    // follows the send (a third of the reads per message).
+                    if self.owed > 0 && !write_blocked {
+                        break;
+                    }
                     // At depth 1 the buffer is empty every time: read here
                     // so that the echo, too, is counted in place.
                     match self.ws.poll_read_ahead(cx) {
