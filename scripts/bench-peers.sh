@@ -214,6 +214,16 @@ def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 
+def server_pct(r):
+    return ((r.get("server") or {}).get("cpu") or {}).get("percent")
+
+def cpu_us_per_msg(runs, pct):
+    """Median CPU time per message (us) from the CPU percent `pct(r)` of
+    each run that measured its server; "-" if none did."""
+    v = med([pct(r) / 100 / r["msgs_per_sec"] * 1e6
+             for r in runs if r["msgs_per_sec"] > 0 and server_pct(r) is not None])
+    return "-" if v is None else f"{v:.2f}"
+
 print(f"Medians of {rounds} round(s); ratio = msgs/s / raw TCP echo msgs/s; cpu = % of one core (client / server)")
 print("per round: each round's msgs/s / the same round's raw TCP echo (the spread between rounds)")
 print()
@@ -239,22 +249,18 @@ for ci, case in enumerate(cases):
         p99 = med([(r.get("latency_us") or {}).get("p99") for r in runs])
         errs = sum(r["errors"] for r in runs)
         ccpu = med([r["client_cpu"]["percent"] for r in runs])
-        scpu = med([((r.get("server") or {}).get("cpu") or {}).get("percent") for r in runs])
+        scpu = med([server_pct(r) for r in runs])
         if s == "tcp":
             base = rate
         ratio = f"{rate / base:.2f}x" if base else "-"
         fmt = lambda v: "-" if v is None else f"{v:.0f}"
         # CPU time per message is steadier than throughput on a shared VM:
         # it does not depend on how the scheduler interleaves the two sides.
-        per = med([(((r.get("server") or {}).get("cpu") or {}).get("percent") or 0) / 100 / r["msgs_per_sec"] * 1e6
-                   for r in runs if r["msgs_per_sec"] > 0 and (r.get("server") or {}).get("cpu")])
-        per = "-" if per is None else f"{per:.2f}"
+        per = cpu_us_per_msg(runs, server_pct)
         # Both processes together: with the two cores saturated, throughput
         # goes as its inverse, so its ratio to the raw pair's bounds the
         # throughput ratio (and shows what the load generator costs).
-        pair = med([((((r.get("server") or {}).get("cpu") or {}).get("percent") or 0) + r["client_cpu"]["percent"]) / 100 / r["msgs_per_sec"] * 1e6
-                    for r in runs if r["msgs_per_sec"] > 0 and (r.get("server") or {}).get("cpu")])
-        pair = "-" if pair is None else f"{pair:.2f}"
+        pair = cpu_us_per_msg(runs, lambda r: server_pct(r) + r["client_cpu"]["percent"])
         print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} | {pair} |")
 if idle_servers:
     print()
