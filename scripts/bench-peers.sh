@@ -3,7 +3,10 @@
 # echo, using the same `tether bench` cases against each. The servers:
 # `tether serve` (the application), tether-echo (the tether library with the
 # same echo loop, no application around it), fastwebsockets and
-# tokio-tungstenite echo servers (benches/peers/), and a raw TCP echo.
+# tokio-tungstenite echo servers (benches/peers/), a raw TCP echo, and the
+# raw TCP echo with RFC 6455's masking added on both sides ("masking floor":
+# the client masks every frame with a fresh key, the server XORs every byte
+# it echoes; no WebSocket implementation can do less work than that).
 #
 #   scripts/bench-peers.sh            # full run: 3 rounds x 4 s per case (~8 min)
 #   scripts/bench-peers.sh --quick    # 1 round x 2 s, 2,000 idle connections (~1 min)
@@ -16,7 +19,8 @@
 # interleaved (every round visits every server once per case, in a rotating
 # order, so a burst of background load hits them all alike), and prints a
 # table of medians with the ratio to the raw TCP echo (same bytes, no
-# WebSocket: `tether bench --raw-tcp`). Idle memory: N idle connections are
+# WebSocket: `tether bench --raw-tcp`) and to the masking floor (`tether
+# bench --raw-tcp --raw-mask` against `tcp-echo --unmask`). Idle memory: N idle connections are
 # opened to a freshly started server and its VmRSS growth is divided by N.
 # Broadcast (tether only: the peers have no rooms): BCAST subscribers on
 # `tether serve`'s /chat/{room}, one publisher at a rate that offers 2.5M
@@ -31,7 +35,7 @@ set -euo pipefail
 ROUNDS=3
 DURATION=4s
 ONLY=""
-SERVERS="tcp tether tether-lib fastwebsockets tungstenite"
+SERVERS="tcp tcp-mask tether tether-lib fastwebsockets tungstenite"
 IDLE=10000
 BCAST=10000
 while [ $# -gt 0 ]; do
@@ -43,7 +47,7 @@ while [ $# -gt 0 ]; do
         --broadcast) BCAST="$2"; shift ;;
         --only) ONLY="$2"; shift ;;
         --servers) SERVERS="$2"; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
@@ -69,7 +73,7 @@ cargo build --release -q --manifest-path benches/peers/Cargo.toml
 TETHER="$ROOT/target/release/tether"
 PEERS="$ROOT/benches/peers/target/release"
 
-declare -A PORT=([tcp]=19104 [tether]=19101 [tether-lib]=19105 [fastwebsockets]=19102 [tungstenite]=19103)
+declare -A PORT=([tcp]=19104 [tcp-mask]=19106 [tether]=19101 [tether-lib]=19105 [fastwebsockets]=19102 [tungstenite]=19103)
 declare -A PID=()
 
 serve_flags=(--listen "127.0.0.1:${PORT[tether]}" --max-message-size 2M --log warn)
@@ -86,6 +90,7 @@ start_server() {
         tether-lib) "$PEERS/tether-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
         tungstenite) "$PEERS/tungstenite-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
         tcp) "$PEERS/tcp-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
+        tcp-mask) "$PEERS/tcp-echo" --listen "127.0.0.1:$port" --unmask >"$OUT/server-$s.log" 2>&1 & ;;
     esac
     PID[$s]=$!
     for _ in $(seq 100); do
@@ -114,7 +119,7 @@ trap stop_all EXIT INT TERM
 url_of() {
     case "$1" in
         tether) echo "ws://127.0.0.1:${PORT[tether]}/echo" ;;
-        tcp) echo "127.0.0.1:${PORT[tcp]}" ;;
+        tcp|tcp-mask) echo "127.0.0.1:${PORT[$1]}" ;;
         *) echo "ws://127.0.0.1:${PORT[$1]}/" ;;
     esac
 }
@@ -152,6 +157,7 @@ for round in $(seq "$ROUNDS"); do
         for s in "${order[@]}"; do
             extra=()
             [ "$s" = tcp ] && extra=(--raw-tcp)
+            [ "$s" = tcp-mask ] && extra=(--raw-tcp --raw-mask)
             f="$OUT/r${round}-c${ci}-$s.json"
             # shellcheck disable=SC2086
             if ! "$TETHER" bench "$(url_of "$s")" $flags -t "$DURATION" --json \
@@ -167,7 +173,7 @@ done
 stop_all
 
 IDLE_SERVERS=""
-[ "$IDLE" -gt 0 ] && IDLE_SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -v '^tcp$' | tr '\n' ' ')
+[ "$IDLE" -gt 0 ] && IDLE_SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -v '^tcp' | tr '\n' ' ')
 [ -n "$IDLE_SERVERS" ] && echo "== idle memory: $IDLE connections per server (fresh server each)"
 for s in $IDLE_SERVERS; do
     start_server "$s"
@@ -201,7 +207,7 @@ import json, os, statistics, sys
 out, rounds, cases = sys.argv[1], int(sys.argv[2]), [c.split("|")[0] for c in sys.argv[3:]]
 servers = os.environ["SERVERS"].split()
 idle_servers = os.environ["IDLE_SERVERS"].split()
-label = {"tcp": "raw TCP echo", "tether": "tether serve", "tether-lib": "tether (library echo)", "fastwebsockets": "fastwebsockets", "tungstenite": "tokio-tungstenite"}
+label = {"tcp": "raw TCP echo", "tcp-mask": "raw TCP + masking (floor)", "tether": "tether serve", "tether-lib": "tether (library echo)", "fastwebsockets": "fastwebsockets", "tungstenite": "tokio-tungstenite"}
 
 def load(path):
     try:
@@ -224,13 +230,13 @@ def cpu_us_per_msg(runs, pct):
              for r in runs if r["msgs_per_sec"] > 0 and server_pct(r) is not None])
     return "-" if v is None else f"{v:.2f}"
 
-print(f"Medians of {rounds} round(s); ratio = msgs/s / raw TCP echo msgs/s; cpu = % of one core (client / server)")
+print(f"Medians of {rounds} round(s); ratio = msgs/s / raw TCP echo msgs/s; vs floor = msgs/s / masking floor msgs/s; cpu = % of one core (client / server)")
 print("per round: each round's msgs/s / the same round's raw TCP echo (the spread between rounds)")
 print()
-print("| case | server | msgs/s | MB/s | ratio vs raw | per round | p50 us | p99 us | errors | cpu client/server | server CPU us/msg | client+server CPU us/msg |")
-print("|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|")
+print("| case | server | msgs/s | MB/s | ratio vs raw | per round | vs floor | p50 us | p99 us | errors | cpu client/server | server CPU us/msg | client+server CPU us/msg |")
+print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|")
 for ci, case in enumerate(cases):
-    base = None
+    base = floor = None
     raw_rounds = [load(os.path.join(out, f"r{r}-c{ci}-tcp.json")) for r in range(1, rounds + 1)]
     for s in servers:
         runs = [load(os.path.join(out, f"r{r}-c{ci}-{s}.json")) for r in range(1, rounds + 1)]
@@ -241,7 +247,7 @@ for ci, case in enumerate(cases):
         ) or "-"
         runs = [r for r in runs if r]
         if not runs:
-            print(f"| {case} | {label[s]} | failed | | | | | | | | | |")
+            print(f"| {case} | {label[s]} | failed | | | | | | | | | | |")
             continue
         rate = med([r["msgs_per_sec"] for r in runs])
         mbps = med([r["mb_per_sec"] for r in runs])
@@ -252,7 +258,10 @@ for ci, case in enumerate(cases):
         scpu = med([server_pct(r) for r in runs])
         if s == "tcp":
             base = rate
+        if s == "tcp-mask":
+            floor = rate
         ratio = f"{rate / base:.2f}x" if base else "-"
+        vs_floor = f"{rate / floor:.2f}x" if floor else "-"
         fmt = lambda v: "-" if v is None else f"{v:.0f}"
         # CPU time per message is steadier than throughput on a shared VM:
         # it does not depend on how the scheduler interleaves the two sides.
@@ -261,7 +270,7 @@ for ci, case in enumerate(cases):
         # goes as its inverse, so its ratio to the raw pair's bounds the
         # throughput ratio (and shows what the load generator costs).
         pair = cpu_us_per_msg(runs, lambda r: server_pct(r) + r["client_cpu"]["percent"])
-        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} | {pair} |")
+        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {vs_floor} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} | {pair} |")
 if idle_servers:
     print()
     print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")

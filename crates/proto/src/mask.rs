@@ -142,6 +142,32 @@ fn apply_mask_bytes(buf: &mut [u8], key: [u8; 4]) {
     }
 }
 
+/// Append `src` XORed with `key` to `dst`, as if `src` started at `offset`
+/// bytes into the payload: masking while copying, in one pass, which is how
+/// a client must send a payload it does not own (RFC 6455 §5.3 asks for a
+/// fresh key per frame, so a payload cannot be masked once and reused).
+///
+/// ```
+/// use tether_proto::mask::extend_masked;
+/// use bytes::BytesMut;
+/// let key = [0x37, 0xfa, 0x21, 0x3d];
+/// let mut out = BytesMut::new();
+/// extend_masked(&mut out, b"Hel", key, 0);
+/// extend_masked(&mut out, b"lo", key, 3);
+/// assert_eq!(&out[..], [0x7f, 0x9f, 0x4d, 0x51, 0x58]); // RFC 6455 §5.7
+/// ```
+#[inline]
+pub fn extend_masked(dst: &mut bytes::BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
+    // Starting `offset` bytes in is starting at 0 with the key rotated.
+    let key = u32::from_ne_bytes(key);
+    let key = if cfg!(target_endian = "little") {
+        key.rotate_right(8 * (offset % 4) as u32)
+    } else {
+        key.rotate_left(8 * (offset % 4) as u32)
+    };
+    crate::copy::append_masked(dst, src, key.to_ne_bytes());
+}
+
 /// Write `src` XORed with `key` (payload offset 0) into `dst`, which must be
 /// exactly as long: a client masks its payload while copying it into the
 /// output buffer, in one pass. Every byte of `dst` is initialised when this
@@ -303,6 +329,17 @@ mod tests {
             apply_mask(a, key, 0);
             apply_mask(b, key, cut);
             prop_assert_eq!(whole, pieces);
+        }
+
+        #[test]
+        fn masking_while_copying_in_pieces_equals_masking_in_place(data in proptest::collection::vec(any::<u8>(), 0..1200), key: [u8; 4], cut in 0usize..1200) {
+            let cut = cut.min(data.len());
+            let mut want = data.clone();
+            apply_mask(&mut want, key, 0);
+            let mut out = bytes::BytesMut::new();
+            extend_masked(&mut out, &data[..cut], key, 0);
+            extend_masked(&mut out, &data[cut..], key, cut);
+            prop_assert_eq!(&out[..], &want[..]);
         }
     }
 }

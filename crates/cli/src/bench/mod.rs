@@ -11,7 +11,9 @@
 //!   (masked frames, pre-encoded once) written to a plain TCP echo server
 //!   with no handshake; echoed frames are counted. This measures the
 //!   transport's ceiling with identical bytes, the baseline the WebSocket
-//!   numbers are compared against.
+//!   numbers are compared against. `--raw-mask` adds the masking every
+//!   WebSocket client must do (a fresh key per frame), to measure the floor
+//!   it sets.
 //! * **broadcast** (`--broadcast`): `-c` subscribers join a room URL and one
 //!   publisher sends into it; each payload starts with a send timestamp, so
 //!   subscribers measure fan-out latency and the delivered message rate.
@@ -83,6 +85,12 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with_all = ["broadcast", "idle"])]
     pub raw_tcp: bool,
 
+    /// With --raw-tcp: mask every frame with a fresh key as it is written, as
+    /// a WebSocket client must (against `tcp-echo --unmask`: the floor masking
+    /// sets for any WebSocket implementation).
+    #[arg(long, requires = "raw_tcp")]
+    pub raw_mask: bool,
+
     /// Broadcast mode: the connections subscribe to URL and one publisher sends into it.
     #[arg(long, conflicts_with = "idle")]
     pub broadcast: bool,
@@ -131,7 +139,9 @@ impl BenchArgs {
     }
 
     fn mode(&self) -> &'static str {
-        if self.raw_tcp {
+        if self.raw_tcp && self.raw_mask {
+            "raw-tcp-masked"
+        } else if self.raw_tcp {
             "raw-tcp"
         } else if self.broadcast {
             "broadcast"
@@ -193,7 +203,7 @@ pub fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<Summary> {
     let args = Arc::new(args);
     match args.mode() {
-        "raw-tcp" => raw::run(args).await,
+        "raw-tcp" | "raw-tcp-masked" => raw::run(args).await,
         "broadcast" => broadcast::run(args).await,
         "idle" => idle::run(args).await,
         _ => echo::run(args).await,

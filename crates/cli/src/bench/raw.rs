@@ -7,6 +7,14 @@
 //! are counted as `bytes received / frame length`. No handshake, no parsing,
 //! no masking per message: what is left is the cost of the transport itself,
 //! which makes this the baseline for the WebSocket numbers.
+//!
+//! With `--raw-mask` the frames are masked as a real client must mask them:
+//! each with a fresh key, while being copied into a staging buffer just
+//! before it is written (one pass, [`extend_masked`]), in pieces of at most
+//! [`STAGE_SIZE`] as Tether's client does. Against `tcp-echo --unmask` (which
+//! XORs every byte it echoes, as a server's unmasking touches every byte),
+//! this measures the floor RFC 6455's masking puts under any WebSocket
+//! client and server pair: what no implementation can get below.
 
 use super::echo::{collect, ConnCounts, Shared};
 use super::report::{Summary, Window};
@@ -19,7 +27,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tether::proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use tether::proto::mask::apply_mask;
+use tether::proto::mask::{apply_mask, extend_masked, new_key};
+use tether::proto::output::STAGE_SIZE;
+use tether::proto::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -56,11 +66,99 @@ fn socket_addr(url: &str) -> String {
     rest.split('/').next().unwrap_or(rest).to_owned()
 }
 
+/// Where the bytes written come from.
+enum Source {
+    /// `depth + 1` copies of the masked frame, so any run of up to `depth`
+    /// frames starting anywhere inside a frame is one contiguous slice.
+    Repeated(Bytes),
+    /// Frames masked with a fresh key each as they are staged (`--raw-mask`).
+    Masking(Masker),
+}
+
+/// Stages the stream of frames, each masked with its own key.
+struct Masker {
+    /// The frame's header, its key bytes last (overwritten per frame).
+    header: Vec<u8>,
+    /// The payload, unmasked.
+    payload: Bytes,
+    /// The key of the frame being staged.
+    key: [u8; 4],
+    /// Masked bytes ready to write; `staged_at` of them are written.
+    stage: BytesMut,
+    staged_at: usize,
+}
+
+impl Clone for Masker {
+    fn clone(&self) -> Self {
+        Masker {
+            header: self.header.clone(),
+            payload: self.payload.clone(),
+            key: self.key,
+            stage: BytesMut::new(),
+            staged_at: 0,
+        }
+    }
+}
+
+impl Masker {
+    /// One per connection; clones share the payload (as a client's
+    /// messages share theirs: the generator sends one payload throughout).
+    fn new(size: usize, text: bool) -> Self {
+        let mut frame = encode_frame(size, text);
+        let hlen = frame.len() - size;
+        apply_mask(&mut frame[hlen..], KEY, 0);
+        let payload = Bytes::copy_from_slice(&frame[hlen..]);
+        frame.truncate(hlen);
+        Masker {
+            header: frame,
+            payload,
+            key: KEY,
+            stage: BytesMut::new(),
+            staged_at: 0,
+        }
+    }
+
+    fn frame_len(&self) -> u64 {
+        (self.header.len() + self.payload.len()) as u64
+    }
+
+    /// Stage the next `n` bytes of the stream, which start `pos` bytes in
+    /// (at a frame boundary or where the last staging stopped).
+    fn stage(&mut self, pos: u64, n: usize) {
+        let (hlen, frame_len) = (self.header.len(), self.frame_len());
+        self.stage.clear();
+        self.staged_at = 0;
+        let (mut pos, end) = (pos, pos + n as u64);
+        while pos < end {
+            let p = (pos % frame_len) as usize;
+            let left = (end - pos) as usize;
+            let take = if p < hlen {
+                if p == 0 {
+                    self.key = new_key();
+                    self.header[hlen - 4..].copy_from_slice(&self.key);
+                }
+                let take = left.min(hlen - p);
+                self.stage.extend_from_slice(&self.header[p..p + take]);
+                take
+            } else {
+                let q = p - hlen;
+                let take = left.min(self.payload.len() - q);
+                extend_masked(&mut self.stage, &self.payload[q..q + take], self.key, q);
+                take
+            };
+            pos += take as u64;
+        }
+    }
+
+    /// The staged bytes not yet written.
+    fn unwritten(&self) -> &[u8] {
+        &self.stage[self.staged_at..]
+    }
+}
+
 struct RawConn<'a> {
     tcp: TcpStream,
-    /// `depth + 1` copies of the frame, so any run of up to `depth` frames
-    /// starting anywhere inside a frame is one contiguous slice.
-    frames: Bytes,
+    source: Source,
     frame_len: u64,
     size: u64,
     allowed: u64,
@@ -90,15 +188,30 @@ impl RawConn<'_> {
                 self.owed = 0;
             }
             while self.to_write > 0 {
-                let p = (self.written % self.frame_len) as usize;
-                let n = (self.to_write as usize).min(self.frames.len() - p);
-                match Pin::new(&mut self.tcp).poll_write(cx, &self.frames[p..p + n]) {
+                let chunk = match &mut self.source {
+                    Source::Repeated(frames) => {
+                        let p = (self.written % self.frame_len) as usize;
+                        let n = (self.to_write as usize).min(frames.len() - p);
+                        &frames[p..p + n]
+                    }
+                    Source::Masking(m) => {
+                        if m.unwritten().is_empty() {
+                            let n = (self.to_write as usize).min(STAGE_SIZE);
+                            m.stage(self.written, n);
+                        }
+                        m.unwritten()
+                    }
+                };
+                match Pin::new(&mut self.tcp).poll_write(cx, chunk) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                     }
                     Poll::Ready(Ok(k)) => {
                         self.written += k as u64;
                         self.to_write -= k as u64;
+                        if let Source::Masking(m) = &mut self.source {
+                            m.staged_at += k;
+                        }
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => break,
@@ -156,6 +269,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let frame = encode_frame(args.size, args.text);
     let frame_len = frame.len() as u64;
     let frames = Bytes::from(frame.repeat(args.depth as usize + 1));
+    let masker = args.raw_mask.then(|| Masker::new(args.size, args.text));
 
     let limit = Arc::new(Semaphore::new(args.connect_concurrency as usize));
     let mut connecting = tokio::task::JoinSet::new();
@@ -196,6 +310,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, tcp) in conns {
         let (args, shared, frames) = (args.clone(), shared.clone(), frames.clone());
+        let masker = masker.clone();
         tasks.spawn(async move {
             let depth = u64::from(args.depth);
             let quota = args.quota(i);
@@ -203,9 +318,14 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
                 Some(q) => (q - depth.min(q), depth.min(q)),
                 None => (u64::MAX, depth),
             };
+            let source = if let Some(m) = masker {
+                Source::Masking(m)
+            } else {
+                Source::Repeated(frames)
+            };
             let mut conn = RawConn {
                 tcp,
-                frames,
+                source,
                 frame_len,
                 size: args.size as u64,
                 allowed,
@@ -264,6 +384,54 @@ mod tests {
                     other => panic!("unexpected {other:?}"),
                 }
             }
+        }
+    }
+
+    /// The stream `--raw-mask` writes, staged in pieces of `piece` bytes
+    /// (cutting headers and payloads anywhere), is a valid run of client
+    /// frames, each under a key of its own.
+    #[test]
+    fn masked_stream_staged_in_any_pieces_decodes_as_client_messages() {
+        for (size, text, piece) in [
+            (20, true, 7),
+            (20, false, 22),
+            (300, false, 1),
+            (70_000, true, 4093),
+        ] {
+            let mut m = Masker::new(size, text);
+            let frames = 5u64;
+            let total = frames * m.frame_len();
+            let (mut stream, mut pos) = (Vec::new(), 0u64);
+            while pos < total {
+                let n = piece.min((total - pos) as usize);
+                m.stage(pos, n);
+                assert_eq!(m.unwritten().len(), n);
+                stream.extend_from_slice(m.unwritten());
+                pos += n as u64;
+            }
+            let frame_len = m.frame_len() as usize;
+            let keys: std::collections::HashSet<_> = stream
+                .chunks(frame_len)
+                .map(|f| f[frame_len - size - 4..frame_len - size].to_vec())
+                .collect();
+            assert_eq!(keys.len(), frames as usize, "one fresh key per frame");
+            let mut server = Connection::new(Role::Server, Config::default());
+            server.receive(&stream);
+            for _ in 0..frames {
+                match server.poll_event().unwrap() {
+                    Some(Event::Message(Message::Binary(b))) if !text => {
+                        assert!(b.iter().enumerate().all(|(i, &x)| x == i as u8))
+                    }
+                    Some(Event::Message(Message::Text(t))) if text => {
+                        assert!(t
+                            .bytes()
+                            .enumerate()
+                            .all(|(i, x)| x == b'a' + (i % 26) as u8))
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(server.poll_event().unwrap(), None);
         }
     }
 
