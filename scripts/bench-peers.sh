@@ -8,7 +8,7 @@
 # the client masks every frame with a fresh key, the server XORs every byte
 # it echoes; no WebSocket implementation can do less work than that).
 #
-#   scripts/bench-peers.sh            # full run: 3 rounds x 4 s per case (~8 min)
+#   scripts/bench-peers.sh            # full run: 3 rounds x 4 s per case (~10 min)
 #   scripts/bench-peers.sh --quick    # 1 round x 2 s, 2,000 idle connections (~1 min)
 #   scripts/bench-peers.sh --rounds 5 --duration 5s --idle 10000 --broadcast 10000
 #   scripts/bench-peers.sh --only 'd16' --servers 'tcp tether-lib' --idle 0 --broadcast 0
