@@ -36,9 +36,15 @@ use std::mem::MaybeUninit;
 /// ```
 #[inline(always)]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    apply_mask_aligned(buf, key_at(key, offset));
+}
+
+/// The key as it stands `offset` bytes into the payload: masking from there
+/// is masking from offset 0 with this key.
+#[inline(always)]
+fn key_at(key: [u8; 4], offset: usize) -> [u8; 4] {
     let r = offset & 3;
-    let key = [key[r], key[(r + 1) & 3], key[(r + 2) & 3], key[(r + 3) & 3]];
-    apply_mask_aligned(buf, key);
+    [key[r], key[(r + 1) & 3], key[(r + 2) & 3], key[(r + 3) & 3]]
 }
 
 /// The 4-byte key repeated into a 64-bit word (for XORing 8 bytes at once).
@@ -158,14 +164,7 @@ fn apply_mask_bytes(buf: &mut [u8], key: [u8; 4]) {
 /// ```
 #[inline]
 pub fn extend_masked(dst: &mut bytes::BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
-    // Starting `offset` bytes in is starting at 0 with the key rotated.
-    let key = u32::from_ne_bytes(key);
-    let key = if cfg!(target_endian = "little") {
-        key.rotate_right(8 * (offset % 4) as u32)
-    } else {
-        key.rotate_left(8 * (offset % 4) as u32)
-    };
-    crate::copy::append_masked(dst, src, key.to_ne_bytes());
+    crate::copy::append_masked(dst, src, key_at(key, offset));
 }
 
 /// Write `src` XORed with `key` (payload offset 0) into `dst`, which must be

@@ -39,6 +39,15 @@ const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// One complete client frame carrying `size` payload bytes, masked.
 pub fn encode_frame(size: usize, text: bool) -> Vec<u8> {
+    let (mut frame, payload) = frame_parts(size, text);
+    let start = frame.len();
+    frame.extend_from_slice(&payload);
+    apply_mask(&mut frame[start..], KEY, 0);
+    frame
+}
+
+/// A client frame's header (key `KEY`, last) and its payload, unmasked.
+fn frame_parts(size: usize, text: bool) -> (Vec<u8>, Vec<u8>) {
     let header = FrameHeader {
         fin: true,
         rsv: 0,
@@ -48,16 +57,12 @@ pub fn encode_frame(size: usize, text: bool) -> Vec<u8> {
     };
     let mut h = [0u8; MAX_HEADER_LEN];
     let hlen = header.encode(&mut h);
-    let mut frame = Vec::with_capacity(hlen + size);
-    frame.extend_from_slice(&h[..hlen]);
-    let start = frame.len();
-    if text {
-        frame.extend((0..size).map(|i| b'a' + (i % 26) as u8));
+    let payload = if text {
+        (0..size).map(|i| b'a' + (i % 26) as u8).collect()
     } else {
-        frame.extend((0..size).map(|i| i as u8));
-    }
-    apply_mask(&mut frame[start..], KEY, 0);
-    frame
+        (0..size).map(|i| i as u8).collect()
+    };
+    (h[..hlen].to_vec(), payload)
 }
 
 /// `host:port` from `host:port`, `tcp://host:port/...` or `ws://host:port/...`.
@@ -66,7 +71,10 @@ fn socket_addr(url: &str) -> String {
     rest.split('/').next().unwrap_or(rest).to_owned()
 }
 
-/// Where the bytes written come from.
+/// Where the bytes written come from. Cloned for each connection: clones
+/// share the frames or the payload (as a client's messages share theirs:
+/// the generator sends one payload throughout).
+#[derive(Clone)]
 enum Source {
     /// `depth + 1` copies of the masked frame, so any run of up to `depth`
     /// frames starting anywhere inside a frame is one contiguous slice.
@@ -76,6 +84,7 @@ enum Source {
 }
 
 /// Stages the stream of frames, each masked with its own key.
+#[derive(Clone)]
 struct Masker {
     /// The frame's header, its key bytes last (overwritten per frame).
     header: Vec<u8>,
@@ -88,30 +97,12 @@ struct Masker {
     staged_at: usize,
 }
 
-impl Clone for Masker {
-    fn clone(&self) -> Self {
-        Masker {
-            header: self.header.clone(),
-            payload: self.payload.clone(),
-            key: self.key,
-            stage: BytesMut::new(),
-            staged_at: 0,
-        }
-    }
-}
-
 impl Masker {
-    /// One per connection; clones share the payload (as a client's
-    /// messages share theirs: the generator sends one payload throughout).
     fn new(size: usize, text: bool) -> Self {
-        let mut frame = encode_frame(size, text);
-        let hlen = frame.len() - size;
-        apply_mask(&mut frame[hlen..], KEY, 0);
-        let payload = Bytes::copy_from_slice(&frame[hlen..]);
-        frame.truncate(hlen);
+        let (header, payload) = frame_parts(size, text);
         Masker {
-            header: frame,
-            payload,
+            header,
+            payload: payload.into(),
             key: KEY,
             stage: BytesMut::new(),
             staged_at: 0,
@@ -268,8 +259,11 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let addr = socket_addr(&args.url);
     let frame = encode_frame(args.size, args.text);
     let frame_len = frame.len() as u64;
-    let frames = Bytes::from(frame.repeat(args.depth as usize + 1));
-    let masker = args.raw_mask.then(|| Masker::new(args.size, args.text));
+    let source = if args.raw_mask {
+        Source::Masking(Masker::new(args.size, args.text))
+    } else {
+        Source::Repeated(Bytes::from(frame.repeat(args.depth as usize + 1)))
+    };
 
     let limit = Arc::new(Semaphore::new(args.connect_concurrency as usize));
     let mut connecting = tokio::task::JoinSet::new();
@@ -309,19 +303,13 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let read_size = ((frame_len as usize) * args.depth as usize).clamp(4 << 10, 64 << 10);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, tcp) in conns {
-        let (args, shared, frames) = (args.clone(), shared.clone(), frames.clone());
-        let masker = masker.clone();
+        let (args, shared, source) = (args.clone(), shared.clone(), source.clone());
         tasks.spawn(async move {
             let depth = u64::from(args.depth);
             let quota = args.quota(i);
             let (allowed, owed) = match quota {
                 Some(q) => (q - depth.min(q), depth.min(q)),
                 None => (u64::MAX, depth),
-            };
-            let source = if let Some(m) = masker {
-                Source::Masking(m)
-            } else {
-                Source::Repeated(frames)
             };
             let mut conn = RawConn {
                 tcp,
