@@ -41,7 +41,9 @@ OUT="$ROOT/target/bench-idle"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.err "$OUT"/*.log
 
-ulimit -n "$(ulimit -Hn)"
+HARD=$(ulimit -Hn)
+[ "$HARD" = unlimited ] && HARD=$(cat /proc/sys/fs/nr_open)
+ulimit -n "$HARD"
 LIMIT=$(ulimit -n)
 # Room for the runtime, the listener and the client's own descriptors.
 PER=$(( LIMIT - 1000 ))
