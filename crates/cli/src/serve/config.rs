@@ -33,6 +33,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub print_config: bool,
 
+    /// Check the configuration (the file, flags, TLS certificates) as
+    /// starting would, print a one-line summary and exit: status 0 if the
+    /// server would start with it, 1 with the error otherwise. Binds nothing.
+    #[arg(long, conflicts_with = "print_config")]
+    pub check_config: bool,
+
     /// Address to listen on (replaces the file's listeners); port 0 picks a
     /// free port, printed as `listening on http://ADDR`.
     #[arg(long, env = "TETHER_LISTEN")]

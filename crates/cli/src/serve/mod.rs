@@ -63,17 +63,16 @@ pub struct State {
 
 /// Run the server until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let raw = match &args.config {
-        Some(path) => RawConfig::from_file(path)?,
-        None => RawConfig::builtin(args.publish_token.clone().unwrap_or_else(random_token)),
-    }
-    .with_args(&args);
+    let raw = load_raw(&args)?;
     if args.print_config {
         print!("{}", raw.to_toml());
         return Ok(());
     }
-    let config =
-        ServerConfig::from_raw(&raw).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let (config, acceptors) = prepare(&raw)?;
+    if args.check_config {
+        println!("{}", summary(&config));
+        return Ok(());
+    }
     let limits = &config.limits;
     let mut ws_config = WebSocketConfig::default();
     ws_config.protocol.max_message_size = limits.max_message_size;
@@ -109,11 +108,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     // Bind everything before announcing anything.
     let mut bound = Vec::new();
-    for (i, l) in state.config.listeners.iter().enumerate() {
-        let acceptor = match &l.tls {
-            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
-            None => None,
-        };
+    for ((i, l), acceptor) in state.config.listeners.iter().enumerate().zip(acceptors) {
         let listener = TcpListener::bind(l.addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", l.addr))?;
@@ -164,6 +159,51 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         info!("all connections closed");
     }
     Ok(())
+}
+
+/// Read the configuration the flags point at (or the built-in one), with
+/// the flags applied: what `--print-config` prints.
+fn load_raw(args: &ServeArgs) -> anyhow::Result<RawConfig> {
+    Ok(match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::builtin(args.publish_token.clone().unwrap_or_else(random_token)),
+    }
+    .with_args(args))
+}
+
+/// Validate an effective configuration and load what it refers to (TLS
+/// certificates), as starting needs: what `--check-config` checks.
+fn prepare(
+    raw: &RawConfig,
+) -> anyhow::Result<(ServerConfig, Vec<Option<tokio_rustls::TlsAcceptor>>)> {
+    let config =
+        ServerConfig::from_raw(raw).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let acceptors = config
+        .listeners
+        .iter()
+        .map(|l| match &l.tls {
+            Some((cert, key)) => tls::acceptor(cert, key).map(Some),
+            None => Ok(None),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((config, acceptors))
+}
+
+/// One line describing a valid configuration (`--check-config`).
+fn summary(config: &ServerConfig) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let listeners: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|l| format!("{}{}", l.addr, if l.tls.is_some() { " (TLS)" } else { "" }))
+        .collect();
+    format!(
+        "configuration OK: {} ({}), {}, {}",
+        plural(listeners.len(), "listener"),
+        listeners.join(", "),
+        plural(config.route_count, "route"),
+        plural(config.vhosts.len(), "virtual host"),
+    )
 }
 
 fn announce(
