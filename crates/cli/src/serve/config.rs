@@ -16,10 +16,12 @@
 //! page at `/`, `/echo`, chat rooms at `/chat/{room}` and a pub/sub endpoint
 //! at `/pubsub` that a simulated stock ticker publishes into.
 
+use super::auth::{ClaimRules, JwtVerifier, KeySource};
 use crate::size::parse_size;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Options of `tether serve` that can also come from flags and env vars.
@@ -229,6 +231,26 @@ pub struct RawRoute {
     pub auth: Option<RawAuth>,
 }
 
+/// A string or a list of strings.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
 /// `auth = { ... }` of a route.
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
@@ -240,6 +262,27 @@ pub struct RawAuth {
     /// from the `subscribe` / `publish` claims).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
+    /// PEM file with the public key of RS256/ES256/EdDSA JWTs (instead of
+    /// `jwt_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// JWKS file whose keys verify JWTs, chosen by the token's `kid`
+    /// (instead of `jwt_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<PathBuf>,
+    /// Required JWT `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Accepted JWT `aud` values (the token's must include one); without
+    /// it, `aud` is not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<OneOrMany>,
+    /// Clock skew tolerated on `exp`, `nbf`, `iat` (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leeway: Option<DurationValue>,
+    /// Longest JWT lifetime (`exp - iat`) accepted; tokens then need `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<DurationValue>,
     /// Also read the token from this cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cookie: Option<String>,
@@ -518,8 +561,8 @@ pub enum OriginRule {
 pub struct AuthConfig {
     /// Opaque tokens.
     pub tokens: Vec<String>,
-    /// HS256 secret.
-    pub jwt_secret: Option<String>,
+    /// JWT keys (loaded from their files) and claim rules.
+    pub jwt: Option<Arc<JwtVerifier>>,
     /// Cookie name.
     pub cookie: Option<String>,
     /// Query parameter name.
@@ -586,23 +629,26 @@ impl PathPattern {
 }
 
 fn parse_duration(v: &DurationValue, key: &str) -> Result<Duration, String> {
+    duration_at(v, &format!("limits.{key}"))
+}
+
+/// A duration; errors name `key` (the full key, e.g. `route[0] auth.leeway`).
+fn duration_at(v: &DurationValue, key: &str) -> Result<Duration, String> {
     match v {
         DurationValue::Secs(s) => Ok(Duration::from_secs(*s)),
         DurationValue::Text(t) => {
             let t = t.trim();
             let end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
             let (n, unit) = t.split_at(end);
-            let n: u64 = n.parse().map_err(|_| {
-                format!("`limits.{key}`: `{t}` is not a duration (try 500ms, 10s, 2m)")
-            })?;
+            let n: u64 = n
+                .parse()
+                .map_err(|_| format!("`{key}`: `{t}` is not a duration (try 500ms, 10s, 2m)"))?;
             match unit.trim() {
                 "ms" => Ok(Duration::from_millis(n)),
                 "" | "s" => Ok(Duration::from_secs(n)),
                 "m" => Ok(Duration::from_secs(n * 60)),
                 "h" => Ok(Duration::from_secs(n * 3600)),
-                u => Err(format!(
-                    "`limits.{key}`: unknown unit `{u}` (use ms, s, m or h)"
-                )),
+                u => Err(format!("`{key}`: unknown unit `{u}` (use ms, s, m or h)")),
             }
         }
     }
@@ -835,15 +881,18 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
     let auth = match &r.auth {
         None => None,
         Some(a) => {
-            if a.tokens.is_empty() && a.jwt_secret.is_none() {
-                return Err("`auth` needs `tokens` or `jwt_secret`".into());
+            let jwt = validate_jwt(a)?;
+            if a.tokens.is_empty() && jwt.is_none() {
+                return Err(
+                    "`auth` needs `tokens`, `jwt_secret`, `jwt_public_key` or `jwks`".into(),
+                );
             }
             if a.tokens.iter().any(|t| t.is_empty()) {
                 return Err("`auth.tokens` contains an empty token".into());
             }
             Some(AuthConfig {
                 tokens: a.tokens.clone(),
-                jwt_secret: a.jwt_secret.clone(),
+                jwt: jwt.map(Arc::new),
                 cookie: a.cookie.clone(),
                 query_param: a
                     .query_param
@@ -868,6 +917,64 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
         origins,
         auth,
     })
+}
+
+/// The JWT settings of a route's `auth`: one key source (files read here,
+/// so a reload re-reads them) and the claim rules.
+fn validate_jwt(a: &RawAuth) -> Result<Option<JwtVerifier>, String> {
+    let sources = [
+        a.jwt_secret.as_deref().map(KeySource::Secret),
+        a.jwt_public_key.as_deref().map(KeySource::PemFile),
+        a.jwks.as_deref().map(KeySource::JwksFile),
+    ];
+    let mut sources = sources.into_iter().flatten();
+    let Some(source) = sources.next() else {
+        let jwt_only = a.issuer.is_some()
+            || a.audience.is_some()
+            || a.leeway.is_some()
+            || a.max_lifetime.is_some();
+        if jwt_only {
+            return Err(
+                "`auth.issuer`/`audience`/`leeway`/`max_lifetime` need a JWT key: \
+                 `jwt_secret`, `jwt_public_key` or `jwks`"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    };
+    if sources.next().is_some() {
+        return Err("`auth`: set only one of `jwt_secret`, `jwt_public_key`, `jwks`".into());
+    }
+    let key = match &source {
+        KeySource::Secret("") => return Err("`auth.jwt_secret` is empty".into()),
+        KeySource::Secret(_) => "auth.jwt_secret",
+        KeySource::PemFile(_) => "auth.jwt_public_key",
+        KeySource::JwksFile(_) => "auth.jwks",
+    };
+    let leeway = match &a.leeway {
+        Some(v) => duration_at(v, "auth.leeway")?.as_secs(),
+        None => 30,
+    };
+    let max_lifetime = match &a.max_lifetime {
+        Some(v) => Some(duration_at(v, "auth.max_lifetime")?.as_secs()),
+        None => None,
+    };
+    let audience = a.audience.as_ref().map(OneOrMany::to_vec);
+    if matches!(&audience, Some(v) if v.is_empty() || v.iter().any(String::is_empty)) {
+        return Err("`auth.audience` is empty".into());
+    }
+    if matches!(&a.issuer, Some(i) if i.is_empty()) {
+        return Err("`auth.issuer` is empty".into());
+    }
+    let rules = ClaimRules {
+        leeway,
+        max_lifetime,
+        issuer: a.issuer.clone(),
+        audience,
+    };
+    JwtVerifier::load(source, rules)
+        .map(Some)
+        .map_err(|e| format!("`{key}`: {e}"))
 }
 
 #[cfg(test)]
@@ -921,6 +1028,29 @@ mod tests {
         let e =
             effective("[[route]]\npath = \"/e\"\nkind = \"echo\"\ndir = \"/tmp\"\n").unwrap_err();
         assert!(e.contains("route[0] (/e)") && e.contains("`dir`"), "{e}");
+    }
+
+    #[test]
+    fn jwt_key_errors_name_the_key_and_file() {
+        let route = |auth: &str| {
+            format!("[[route]]\npath = \"/k\"\nkind = \"echo\"\nauth = {{ {auth} }}\n")
+        };
+        let e = effective(&route("jwks = \"/nonexistent/keys.json\"")).unwrap_err();
+        assert!(
+            e.contains("route[0] (/k): `auth.jwks`: cannot read /nonexistent/keys.json"),
+            "{e}"
+        );
+        let e = effective(&route("jwt_secret = \"a\", jwks = \"k.json\"")).unwrap_err();
+        assert!(e.contains("only one of"), "{e}");
+        let e = effective(&route("tokens = [\"t\"], issuer = \"x\"")).unwrap_err();
+        assert!(e.contains("need a JWT key"), "{e}");
+        let e = effective(&route("jwt_secret = \"a\", leeway = \"soon\"")).unwrap_err();
+        assert!(e.contains("`auth.leeway`"), "{e}");
+        let cfg = effective(&route(
+            "jwt_secret = \"a\", audience = \"api\", max_lifetime = \"1h\"",
+        ))
+        .unwrap();
+        assert!(cfg.routes[0].auth.as_ref().unwrap().jwt.is_some());
     }
 
     #[test]

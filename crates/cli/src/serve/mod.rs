@@ -16,6 +16,7 @@
 //! Shutdown (SIGINT/SIGTERM): stop accepting, close every WebSocket with
 //! 1001, wait at most `limits.shutdown_timeout`.
 
+mod auth;
 pub mod config;
 mod echo;
 mod exec;
@@ -31,10 +32,11 @@ mod tls;
 
 pub use config::ServeArgs;
 
+use auth::AuthError;
 use config::{HostRule, ListenerConfig, RawConfig, Route, RouteKind, ServerConfig};
 use hub::Hub;
 use metrics::Metrics;
-use policy::{AuthError, ConnLimiter, Grants, LimitError};
+use policy::{ConnLimiter, Grants, LimitError};
 use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -504,15 +506,23 @@ async fn open_websocket<'a>(
     let grants = match &route.auth {
         None => Grants::all(),
         Some(auth) => {
-            let token = policy::find_token(auth, incoming.request());
-            match policy::check_token(auth, token.as_deref()) {
+            let token = auth::find_token(auth, incoming.request());
+            match auth::check_token(auth, token.as_deref()) {
                 Ok(g) => g,
                 Err(e) => {
-                    let why = match e {
-                        AuthError::Missing => "authentication required\n".to_owned(),
-                        AuthError::Invalid(w) => format!("invalid token: {w}\n"),
+                    // The client learns only that its token failed; why is
+                    // for the operator (an attacker would use it to probe).
+                    let body = match e {
+                        AuthError::Missing => {
+                            info!(%peer, %path, "no token (Authorization: Bearer, cookie or `{}` query parameter)", auth.query_param);
+                            "authentication required\n"
+                        }
+                        AuthError::Invalid(why) => {
+                            info!(%peer, %path, "token refused: {}", why.escape_debug());
+                            "invalid token\n"
+                        }
                     };
-                    let r = reject("auth", Reject::unauthorized(why));
+                    let r = reject("auth", Reject::unauthorized(body));
                     let _ = Box::pin(incoming.reject(r)).await;
                     return None;
                 }

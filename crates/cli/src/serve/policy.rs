@@ -10,13 +10,13 @@
 //!   another origin must not be let in. Default: the `Origin` must be the
 //!   origin the request was sent to (its `Host`); requests without `Origin`
 //!   (non-browser clients) are allowed. Refused with `403`.
-//! * **Auth**: a bearer token (header, cookie or query parameter), either one
-//!   of the configured opaque tokens or an HS256 JWT; refused with `401`.
+//! * **Auth** ([`super::auth`]): a bearer token (header, cookie or query
+//!   parameter), either one of the configured opaque tokens or a JWT;
+//!   refused with `401`.
 //! * **Limits**: total and per-IP WebSocket connection counts; refused with
 //!   `503` / `429`.
 
-use super::config::{AuthConfig, HostRule, OriginRule};
-use serde::Deserialize;
+use super::config::{HostRule, OriginRule};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -121,55 +121,6 @@ fn allowed(list: &Option<Vec<String>>, channel: &str) -> bool {
     }
 }
 
-#[derive(Deserialize)]
-struct Claims {
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    subscribe: Vec<String>,
-    #[serde(default)]
-    publish: Vec<String>,
-}
-
-/// Why authentication failed.
-#[derive(Debug, PartialEq, Eq)]
-pub enum AuthError {
-    /// No token anywhere.
-    Missing,
-    /// A token that is not accepted.
-    Invalid(String),
-}
-
-/// Find the token in the request: `Authorization: Bearer`, the cookie, or
-/// the query parameter.
-pub fn find_token(auth: &AuthConfig, req: &http::Request<()>) -> Option<String> {
-    let headers = req.headers();
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Some((scheme, tok)) = v.trim().split_once(' ') {
-            if scheme.eq_ignore_ascii_case("bearer") {
-                return Some(tok.trim().to_owned());
-            }
-        }
-    }
-    if let Some(name) = &auth.cookie {
-        for v in headers.get_all(http::header::COOKIE) {
-            let Ok(v) = v.to_str() else { continue };
-            for pair in v.split(';') {
-                if let Some((k, val)) = pair.trim().split_once('=') {
-                    if k == name {
-                        return Some(val.to_owned());
-                    }
-                }
-            }
-        }
-    }
-    let query = req.uri().query()?;
-    query_param(query, &auth.query_param)
-}
-
 /// The (percent-decoded) value of a query parameter.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
@@ -203,30 +154,6 @@ pub fn percent_decode(s: &str) -> String {
 
 fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Check a token: one of the opaque tokens (full access) or a valid JWT.
-pub fn check_token(auth: &AuthConfig, token: Option<&str>) -> Result<Grants, AuthError> {
-    let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
-    if auth
-        .tokens
-        .iter()
-        .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-    {
-        return Ok(Grants::all());
-    }
-    let Some(secret) = &auth.jwt_secret else {
-        return Err(AuthError::Invalid("unknown token".into()));
-    };
-    let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
-    let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-        .map_err(|e| AuthError::Invalid(format!("JWT: {e}")))?;
-    Ok(Grants {
-        subscribe: Some(data.claims.subscribe),
-        publish: Some(data.claims.publish),
-        subject: data.claims.sub,
-    })
 }
 
 /// Compare secrets without an early exit on the first different byte.
@@ -379,37 +306,6 @@ mod tests {
         assert!(g.may_subscribe("chat"));
         assert!(!g.may_subscribe("chat2"));
         assert!(!g.may_publish("chat"));
-    }
-
-    #[test]
-    fn jwt_grants_come_from_claims() {
-        let auth = AuthConfig {
-            tokens: vec!["opaque".into()],
-            jwt_secret: Some("s3cret".into()),
-            cookie: None,
-            query_param: "access_token".into(),
-        };
-        let claims = serde_json::json!({"sub": "ann", "exp": 4_000_000_000u64, "subscribe": ["a"], "publish": []});
-        let tok = jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(b"s3cret"),
-        )
-        .unwrap();
-        let g = check_token(&auth, Some(&tok)).unwrap();
-        assert!(g.may_subscribe("a") && !g.may_subscribe("b") && !g.may_publish("a"));
-        assert!(check_token(&auth, Some("opaque")).unwrap().may_publish("x"));
-        assert_eq!(check_token(&auth, None).unwrap_err(), AuthError::Missing);
-        let forged = jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(b"other"),
-        )
-        .unwrap();
-        assert!(matches!(
-            check_token(&auth, Some(&forged)),
-            Err(AuthError::Invalid(_))
-        ));
     }
 
     #[test]
