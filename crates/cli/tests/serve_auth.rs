@@ -215,3 +215,42 @@ fn eddsa_and_es256_keys_from_a_jwks_are_chosen_by_kid() {
     );
     assert_eq!(try_token(&server, "/k", &sign(eddsa, None, &ed_key)).0, 401);
 }
+
+#[test]
+fn cookie_auth_open_to_every_origin_is_warned_about_at_startup() {
+    let server = Server::with_config(
+        "[[route]]\npath = \"/c\"\nkind = \"echo\"\norigins = [\"*\"]\nauth = { tokens = [\"t\"], cookie = \"session\" }\n\
+         [[route]]\npath = \"/h\"\nkind = \"echo\"\norigins = [\"*\"]\nauth = { tokens = [\"t\"] }\n",
+    );
+    assert!(serve_support::eventually(
+        std::time::Duration::from_secs(5),
+        || server.log().contains("route[0] (/c)")
+    ));
+    let log = server.log();
+    assert!(log.contains("cross-site WebSocket hijacking"), "{log}");
+    assert!(!log.contains("route[1] (/h)"), "{log}");
+}
+
+#[test]
+fn the_demo_publish_token_is_not_written_to_the_log() {
+    let server = Server::with_args(&["--publish-token", "known-secret-4711"]);
+    assert!(serve_support::eventually(
+        std::time::Duration::from_secs(5),
+        || server.log().contains("/api/publish")
+    ));
+    let log = server.log();
+    assert!(!log.contains("known-secret-4711"), "{log}");
+    // A random one is not logged either (stdout is not a terminal here):
+    // the log says how to choose one instead.
+    let server = Server::with_args(&[]);
+    assert!(serve_support::eventually(
+        std::time::Duration::from_secs(5),
+        || server.log().contains("TETHER_PUBLISH_TOKEN")
+    ));
+    let log = server.log();
+    assert!(
+        !log.split(|c: char| !c.is_ascii_hexdigit())
+            .any(|w| w.len() == 32),
+        "{log}"
+    );
+}

@@ -77,7 +77,8 @@ pub struct ServeArgs {
     pub no_deflate: bool,
 
     /// Bearer token for `POST /api/publish` of the built-in pub/sub route
-    /// (without a config file). If unset, a random one is made and logged.
+    /// (without a config file). If unset, a random one is made (shown on
+    /// stdout when that is a terminal, never logged).
     #[arg(long, env = "TETHER_PUBLISH_TOKEN")]
     pub publish_token: Option<String>,
 }
@@ -480,6 +481,8 @@ pub struct VHost {
 pub struct Route {
     /// Index into per-route state (metrics, hubs).
     pub id: usize,
+    /// Where it is configured, for messages: `route[2] (/chat/{room})`.
+    pub name: String,
     /// The path as configured (metrics label).
     pub path: String,
     /// Parsed path.
@@ -769,6 +772,7 @@ fn validate_routes(
         let route = validate_route(r).map_err(|e| format!("{at}: {e}"))?;
         routes.push(Route {
             id: *next_id,
+            name: at,
             ..route
         });
         *next_id += 1;
@@ -910,6 +914,7 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
     }
     Ok(Route {
         id: 0,
+        name: String::new(),
         path: r.path.clone(),
         pattern,
         kind,

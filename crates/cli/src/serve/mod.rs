@@ -33,12 +33,12 @@ mod tls;
 pub use config::ServeArgs;
 
 use auth::AuthError;
-use config::{HostRule, ListenerConfig, RawConfig, Route, RouteKind, ServerConfig};
+use config::{HostRule, ListenerConfig, OriginRule, RawConfig, Route, RouteKind, ServerConfig};
 use hub::Hub;
 use metrics::Metrics;
 use policy::{ConnLimiter, Grants, LimitError};
 use std::future::Future;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -126,6 +126,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tokio::spawn(pubsub::demo_ticker(hub, ch.clone()));
         }
     }
+    warn_risky_routes(&state.config);
     let mut tasks = Vec::new();
     for (i, listener, acceptor) in bound {
         let addr = listener.local_addr()?;
@@ -135,6 +136,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             acceptor.is_some(),
             &state.config,
             args.config.is_none(),
+            args.publish_token.is_none(),
             &raw,
         );
         tasks.push(tokio::spawn(accept_loop(
@@ -208,12 +210,24 @@ fn summary(config: &ServerConfig) -> String {
     )
 }
 
+/// Warn about routes whose settings together defeat their purpose.
+fn warn_risky_routes(config: &ServerConfig) {
+    for r in config.all_routes() {
+        let cookie = r.auth.as_ref().is_some_and(|a| a.cookie.is_some());
+        if cookie && r.origins == OriginRule::Any {
+            warn!("{}: cookie auth with origins = [\"*\"]: a page on any site can open this WebSocket with a visitor's cookie (cross-site WebSocket hijacking); list the allowed `origins`, or drop `auth.cookie`", r.name);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn announce(
     l: &ListenerConfig,
     addr: SocketAddr,
     tls: bool,
     config: &ServerConfig,
     builtin: bool,
+    random_token: bool,
     raw: &RawConfig,
 ) {
     let scheme = if tls { "https" } else { "http" };
@@ -224,9 +238,7 @@ fn announce(
     info!("tether serve listening on {scheme}://{addr}");
     if builtin {
         info!("demo page: {scheme}://{addr}/   echo: {ws}://{addr}/echo   chat: {ws}://{addr}/chat/ROOM   pub/sub: {ws}://{addr}/pubsub");
-        if let Some(tok) = raw.route.iter().find_map(|r| r.publish_token.as_deref()) {
-            info!("publish: curl -H 'Authorization: Bearer {tok}' -d '{{\"channel\":\"news\",\"data\":\"hi\"}}' {scheme}://{addr}/api/publish");
-        }
+        announce_publish_token(raw, random_token, &format!("{scheme}://{addr}/api/publish"));
     } else {
         for r in config.all_routes() {
             info!(route = %r.path, kind = r.kind.name(), "route");
@@ -234,6 +246,24 @@ fn announce(
     }
     if l.hosts == HostRule::Any {
         warn!("{addr}: no allowed host names configured: any Host header is accepted (set `allowed_hosts` to defend against DNS rebinding)");
+    }
+}
+
+/// How to publish into the demo. The token is a secret and never goes to
+/// the log: a random one is shown once on stdout when that is a terminal
+/// (someone is watching), else the log says how to choose one.
+fn announce_publish_token(raw: &RawConfig, random: bool, url: &str) {
+    let Some(tok) = raw.route.iter().find_map(|r| r.publish_token.as_deref()) else {
+        return;
+    };
+    let body = r#"-d '{"channel":"news","data":"hi"}'"#;
+    if !random {
+        info!("publish: curl -H \"Authorization: Bearer $TETHER_PUBLISH_TOKEN\" {body} {url} (the token set with --publish-token or TETHER_PUBLISH_TOKEN)");
+    } else if std::io::stdout().is_terminal() {
+        println!("publish: curl -H 'Authorization: Bearer {tok}' {body} {url}");
+        let _ = std::io::stdout().flush();
+    } else {
+        info!("publish: POST {url} needs a bearer token; a random one was generated and is not logged: set one with --publish-token or TETHER_PUBLISH_TOKEN");
     }
 }
 
