@@ -106,3 +106,131 @@ fn check_config_fails_on_every_kind_of_problem() {
         assert!(!out.contains("configuration OK"), "{out}");
     }
 }
+
+/// The samples of a Prometheus text exposition: series (name and labels as
+/// written) to value.
+fn samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+fn body(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+#[tokio::test]
+async fn metrics_have_help_process_build_info_and_handshake_latency() {
+    let server = Server::with_args(&[]);
+    let (_ws, _) = tether::ClientBuilder::new(server.ws_url("/echo"))
+        .connect()
+        .await
+        .unwrap();
+    // Counted just after the 101 is written, so possibly after the client
+    // has read it.
+    assert!(serve_support::eventually(
+        std::time::Duration::from_secs(10),
+        || server.metric("tether_handshake_duration_seconds_count") == 1
+    ));
+    let resp = server.get("/metrics");
+    assert_eq!(status_of(&resp), 200);
+    let text = body(&resp);
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split(' ').nth(2).unwrap();
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}:\n{text}"
+        );
+    }
+    let s = samples(text);
+    let get = |k: &str| *s.get(k).unwrap_or_else(|| panic!("no {k}:\n{text}"));
+    assert_eq!(get("tether_handshake_duration_seconds_count"), 1.0);
+    assert_eq!(
+        get("tether_handshake_duration_seconds_bucket{le=\"+Inf\"}"),
+        1.0
+    );
+    let sum = get("tether_handshake_duration_seconds_sum");
+    assert!(sum > 0.0 && sum < 10.0, "{sum}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        get(&format!("tether_build_info{{version=\"{version}\"}}")),
+        1.0
+    );
+    assert!(get("process_resident_memory_bytes") > 1e6);
+    assert!(get("process_open_fds") >= 4.0);
+    assert!(get("process_max_fds") >= get("process_open_fds"));
+    assert!(get("process_cpu_seconds_total") >= 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let start = get("process_start_time_seconds");
+    assert!(
+        start <= now + 1.0 && start > now - 600.0,
+        "{start} vs {now}"
+    );
+}
+
+#[test]
+fn admin_listener_serves_metrics_and_health_and_the_public_one_does_not() {
+    let server = Server::with_config(
+        "[admin]\naddr = \"127.0.0.1:0\"\n[[route]]\npath = \"/echo\"\nkind = \"echo\"\n",
+    );
+    let admin: std::net::SocketAddr = server
+        .stdout_line("admin listening on http://")
+        .parse()
+        .unwrap();
+    assert_ne!(admin, server.addr);
+    let metrics = serve_support::get_from(admin, "/metrics", "");
+    assert_eq!(status_of(&metrics), 200, "{metrics}");
+    assert!(body(&metrics).contains("tether_connections_open 0"));
+    assert_eq!(
+        status_of(&serve_support::get_from(admin, "/healthz", "")),
+        200
+    );
+    assert_eq!(status_of(&serve_support::get_from(admin, "/echo", "")), 404);
+    // The public port no longer answers them.
+    assert_eq!(status_of(&server.get("/metrics")), 404);
+    assert_eq!(status_of(&server.get("/healthz")), 404);
+    // The admin listener checks Host like a loopback listener.
+    let evil = server_raw(
+        admin,
+        "GET /metrics HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&evil), 421, "{evil}");
+}
+
+fn server_raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn metrics_token_guards_metrics_but_not_health() {
+    let server = Server::with_config(
+        "[admin]\nmetrics_token = \"sekrit\"\n[[route]]\npath = \"/echo\"\nkind = \"echo\"\n",
+    );
+    let none = server.get("/metrics");
+    assert_eq!(status_of(&none), 401, "{none}");
+    assert!(none
+        .to_ascii_lowercase()
+        .contains("www-authenticate: bearer"));
+    assert!(!none.contains("tether_connections_open"));
+    let wrong = serve_support::get_from(server.addr, "/metrics", "Authorization: Bearer nope\r\n");
+    assert_eq!(status_of(&wrong), 401);
+    let right =
+        serve_support::get_from(server.addr, "/metrics", "Authorization: Bearer sekrit\r\n");
+    assert_eq!(status_of(&right), 200, "{right}");
+    assert!(body(&right).contains("tether_connections_open 0"));
+    assert_eq!(status_of(&server.get("/healthz")), 200);
+}

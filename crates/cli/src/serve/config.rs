@@ -119,6 +119,22 @@ pub struct RawConfig {
     /// `[[vhost]]` tables: routes for requests whose `Host` matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vhost: Vec<RawVhost>,
+    /// `[admin]`: where `/metrics` and `/healthz` are served, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<RawAdmin>,
+}
+
+/// `[admin]`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `IP:PORT` of a separate plain-HTTP listener for `/metrics` and
+    /// `/healthz`, which the `[[listen]]` ports then no longer answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// Bearer token that `/metrics` requires (wherever it is served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
 }
 
 /// `[[listen]]`.
@@ -319,6 +335,7 @@ impl RawConfig {
                 },
             ],
             vhost: Vec::new(),
+            admin: None,
         }
     }
 
@@ -416,6 +433,21 @@ pub struct ServerConfig {
     pub vhosts: Vec<VHost>,
     /// Number of routes in all (route ids are `0..route_count`).
     pub route_count: usize,
+    /// `/metrics` and `/healthz`.
+    pub admin: AdminConfig,
+}
+
+/// Where and how `/metrics` and `/healthz` are served.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// A separate listener for them (else the `[[listen]]` ports answer
+    /// them).
+    pub addr: Option<SocketAddr>,
+    /// `Host` names its listener answers (loopback names on a loopback
+    /// address, else any).
+    pub hosts: HostRule,
+    /// Bearer token `/metrics` requires.
+    pub metrics_token: Option<String>,
 }
 
 /// One listening socket.
@@ -430,9 +462,10 @@ pub struct ListenerConfig {
 }
 
 /// The DNS-rebinding defence of a listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum HostRule {
     /// `localhost`, `127.0.0.1`, `[::1]` (any port).
+    #[default]
     Loopback,
     /// These names (any port), lowercase.
     Names(Vec<String>),
@@ -736,12 +769,14 @@ impl ServerConfig {
         if listeners.is_empty() {
             return Err("no `[[listen]]` address".into());
         }
+        let admin = validate_admin(raw.admin.as_ref(), &listeners)?;
         Ok(ServerConfig {
             listeners,
             limits,
             routes,
             vhosts,
             route_count: next_id,
+            admin,
         })
     }
 
@@ -759,6 +794,44 @@ impl ServerConfig {
             .iter()
             .chain(self.vhosts.iter().flat_map(|v| v.routes.iter()))
     }
+}
+
+fn validate_admin(
+    raw: Option<&RawAdmin>,
+    listeners: &[ListenerConfig],
+) -> Result<AdminConfig, String> {
+    let Some(raw) = raw else {
+        return Ok(AdminConfig::default());
+    };
+    let addr = match &raw.addr {
+        None => None,
+        Some(a) => {
+            let addr: SocketAddr = a
+                .parse()
+                .map_err(|_| format!("`admin.addr`: `{a}` is not IP:PORT (e.g. 127.0.0.1:9090)"))?;
+            if let Some(i) = listeners
+                .iter()
+                .position(|l| l.addr == addr && addr.port() != 0)
+            {
+                return Err(format!(
+                    "`admin.addr` {addr} is also `listen[{i}].addr`: give the admin listener its own port"
+                ));
+            }
+            Some(addr)
+        }
+    };
+    if matches!(&raw.metrics_token, Some(t) if t.is_empty()) {
+        return Err("`admin.metrics_token` is empty (leave it out for no token)".into());
+    }
+    let hosts = match addr {
+        Some(a) if !a.ip().is_loopback() => HostRule::Any,
+        _ => HostRule::Loopback,
+    };
+    Ok(AdminConfig {
+        addr,
+        hosts,
+        metrics_token: raw.metrics_token.clone(),
+    })
 }
 
 fn validate_routes(
@@ -1076,6 +1149,24 @@ mod tests {
         );
         assert_eq!(cfg.routes_for("a.example").len(), 1);
         assert_eq!(cfg.routes_for("b.example").len(), 0);
+    }
+
+    #[test]
+    fn admin_settings_are_checked() {
+        let cfg = effective("[admin]\naddr = \"127.0.0.1:9090\"\nmetrics_token = \"t\"\n").unwrap();
+        assert_eq!(cfg.admin.addr, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(cfg.admin.hosts, HostRule::Loopback);
+        assert_eq!(cfg.admin.metrics_token.as_deref(), Some("t"));
+        let public = effective("[admin]\naddr = \"0.0.0.0:9090\"\n").unwrap();
+        assert_eq!(public.admin.hosts, HostRule::Any);
+        let e = effective("[admin]\naddr = \"9090\"\n").unwrap_err();
+        assert!(e.contains("`admin.addr`"), "{e}");
+        let e = effective("[admin]\naddr = \"127.0.0.1:8080\"\n").unwrap_err();
+        assert!(e.contains("listen[0].addr"), "{e}");
+        let e = effective("[admin]\nmetrics_token = \"\"\n").unwrap_err();
+        assert!(e.contains("admin.metrics_token"), "{e}");
+        let e = effective("[admin]\nport = 1\n").unwrap_err();
+        assert!(e.contains("port"), "{e}");
     }
 
     #[test]

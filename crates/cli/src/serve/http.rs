@@ -1,5 +1,6 @@
 //! Plain HTTP on the WebSocket port: the demo page, static files,
-//! `/healthz`, `/metrics` and the pub/sub publish endpoint.
+//! `/healthz` and `/metrics` (see [`super::admin`]) and the pub/sub publish
+//! endpoint.
 //!
 //! Deliberately small: HTTP/1.1 with keep-alive, `GET`/`HEAD` for pages
 //! (`405` otherwise), request bodies only with `Content-Length` (bounded by
@@ -42,6 +43,20 @@ impl Response {
             headers: vec![("content-type", "text/plain; charset=utf-8".into())],
             body: Body::Bytes(body.into().into_bytes()),
         }
+    }
+
+    /// A response with this `Content-Type`.
+    pub fn typed(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type", content_type.into())],
+            body: Body::Bytes(body),
+        }
+    }
+
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     /// A JSON response.
@@ -170,7 +185,10 @@ pub async fn serve(
             // A body we will not read would be taken for the next request.
             keep_alive = false;
         }
-        page(state, path, method, routes).await
+        match super::admin::answer_public(state, &req) {
+            Some(r) => r,
+            None => page(path, method, routes).await,
+        }
     };
     let ok = write_response(io, resp, keep_alive, head_only)
         .await
@@ -249,30 +267,12 @@ fn publish_request(state: &State, route: &Route, req: &http::Request<()>, body: 
     Response::json(StatusCode::OK, &serde_json::json!({"delivered": delivered}))
 }
 
-async fn page(state: &State, path: &str, method: &Method, routes: &[Route]) -> Response {
+async fn page(path: &str, method: &Method, routes: &[Route]) -> Response {
     let get = method == Method::GET || method == Method::HEAD;
     let not_allowed = || {
         Response::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             .header("allow", "GET, HEAD")
     };
-    match path {
-        "/healthz" => {
-            return if get {
-                Response::text(StatusCode::OK, "ok\n")
-            } else {
-                not_allowed()
-            };
-        }
-        "/metrics" => {
-            return if get {
-                Response::text(StatusCode::OK, state.metrics.render())
-                    .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-            } else {
-                not_allowed()
-            };
-        }
-        _ => {}
-    }
     let pages = routes.iter().filter(|r| !r.kind.is_websocket());
     for r in pages.chain(routes.iter().filter(|r| r.kind.is_websocket())) {
         let Some((_, rest)) = r.pattern.matches(path) else {

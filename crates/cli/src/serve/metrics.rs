@@ -10,7 +10,8 @@
 //! (measured: 4 such updates per batch cost `tether serve` 4-5% of its echo
 //! throughput against the library alone), so each route keeps [`SHARDS`]
 //! cache-line-sized sets, a thread always updates the same one, and
-//! `/metrics` adds them up.
+//! `/metrics` adds them up. The handshake-latency histogram is sharded the
+//! same way. Process metrics come from [`super::procfs`] at render time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -43,6 +44,65 @@ fn shard() -> usize {
         static INDEX: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
     }
     INDEX.try_with(|i| *i).unwrap_or(0)
+}
+
+/// Upper bounds (seconds) of the handshake-latency buckets.
+pub const HANDSHAKE_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// One thread's share of a histogram: a count per bucket (not cumulative;
+/// the last one is `+Inf`) and the sum in microseconds.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct HistogramShard {
+    counts: [AtomicU64; HANDSHAKE_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+/// A latency histogram with the fixed [`HANDSHAKE_BUCKETS`], updated with
+/// two relaxed atomic adds on this thread's shard.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    shards: [HistogramShard; SHARDS],
+}
+
+impl Histogram {
+    /// Count one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let bucket = HANDSHAKE_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(HANDSHAKE_BUCKETS.len());
+        let s = &self.shards[shard()];
+        s.counts[bucket].fetch_add(1, Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        s.sum_micros.fetch_add(micros, Relaxed);
+    }
+
+    /// Write the `_bucket` (cumulative), `_sum` and `_count` lines.
+    fn render(&self, out: &mut String, name: &str) {
+        let mut counts = [0u64; HANDSHAKE_BUCKETS.len() + 1];
+        let mut sum = 0u64;
+        for s in &self.shards {
+            for (c, a) in counts.iter_mut().zip(&s.counts) {
+                *c += a.load(Relaxed);
+            }
+            sum += s.sum_micros.load(Relaxed);
+        }
+        let mut cumulative = 0;
+        for (i, c) in counts.iter().enumerate() {
+            cumulative += c;
+            match HANDSHAKE_BUCKETS.get(i) {
+                Some(le) => writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}"),
+                None => writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}"),
+            }
+            .ok();
+        }
+        let _ = writeln!(out, "{name}_sum {}", sum as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
 }
 
 /// Per-route counters.
@@ -92,6 +152,8 @@ pub struct Metrics {
     pub tcp_accepted: AtomicU64,
     /// HTTP requests answered (not upgrades).
     pub http_requests: AtomicU64,
+    /// From a connection's start to its 101 response written.
+    pub handshake_latency: Histogram,
     closes: Mutex<BTreeMap<u16, u64>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -153,11 +215,19 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE tether_connections_total counter");
         let _ = writeln!(out, "tether_connections_total {total}");
+        let _ = writeln!(
+            out,
+            "# HELP tether_tcp_accepted_total TCP connections accepted (HTTP and WebSocket)."
+        );
         let _ = writeln!(out, "# TYPE tether_tcp_accepted_total counter");
         let _ = writeln!(
             out,
             "tether_tcp_accepted_total {}",
             self.tcp_accepted.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tether_http_requests_total Plain HTTP requests answered (not upgrades)."
         );
         let _ = writeln!(out, "# TYPE tether_http_requests_total counter");
         let _ = writeln!(
@@ -249,6 +319,21 @@ impl Metrics {
                 "tether_handshakes_rejected_total{{reason=\"{reason}\"}} {n}"
             );
         }
+        let name = "tether_handshake_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Time from a connection's start (just after accept) to its 101 response written, TLS included, for accepted WebSocket handshakes.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        self.handshake_latency.render(&mut out, name);
+        let _ = writeln!(
+            out,
+            "# HELP tether_build_info The running version of tether (always 1)."
+        );
+        let _ = writeln!(out, "# TYPE tether_build_info gauge");
+        let _ = writeln!(
+            out,
+            "tether_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        super::procfs::render(&mut out);
         out
     }
 }
@@ -262,6 +347,163 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
+
+    /// Check `text` against the Prometheus text format (0.0.4) strictly:
+    /// every family has one HELP and one TYPE line before its samples, its
+    /// samples are together and named for it, labels are well formed,
+    /// values are numbers, histogram buckets ascend and are cumulative with
+    /// `+Inf` equal to `_count`.
+    fn check_exposition(text: &str) -> Result<usize, String> {
+        let is_name = |n: &str| {
+            !n.is_empty()
+                && !n.starts_with(|c: char| c.is_ascii_digit())
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        };
+        let mut seen = HashSet::new();
+        let (mut family, mut ty, mut help) = (String::new(), String::new(), false);
+        let mut buckets: Vec<(f64, f64)> = Vec::new();
+        let mut samples = 0;
+        assert!(text.ends_with('\n'), "the exposition ends with a newline");
+        for line in text.lines() {
+            let err = |w: &str| Err(format!("{w}: {line:?}"));
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, doc) = rest.split_once(' ').ok_or("HELP without text")?;
+                if !is_name(name) || doc.trim().is_empty() || !seen.insert(name.to_owned()) {
+                    return err("bad or repeated HELP");
+                }
+                (family, ty, help) = (name.to_owned(), String::new(), true);
+                buckets.clear();
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, t) = rest.split_once(' ').ok_or("TYPE without type")?;
+                if name != family || !help || !ty.is_empty() {
+                    return err("TYPE not right after its HELP");
+                }
+                if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&t) {
+                    return err("unknown type");
+                }
+                ty = t.to_owned();
+                continue;
+            }
+            if line.starts_with('#') || line.is_empty() {
+                return err("stray line");
+            }
+            let (series, value) = line.rsplit_once(' ').ok_or("sample without value")?;
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().map_err(|_| format!("bad value: {line:?}"))?,
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l.strip_suffix('}').ok_or("unclosed labels")?),
+                None => (series, ""),
+            };
+            let mut le = None;
+            let mut rest = labels;
+            while !rest.is_empty() {
+                let (key, after) = rest.split_once("=\"").ok_or("label without =\"")?;
+                if !is_name(key) {
+                    return err("bad label name");
+                }
+                // The value runs to the first unescaped quote.
+                let mut end = None;
+                let mut escaped = false;
+                for (i, c) in after.char_indices() {
+                    match (escaped, c) {
+                        (true, '\\' | '"' | 'n') => escaped = false,
+                        (true, _) => return err("bad escape in label value"),
+                        (false, '\\') => escaped = true,
+                        (false, '"') => {
+                            end = Some(i);
+                            break;
+                        }
+                        (false, '\n') => return err("newline in label value"),
+                        _ => {}
+                    }
+                }
+                let end = end.ok_or("unterminated label value")?;
+                if key == "le" {
+                    le = Some(after[..end].to_owned());
+                }
+                rest = &after[end + 1..];
+                rest = match rest.strip_prefix(',') {
+                    Some(r) => r,
+                    None if rest.is_empty() => rest,
+                    None => return err("labels not separated by commas"),
+                };
+            }
+            let suffix = name
+                .strip_prefix(family.as_str())
+                .ok_or("sample of no family")?;
+            let ok = match ty.as_str() {
+                "histogram" => ["_bucket", "_sum", "_count"].contains(&suffix),
+                "" => false,
+                _ => suffix.is_empty(),
+            };
+            if !ok {
+                return err("sample name does not match its family's type");
+            }
+            if suffix == "_bucket" {
+                let le = le.ok_or("bucket without le")?;
+                let bound: f64 = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().map_err(|_| "bad le")?
+                };
+                if let Some(&(b, c)) = buckets.last() {
+                    if bound <= b || value < c {
+                        return err("buckets not ascending and cumulative");
+                    }
+                }
+                buckets.push((bound, value));
+            }
+            if suffix == "_count" && buckets.last() != Some(&(f64::INFINITY, value)) {
+                return err("_count differs from the +Inf bucket");
+            }
+            samples += 1;
+        }
+        Ok(samples)
+    }
+
+    #[test]
+    fn exposition_is_strictly_well_formed() {
+        let m = Metrics::new([
+            ("/chat/{room}".to_owned(), "room"),
+            ("/a \"quoted\" \\ path".to_owned(), "echo"),
+            ("/".to_owned(), "static"),
+        ]);
+        m.routes[0].received(2, 10);
+        m.closed(1000);
+        m.closed(1006);
+        m.rejected("origin");
+        m.tcp_accepted.fetch_add(3, Relaxed);
+        for ms in [0, 1, 3, 40, 700, 20_000] {
+            m.handshake_latency
+                .observe(std::time::Duration::from_millis(ms));
+        }
+        let text = m.render();
+        let n = check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(n > 30, "{n} samples:\n{text}");
+        assert!(text.contains("tether_handshake_duration_seconds_bucket{le=\"0.001\"} 2\n"));
+        assert!(text.contains("tether_handshake_duration_seconds_bucket{le=\"1\"} 5\n"));
+        assert!(text.contains("tether_handshake_duration_seconds_bucket{le=\"+Inf\"} 6\n"));
+        assert!(text.contains("tether_handshake_duration_seconds_sum 20.744\n"));
+        assert!(text.contains("tether_build_info{version=\""));
+        assert!(text.contains("process_resident_memory_bytes "));
+        // The checker itself refuses what it should.
+        for bad in [
+            "# TYPE x counter\nx 1\n",
+            "# HELP x h\n# TYPE x counter\ny 1\n",
+            "# HELP x h\n# TYPE x counter\nx{a=\"1} 1\n",
+            "# HELP x h\n# TYPE x counter\nx one\n",
+            "# HELP x h\n# TYPE x histogram\nx_bucket{le=\"1\"} 2\nx_bucket{le=\"+Inf\"} 1\nx_count 1\n",
+        ] {
+            assert!(check_exposition(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn render_has_labels_and_counts() {

@@ -16,6 +16,7 @@
 //! Shutdown (SIGINT/SIGTERM): stop accepting, close every WebSocket with
 //! 1001, wait at most `limits.shutdown_timeout`.
 
+mod admin;
 mod auth;
 pub mod config;
 mod echo;
@@ -24,6 +25,7 @@ mod http;
 mod hub;
 mod metrics;
 mod policy;
+mod procfs;
 mod pubsub;
 mod room;
 mod session;
@@ -116,6 +118,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", l.addr))?;
         bound.push((i, listener, acceptor));
     }
+    let admin = match state.config.admin.addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (`admin.addr`): {e}"))?,
+        ),
+        None => None,
+    };
     for r in state.config.all_routes() {
         if let RouteKind::Pubsub {
             demo_ticker: Some(ch),
@@ -145,6 +155,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             listener,
             acceptor,
         )));
+    }
+    if let Some(listener) = admin {
+        let addr = listener.local_addr()?;
+        println!("admin listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        info!("/metrics and /healthz on http://{addr} (`admin.addr`) only");
+        tasks.push(tokio::spawn(admin::accept_loop(state.clone(), listener)));
     }
     shutdown_signal().await;
     info!("shutting down: closing WebSocket connections with 1001");
@@ -201,8 +218,12 @@ fn summary(config: &ServerConfig) -> String {
         .iter()
         .map(|l| format!("{}{}", l.addr, if l.tls.is_some() { " (TLS)" } else { "" }))
         .collect();
+    let admin = match config.admin.addr {
+        Some(a) => format!(", metrics on {a}"),
+        None => String::new(),
+    };
     format!(
-        "configuration OK: {} ({}), {}, {}",
+        "configuration OK: {} ({}), {}, {}{admin}",
         plural(listeners.len(), "listener"),
         listeners.join(", "),
         plural(config.route_count, "route"),
@@ -372,6 +393,10 @@ async fn http_phase(
     peer: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
 ) -> Option<Session<'_>> {
+    // Handshake latency counts from here, the task's start just after
+    // accept (an `Instant` taken in the accept loop would be stored for the
+    // connection's whole life: idle memory).
+    let started = Instant::now();
     let _ = tcp.set_nodelay(true);
     let listener = &state.config.listeners[idx];
     let tls = acceptor.is_some();
@@ -442,8 +467,12 @@ async fn http_phase(
         if is_upgrade(&req) {
             let opened = Box::pin(open_websocket(
                 state, conn, req, leftover, peer, routes, tls,
-            ));
-            return opened.await;
+            ))
+            .await;
+            if opened.is_some() {
+                state.metrics.handshake_latency.observe(started.elapsed());
+            }
+            return opened;
         }
         match Box::pin(http::serve(state, &mut conn, req, leftover, routes)).await {
             Some(rest) => conn.unread(rest),

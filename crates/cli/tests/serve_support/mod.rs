@@ -50,6 +50,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub dir: TempDir,
     pub scheme: &'static str,
+    /// Lines printed on stdout after the first `listening on` line.
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -114,13 +116,56 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line: {line}"));
         let scheme = if scheme == "https" { "https" } else { "http" };
         // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
         Server {
             child,
             addr: addr.parse().unwrap(),
             dir,
             scheme,
+            stdout,
         }
+    }
+
+    /// The rest of the first stdout line after the first `listening on`
+    /// line that starts with `prefix` (waits up to 10 s).
+    pub fn stdout_line(&self, prefix: &str) -> String {
+        let mut found = None;
+        let ok = eventually(Duration::from_secs(10), || {
+            found = self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix).map(str::to_owned));
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "no stdout line starting with {prefix:?}; log:\n{}",
+            self.log()
+        );
+        found.unwrap()
+    }
+
+    /// Send a signal by name (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Still running?
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     pub fn ws_url(&self, path: &str) -> String {
@@ -148,10 +193,7 @@ impl Server {
 
     /// `GET path` with a loopback Host.
     pub fn get(&self, path: &str) -> String {
-        self.raw_http(&format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        ))
+        get_from(self.addr, path, "")
     }
 
     /// The value of a metric line (exact name with labels), 0 if absent.
@@ -191,6 +233,21 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `GET path` from `addr` with a loopback Host and extra header lines
+/// (each ending in `\r\n`); the whole answer.
+pub fn get_from(addr: SocketAddr, path: &str, headers: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Status line code of a raw HTTP answer.
