@@ -230,6 +230,35 @@ kind = "echo"
         == 0));
 }
 
+#[test]
+fn a_peer_that_stops_reading_is_dropped_after_the_send_timeout() {
+    let server = Server::with_config(
+        r#"
+[limits]
+send_timeout = "1s"
+write_buffer = "16K"
+
+[[route]]
+path = "/echo"
+kind = "echo"
+"#,
+    );
+    let mut s = server.raw_websocket("/echo");
+    // Echo requests that are never read: the server's socket fills, then
+    // its output queue, then it stops reading ours.
+    let frame = serve_support::client_frame(&[7u8; 60_000]);
+    serve_support::write_until_blocked(&mut s, &frame, Duration::from_millis(500), 1 << 30);
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .metric("tether_connections_open")
+            == 0),
+        "the blocked connection was kept; log:\n{}",
+        server.log()
+    );
+    let log = server.log();
+    assert!(log.contains("timed out: sending"), "{log}");
+}
+
 #[tokio::test]
 async fn builtin_demo_ticker_pushes_prices() {
     let server = Server::with_args(&[]);

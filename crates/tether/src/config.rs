@@ -41,6 +41,12 @@ pub struct WebSocketConfig {
     pub write_buffer_limit: usize,
     /// Optional keepalive pings. Default off.
     pub keepalive: Option<Keepalive>,
+    /// Fail the connection (`Error::Timeout`, transport dropped without a
+    /// closing handshake) when output is queued and the socket has accepted
+    /// none of it for this long: a peer that stops reading cannot hold the
+    /// connection for ever. Progress is checked once per period, so a stall
+    /// is detected after one to two periods. Default off.
+    pub send_timeout: Option<Duration>,
 }
 
 impl Default for WebSocketConfig {
@@ -52,6 +58,7 @@ impl Default for WebSocketConfig {
             close_timeout: Duration::from_secs(5),
             write_buffer_limit: 128 << 10,
             keepalive: None,
+            send_timeout: None,
         }
     }
 }

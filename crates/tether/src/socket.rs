@@ -75,6 +75,11 @@ pub struct WebSocket<S> {
     /// Bytes arrived since the last keepalive check (a flag, not a clock
     /// read on every read).
     heard: bool,
+    /// The socket accepted bytes since the send deadline was last armed
+    /// (a flag, not a clock read on every write).
+    wrote: bool,
+    /// The send timeout's timer, made the first time a write would block.
+    send_deadline: Option<Box<SendDeadline>>,
     /// Error to report once the transport is wound down.
     pending_error: Option<Error>,
     /// The transport reached end of file.
@@ -83,6 +88,14 @@ pub struct WebSocket<S> {
     /// `poll_close`) for output to drain, woken by any write progress and
     /// when the transport ends.
     write_waiter: Option<Waker>,
+}
+
+/// The send timeout's timer (see [`WebSocket::send_stalled`]), apart from
+/// the keepalive/close timer because both can run at once.
+struct SendDeadline {
+    sleep: Pin<Box<Sleep>>,
+    /// The waker the timer was last polled with (as `timer_waker`).
+    waker: Option<Waker>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +154,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             timer_kind: TimerKind::None,
             timer_waker: None,
             heard: false,
+            wrote: false,
+            send_deadline: None,
             pending_error: None,
             read_eof: false,
             write_waiter: None,
@@ -325,7 +340,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// therefore wakes the sink task parked on a full queue
     /// ([`write_waiter`](Self::write_waiter)), which then polls (and
     /// registers) again.
-    fn poll_write_output(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    ///
+    /// While a write would block, the send timeout runs
+    /// ([`send_stalled`](Self::send_stalled)); when it expires the transport
+    /// is over and `Error::Timeout` is returned.
+    fn poll_write_output(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut progressed = false;
         let result = loop {
             let out = self.conn.output();
@@ -346,19 +365,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Pin::new(&mut self.io).poll_write(cx, out.chunk())
             };
             match written {
-                Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(0)) => {
+                    break Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())))
+                }
                 Poll::Ready(Ok(n)) => {
                     self.conn.output().advance(n);
                     progressed = true;
                 }
-                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
-                Poll::Pending => break Poll::Pending,
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(Error::Io(e))),
+                Poll::Pending => {
+                    if let Some(after) = self.config.send_timeout {
+                        if self.send_stalled(cx, after, progressed) {
+                            tracing::debug!(?after, "send timeout: the peer is not reading");
+                            self.transport_ended(cx);
+                            return Poll::Ready(Err(Error::Timeout {
+                                what: "sending (the peer accepted no bytes)",
+                                after,
+                            }));
+                        }
+                    }
+                    break Poll::Pending;
+                }
             }
         };
         if progressed || matches!(result, Poll::Ready(Err(_))) {
+            self.wrote = true;
             self.wake_writer(cx);
         }
         result
+    }
+
+    /// A write would block: arm the send timeout if it is not running, and
+    /// say whether it expired with no byte accepted since it was armed.
+    ///
+    /// Like the keepalive, the clock is read only when the timer is armed
+    /// or re-armed: writes only set `wrote`. An expired timer whose period
+    /// saw progress is re-armed, so a stall is detected after one to two
+    /// periods. The timer is never disarmed: a write that blocks after a
+    /// quiet spell finds it expired with progress seen, and re-arms it.
+    fn send_stalled(
+        &mut self,
+        cx: &Context<'_>,
+        after: std::time::Duration,
+        progressed: bool,
+    ) -> bool {
+        let d = match &mut self.send_deadline {
+            Some(d) => d,
+            None => {
+                self.wrote = false;
+                self.send_deadline.insert(Box::new(SendDeadline {
+                    sleep: Box::pin(tokio::time::sleep(after)),
+                    waker: None,
+                }))
+            }
+        };
+        self.wrote |= progressed;
+        loop {
+            let registered = d.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+            let expired = if registered {
+                d.sleep.is_elapsed()
+            } else {
+                let ready = d
+                    .sleep
+                    .as_mut()
+                    .poll(&mut Context::from_waker(cx.waker()))
+                    .is_ready();
+                d.waker = Some(cx.waker().clone());
+                ready
+            };
+            if !expired {
+                return false;
+            }
+            if !std::mem::take(&mut self.wrote) {
+                return true;
+            }
+            d.sleep.as_mut().reset(Instant::now() + after);
+            d.waker = None;
+        }
     }
 
     /// Wake the task parked in a sink call, unless it is this one: output
@@ -373,11 +456,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Write everything queued and flush the transport, for a sink call
     /// (parked as [`write_waiter`](Self::write_waiter) while it waits).
-    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let written = self.poll_write_output(cx);
         ready!(self.park_writer(cx, written))?;
         let flushed = Pin::new(&mut self.io).poll_flush(cx);
-        self.park_writer(cx, flushed)
+        self.park_writer(cx, flushed).map_err(Error::Io)
     }
 
     /// Remember the task whose sink call is waiting on output (see
@@ -596,7 +679,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Event::Ping(p) => {
                     // Push the automatic pong out promptly.
                     if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
-                        return Some(self.fail_io(cx, e));
+                        return Some(Poll::Ready(Some(Err(self.failed(cx, e)))));
                     }
                     Poll::Ready(Some(Ok(Message::Ping(p))))
                 }
@@ -655,7 +738,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         if self.conn.buffered_amount() > 0 {
             if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
-                return Poll::Ready(Err(self.io_failed(cx, e)));
+                return Poll::Ready(Err(self.failed(cx, e)));
             }
         }
         match self.poll_read_more(cx) {
@@ -692,14 +775,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         pool::give(out);
     }
 
-    fn fail_io(&mut self, cx: &Context<'_>, e: io::Error) -> Poll<Option<Result<Message>>> {
-        Poll::Ready(Some(Err(self.io_failed(cx, e))))
-    }
-
     /// The transport failed: it is over, and this is the error to report.
     fn io_failed(&mut self, cx: &Context<'_>, e: io::Error) -> Error {
+        self.failed(cx, Error::Io(e))
+    }
+
+    /// The transport failed or timed out: it is over, and `e` is the error
+    /// to report.
+    fn failed(&mut self, cx: &Context<'_>, e: Error) -> Error {
         self.transport_ended(cx);
-        Error::Io(e)
+        e
     }
 
     /// The transport is over: nothing queued can be sent any more, and a

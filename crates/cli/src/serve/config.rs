@@ -190,6 +190,10 @@ pub struct RawLimits {
     /// Bytes buffered for one socket before sending waits (default 128K).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_buffer: Option<SizeValue>,
+    /// A WebSocket whose peer accepts none of the queued output for this
+    /// long is dropped (default 30s; 0 = never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<DurationValue>,
     /// Largest HTTP request body (POST /api/publish; default 64K).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_size: Option<SizeValue>,
@@ -408,6 +412,7 @@ impl RawConfig {
         fill_dur(&mut l.ping_interval, "30s");
         fill_dur(&mut l.idle_timeout, "30s");
         fill_dur(&mut l.shutdown_timeout, "5s");
+        fill_dur(&mut l.send_timeout, "30s");
         l.max_connections.get_or_insert(10_000);
         l.max_connections_per_ip.get_or_insert(1_000);
         l.send_queue.get_or_insert(256);
@@ -494,6 +499,8 @@ pub struct Limits {
     pub send_queue: usize,
     /// Per-socket write buffer.
     pub write_buffer: usize,
+    /// Drop a WebSocket whose peer takes no queued byte for this long.
+    pub send_timeout: Option<Duration>,
     /// Largest HTTP body.
     pub max_body_size: usize,
     /// Graceful shutdown deadline.
@@ -722,6 +729,7 @@ impl ServerConfig {
             idle_timeout: dur(&l.idle_timeout, "idle_timeout")?,
             send_queue: req(l.send_queue, "send_queue")?,
             write_buffer: size(&l.write_buffer, "write_buffer")?,
+            send_timeout: Some(dur(&l.send_timeout, "send_timeout")?).filter(|d| !d.is_zero()),
             max_body_size: size(&l.max_body_size, "max_body_size")?,
             shutdown_timeout: dur(&l.shutdown_timeout, "shutdown_timeout")?,
         };
@@ -1135,6 +1143,18 @@ mod tests {
     fn bad_duration_names_the_key() {
         let e = effective("[limits]\nidle_timeout = \"soon\"\n").unwrap_err();
         assert!(e.contains("limits.idle_timeout"), "{e}");
+    }
+
+    #[test]
+    fn send_timeout_defaults_to_30s_and_0_turns_it_off() {
+        assert_eq!(
+            effective("").unwrap().limits.send_timeout,
+            Some(Duration::from_secs(30))
+        );
+        let off = effective("[limits]\nsend_timeout = 0\n").unwrap();
+        assert_eq!(off.limits.send_timeout, None);
+        let e = effective("[limits]\nsend_timeout = \"1 week\"\n").unwrap_err();
+        assert!(e.contains("limits.send_timeout"), "{e}");
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     ws_config.handshake_timeout = limits.handshake_timeout;
     ws_config.write_buffer_limit = limits.write_buffer;
+    ws_config.send_timeout = limits.send_timeout;
     ws_config.keepalive = Some(Keepalive {
         interval: limits.ping_interval,
         timeout: limits.idle_timeout,

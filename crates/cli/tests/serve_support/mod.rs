@@ -191,6 +191,32 @@ impl Server {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// A raw TCP connection that completed a WebSocket handshake on `path`
+    /// (the 101 head read off it), for tests that misbehave as a peer.
+    pub fn raw_websocket(&self, path: &str) -> TcpStream {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).expect("a response head");
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        s
+    }
+
     /// `GET path` with a loopback Host.
     pub fn get(&self, path: &str) -> String {
         get_from(self.addr, path, "")
@@ -248,6 +274,53 @@ pub fn get_from(addr: SocketAddr, path: &str, headers: &str) -> String {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A masked binary frame as a client sends it (zero mask key).
+pub fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x82];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Write `chunk` over and over until the peer stops taking it (a write
+/// blocks for `patience`); the bytes written. Panics if it never blocks
+/// within `limit` bytes.
+pub fn write_until_blocked(
+    s: &mut TcpStream,
+    chunk: &[u8],
+    patience: Duration,
+    limit: usize,
+) -> usize {
+    s.set_write_timeout(Some(patience)).unwrap();
+    let mut written = 0;
+    while written < limit {
+        match s.write(chunk) {
+            Ok(n) => written += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return written
+            }
+            Err(e) => panic!("write failed after {written} bytes: {e}"),
+        }
+    }
+    panic!("the peer took {written} bytes without blocking");
 }
 
 /// Status line code of a raw HTTP answer.
