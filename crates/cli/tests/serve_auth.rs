@@ -254,3 +254,60 @@ fn the_demo_publish_token_is_not_written_to_the_log() {
         "{log}"
     );
 }
+
+#[test]
+fn a_refused_host_or_origin_is_logged_with_the_setting_that_would_allow_it() {
+    let server = Server::with_config(
+        "[[route]]\npath = \"/same\"\nkind = \"echo\"\n\
+         [[route]]\npath = \"/listed\"\nkind = \"echo\"\norigins = [\"https://app.example\"]\n",
+    );
+    let host = server.addr.to_string();
+    assert_eq!(upgrade_raw(server.addr, "evil.example", "/same", "").0, 421);
+    let (status, _) = upgrade_raw(
+        server.addr,
+        &host,
+        "/same",
+        "Origin: http://evil.example\r\n",
+    );
+    assert_eq!(status, 403);
+    let (status, _) = upgrade_raw(
+        server.addr,
+        &host,
+        "/listed",
+        "Origin: https://a.example\r\n",
+    );
+    assert_eq!(status, 403);
+    assert!(serve_support::eventually(
+        std::time::Duration::from_secs(5),
+        || server.log().contains("https://a.example")
+    ));
+    let log = server.log();
+    assert!(
+        log.contains(r#"Host "evil.example" not allowed by listen[0] (loopback names only: localhost, 127.0.0.1, [::1]); add "evil.example" to listen[0].allowed_hosts"#),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(r#"Origin "http://evil.example" is not the origin of Host "{host}" (route[0] (/same) allows the same origin only)"#)),
+        "{log}"
+    );
+    assert!(
+        log.contains(r#"Origin "https://a.example" not in route[1] (/listed) origins ["https://app.example"]"#),
+        "{log}"
+    );
+}
+
+#[test]
+fn tether_connect_shows_why_the_handshake_was_refused() {
+    let server = Server::with_config(
+        "[[route]]\npath = \"/private\"\nkind = \"echo\"\nauth = { tokens = [\"t\"] }\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["connect", &server.ws_url("/private")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(stderr.contains("authentication required"), "{stderr}");
+}

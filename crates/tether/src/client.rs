@@ -17,7 +17,7 @@
 //! ```
 
 use crate::config::WebSocketConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, REFUSAL_BODY_LIMIT};
 use crate::head::read_head;
 use crate::proxy::Proxy;
 use crate::socket::WebSocket;
@@ -31,7 +31,7 @@ use tether_proto::handshake::{
     generate_key, parse_response, parse_target, validate_response, Target,
 };
 use tether_proto::Role;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Connect to `url` with default settings.
@@ -275,6 +275,13 @@ impl ClientBuilder {
             stream.flush().await?;
             let mut buf = BytesMut::new();
             let response = read_head(&mut stream, &mut buf, &limits, parse_response).await?;
+            if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                let body = read_refusal_body(&mut stream, buf, response.headers()).await;
+                return Err(Error::Refused {
+                    status: response.status(),
+                    body,
+                });
+            }
             Ok::<_, Error>((response, buf))
         };
         let (response, leftover) =
@@ -290,4 +297,52 @@ impl ClientBuilder {
         let ws = WebSocket::from_raw(stream, Role::Client, config, &leftover);
         Ok((ws, response))
     }
+}
+
+/// How long a refusal's body is waited for.
+const REFUSAL_BODY_WAIT: Duration = Duration::from_secs(1);
+
+/// The start of a refusal's body (what follows the head in `buf`, then the
+/// stream), at most [`REFUSAL_BODY_LIMIT`] bytes: up to `Content-Length`,
+/// else until the server closes. A chunked body is not read (its framing
+/// would show). A read error, or [`REFUSAL_BODY_WAIT`] passing, ends the
+/// body where it is (the status is what matters). Control characters (a
+/// hostile server's terminal escapes) become U+FFFD.
+async fn read_refusal_body<S>(
+    stream: &mut S,
+    mut buf: BytesMut,
+    headers: &http::HeaderMap,
+) -> String
+where
+    S: AsyncRead + Unpin,
+{
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let chunked = header(http::header::TRANSFER_ENCODING).is_some();
+    let length = header(http::header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<usize>().ok());
+    let want = match (chunked, length) {
+        (true, _) => 0,
+        (false, Some(n)) => n.min(REFUSAL_BODY_LIMIT),
+        (false, None) => REFUSAL_BODY_LIMIT,
+    };
+    let read = async {
+        while buf.len() < want {
+            buf.reserve(want - buf.len());
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_BODY_WAIT, read).await;
+    buf.truncate(want);
+    String::from_utf8_lossy(&buf)
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
 }

@@ -17,6 +17,20 @@ pub enum Error {
     /// The opening handshake broke a rule (either side; see the inner error).
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
+    /// The server answered the opening handshake with another status than
+    /// `101` (client side); `body` is the start of its response body (at
+    /// most [`REFUSAL_BODY_LIMIT`] bytes, control characters replaced),
+    /// which usually says why.
+    #[error(
+        "server refused the WebSocket handshake with HTTP {status}{}",
+        refusal_suffix(body)
+    )]
+    Refused {
+        /// The response status.
+        status: http::StatusCode,
+        /// The body's start, as text.
+        body: String,
+    },
     /// The application rejected the handshake (server side).
     #[error("handshake rejected with HTTP {0}")]
     Rejected(http::StatusCode),
@@ -52,7 +66,29 @@ pub enum Error {
     Proxy(String),
 }
 
+/// The most of a refusal's body kept in [`Error::Refused`].
+pub const REFUSAL_BODY_LIMIT: usize = 1024;
+
+fn refusal_suffix(body: &str) -> String {
+    let body = body.trim();
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
 impl Error {
+    /// The HTTP status of a refused handshake (client side), if that is
+    /// what this error is.
+    pub fn refused_status(&self) -> Option<http::StatusCode> {
+        match self {
+            Error::Refused { status, .. } => Some(*status),
+            Error::Handshake(HandshakeError::UnexpectedStatus(s)) => Some(*s),
+            _ => None,
+        }
+    }
+
     /// The close code that describes this error to a user, as the browser's
     /// `CloseEvent.code` would.
     pub fn close_code(&self) -> CloseCode {

@@ -53,7 +53,7 @@ pub mod tls;
 pub use client::{connect, ClientBuilder};
 pub use config::{Keepalive, WebSocketConfig};
 pub use echo::Echoed;
-pub use error::{Error, Result};
+pub use error::{Error, Result, REFUSAL_BODY_LIMIT};
 pub use message::Message;
 pub use server::{accept, Accept, Incoming, Reject, ServerBuilder};
 pub use socket::WebSocket;

@@ -111,7 +111,8 @@ fn random_u64() -> u64 {
 pub fn is_retryable(e: &Error) -> bool {
     match e {
         Error::Io(_) | Error::Timeout { .. } | Error::AbnormalClosure | Error::Proxy(_) => true,
-        Error::Handshake(HandshakeError::UnexpectedStatus(s)) => {
+        Error::Refused { status: s, .. }
+        | Error::Handshake(HandshakeError::UnexpectedStatus(s)) => {
             s.is_server_error() || *s == http::StatusCode::TOO_MANY_REQUESTS
         }
         _ => false,
@@ -173,12 +174,14 @@ mod tests {
     #[test]
     fn only_transient_failures_are_retryable() {
         assert!(is_retryable(&Error::AbnormalClosure));
-        assert!(is_retryable(&Error::Handshake(
-            HandshakeError::UnexpectedStatus(http::StatusCode::SERVICE_UNAVAILABLE)
+        let refused = |status| Error::Refused {
+            status,
+            body: String::new(),
+        };
+        assert!(is_retryable(&refused(
+            http::StatusCode::SERVICE_UNAVAILABLE
         )));
-        assert!(!is_retryable(&Error::Handshake(
-            HandshakeError::UnexpectedStatus(http::StatusCode::FORBIDDEN)
-        )));
+        assert!(!is_retryable(&refused(http::StatusCode::FORBIDDEN)));
         assert!(!is_retryable(&Error::Tls("bad cert".into())));
     }
 }

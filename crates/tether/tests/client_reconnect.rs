@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tether::proto::handshake::HandshakeError;
 use tether::reconnect::{connect_with_backoff, Backoff};
 use tether::{ClientBuilder, Error, Reject};
 use tokio::net::TcpListener;
@@ -62,7 +61,7 @@ async fn connect_with_backoff_does_not_retry_forbidden() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Handshake(HandshakeError::UnexpectedStatus(s)) if s == 403),
+        matches!(err, Error::Refused { status, .. } if status == 403),
         "{err:?}"
     );
     assert_eq!(attempts.load(Ordering::SeqCst), 1);
@@ -77,7 +76,7 @@ async fn connect_with_backoff_stops_after_max_attempts() {
     let err = connect_with_backoff(&builder, &mut backoff, |_, _| {})
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Handshake(_)), "{err:?}");
+    assert!(matches!(err, Error::Refused { .. }), "{err:?}");
     assert_eq!(
         attempts.load(Ordering::SeqCst),
         4,

@@ -58,15 +58,14 @@ async fn policy_rejection_is_seen_by_the_client_as_its_status() {
         matches!(server, Err(Error::Rejected(StatusCode::FORBIDDEN))),
         "{server:?}"
     );
-    assert!(
-        matches!(
-            client,
-            Err(Error::Handshake(HandshakeError::UnexpectedStatus(
-                StatusCode::FORBIDDEN
-            )))
-        ),
-        "{client:?}"
-    );
+    // The reason in the body reaches the client, bounded and as text.
+    match client {
+        Err(Error::Refused { status, body }) => {
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(body.trim(), "origin not allowed");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -454,7 +454,7 @@ async fn http_phase(
             .to_owned();
         if !policy::host_allowed(&listener.hosts, &host) {
             state.metrics.rejected("host");
-            info!(%peer, %host, "refused: Host not allowed on this listener (421)");
+            info!(%peer, "refused (421): {}", policy::host_refusal(&listener.hosts, &host, idx));
             let r = http::Response::text(
                 ::http::StatusCode::MISDIRECTED_REQUEST,
                 "this server does not answer for that Host name\n",
@@ -539,14 +539,17 @@ async fn open_websocket<'a>(
             return None;
         }
     };
-    let reject = |reason: &'static str, r: Reject| {
+    // One log line per refusal: what was received and the setting that
+    // decides.
+    let reject = |reason: &'static str, detail: &str, r: Reject| {
         state.metrics.rejected(reason);
-        info!(%peer, %path, status = r.status.as_u16(), "refused WebSocket: {reason}");
+        info!(%peer, %path, status = r.status.as_u16(), "refused WebSocket: {reason}: {detail}");
         r
     };
     let Some((route, capture)) = found else {
         let r = reject(
             "not_found",
+            "no WebSocket route matches the path",
             Reject::new(
                 ::http::StatusCode::NOT_FOUND,
                 "no WebSocket endpoint here\n",
@@ -556,8 +559,11 @@ async fn open_websocket<'a>(
         return None;
     };
     if !policy::origin_allowed(&route.origins, incoming.origin(), incoming.host(), tls) {
+        let origin = incoming.origin().unwrap_or("");
+        let detail = policy::origin_refusal(&route.origins, origin, incoming.host(), &route.name);
         let r = reject(
             "origin",
+            &detail,
             Reject::forbidden("cross-origin WebSocket connections are not allowed here\n"),
         );
         let _ = Box::pin(incoming.reject(r)).await;
@@ -572,17 +578,20 @@ async fn open_websocket<'a>(
                 Err(e) => {
                     // The client learns only that its token failed; why is
                     // for the operator (an attacker would use it to probe).
-                    let body = match e {
-                        AuthError::Missing => {
-                            info!(%peer, %path, "no token (Authorization: Bearer, cookie or `{}` query parameter)", auth.query_param);
-                            "authentication required\n"
-                        }
-                        AuthError::Invalid(why) => {
-                            info!(%peer, %path, "token refused: {}", why.escape_debug());
-                            "invalid token\n"
-                        }
+                    let (detail, body) = match e {
+                        AuthError::Missing => (
+                            format!(
+                                "no token (Authorization: Bearer, cookie or `{}` query parameter)",
+                                auth.query_param
+                            ),
+                            "authentication required\n",
+                        ),
+                        AuthError::Invalid(why) => (
+                            format!("token refused: {}", why.escape_debug()),
+                            "invalid token\n",
+                        ),
                     };
-                    let r = reject("auth", Reject::unauthorized(body));
+                    let r = reject("auth", &detail, Reject::unauthorized(body));
                     let _ = Box::pin(incoming.reject(r)).await;
                     return None;
                 }
@@ -592,8 +601,13 @@ async fn open_websocket<'a>(
     let slot = match state.limiter.acquire(peer.ip()) {
         Ok(s) => s,
         Err(LimitError::Total) => {
+            let detail = format!(
+                "limits.max_connections ({}) reached",
+                state.config.limits.max_connections
+            );
             let r = reject(
                 "limit_total",
+                &detail,
                 Reject::new(
                     ::http::StatusCode::SERVICE_UNAVAILABLE,
                     "too many connections\n",
@@ -607,8 +621,14 @@ async fn open_websocket<'a>(
             return None;
         }
         Err(LimitError::PerIp) => {
+            let detail = format!(
+                "limits.max_connections_per_ip ({}) reached for {}",
+                state.config.limits.max_connections_per_ip,
+                peer.ip()
+            );
             let r = reject(
                 "limit_ip",
+                &detail,
                 Reject::new(
                     ::http::StatusCode::TOO_MANY_REQUESTS,
                     "too many connections from your address\n",

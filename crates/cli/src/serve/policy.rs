@@ -52,6 +52,31 @@ pub fn host_allowed(rule: &HostRule, host: &str) -> bool {
     }
 }
 
+/// Why `host` is refused by `rule` on `listen[idx]`, naming the setting that
+/// would allow it (for the log).
+pub fn host_refusal(rule: &HostRule, host: &str, idx: usize) -> String {
+    let (name, _) = split_host(host);
+    match rule {
+        HostRule::Loopback => format!(
+            "Host {host:?} not allowed by listen[{idx}] (loopback names only: localhost, 127.0.0.1, [::1]); add {name:?} to listen[{idx}].allowed_hosts"
+        ),
+        HostRule::Names(names) => {
+            format!("Host {host:?} not in listen[{idx}].allowed_hosts {names:?}")
+        }
+        HostRule::Any => format!("Host {host:?} refused"),
+    }
+}
+
+/// Why `origin` is refused by `route`'s `origins` (for the log).
+pub fn origin_refusal(rule: &OriginRule, origin: &str, host: &str, route: &str) -> String {
+    match rule {
+        OriginRule::List(list) => format!("Origin {origin:?} not in {route} origins {list:?}"),
+        _ => format!(
+            "Origin {origin:?} is not the origin of Host {host:?} ({route} allows the same origin only); list the page's origin, and the server's own, in {route} origins"
+        ),
+    }
+}
+
 /// The origin-check verdict.
 pub fn origin_allowed(rule: &OriginRule, origin: Option<&str>, host: &str, tls: bool) -> bool {
     let Some(origin) = origin else {

@@ -333,11 +333,9 @@ pub fn status_of(resp: &str) -> u16 {
 
 /// The HTTP status a refused WebSocket handshake got.
 pub fn rejected_status(e: &tether::Error) -> u16 {
-    match e {
-        tether::Error::Handshake(tether::proto::handshake::HandshakeError::UnexpectedStatus(s)) => {
-            s.as_u16()
-        }
-        other => panic!("expected an HTTP refusal, got {other}"),
+    match e.refused_status() {
+        Some(s) => s.as_u16(),
+        None => panic!("expected an HTTP refusal, got {e}"),
     }
 }
 
