@@ -234,3 +234,184 @@ fn metrics_token_guards_metrics_but_not_health() {
     assert!(body(&right).contains("tether_connections_open 0"));
     assert_eq!(status_of(&server.get("/healthz")), 200);
 }
+
+async fn echo_once<S>(ws: &mut tether::WebSocket<S>, text: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    ws.send(tether::Message::text(text)).await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .expect("an echo within 10 s")
+        .expect("the socket is open")
+        .unwrap();
+    assert_eq!(got, tether::Message::text(text));
+}
+
+/// Wait until the server's log has `n` lines containing `what`.
+fn wait_log(server: &Server, what: &str, n: usize) -> String {
+    let ok = serve_support::eventually(std::time::Duration::from_secs(10), || {
+        server.log().matches(what).count() >= n
+    });
+    let log = server.log();
+    assert!(ok, "no {n}x {what:?} in the log:\n{log}");
+    log
+}
+
+const ROUTE_A: &str = "[[route]]\npath = \"/a\"\nkind = \"echo\"\n\
+                       [[route]]\npath = \"/chat/{room}\"\nkind = \"room\"\n";
+
+#[tokio::test]
+async fn sighup_reloads_routes_and_keeps_open_connections() {
+    use futures_util::StreamExt;
+    let mut server = Server::with_config(ROUTE_A);
+    let (mut a, _) = tether::ClientBuilder::new(server.ws_url("/a"))
+        .connect()
+        .await
+        .unwrap();
+    echo_once(&mut a, "before").await;
+    let (mut member, _) = tether::ClientBuilder::new(server.ws_url("/chat/lobby"))
+        .connect()
+        .await
+        .unwrap();
+    let refused = tether::ClientBuilder::new(server.ws_url("/b"))
+        .connect()
+        .await;
+    assert_eq!(serve_support::rejected_status(&refused.unwrap_err()), 404);
+
+    // Route B added (and the room route moved after it: hubs follow the
+    // route, not its position).
+    let config = server.dir.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        "[[route]]\npath = \"/a\"\nkind = \"echo\"\n[[route]]\npath = \"/b\"\nkind = \"echo\"\n\
+         [[route]]\npath = \"/chat/{room}\"\nkind = \"room\"\n",
+    )
+    .unwrap();
+    server.signal("HUP");
+    wait_log(&server, "configuration reloaded", 1);
+    assert!(
+        server.is_running(),
+        "SIGHUP stopped the server:\n{}",
+        server.log()
+    );
+    echo_once(&mut a, "after the reload").await;
+    let (mut b, _) = tether::ClientBuilder::new(server.ws_url("/b"))
+        .connect()
+        .await
+        .unwrap();
+    echo_once(&mut b, "route b").await;
+    // A member who joined after the reload is in the same room as one from before.
+    let (mut late, _) = tether::ClientBuilder::new(server.ws_url("/chat/lobby"))
+        .connect()
+        .await
+        .unwrap();
+    assert!(serve_support::eventually(
+        std::time::Duration::from_secs(10),
+        || server.metric("tether_route_connections_open{route=\"/chat/{room}\",kind=\"room\"}")
+            == 2
+    ));
+    late.send(tether::Message::text("hello from after"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), member.next())
+        .await
+        .expect("the room message within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, tether::Message::text("hello from after"));
+
+    // An invalid file is refused, with the reason, and B keeps working.
+    std::fs::write(&config, "[[route]]\npath = \"/b\"\nkind = \"exec\"\n").unwrap();
+    server.signal("HUP");
+    let log = wait_log(&server, "reload refused", 1);
+    assert!(
+        log.contains("route[0] (/b)") && log.contains("`command`"),
+        "{log}"
+    );
+    assert!(server.is_running());
+    let (mut b2, _) = tether::ClientBuilder::new(server.ws_url("/b"))
+        .connect()
+        .await
+        .unwrap();
+    echo_once(&mut b2, "still b").await;
+    echo_once(&mut a, "a too").await;
+}
+
+fn write_cert(dir: &std::path::Path) -> rustls::RootCertStore {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.key_pair.serialize_pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    roots
+}
+
+use tokio_rustls::rustls;
+
+fn connector(roots: rustls::RootCertStore) -> tokio_rustls::TlsConnector {
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+#[tokio::test]
+async fn sighup_reloads_tls_certificates() {
+    let tls_dir = serve_support::TempDir::new();
+    let old_roots = write_cert(tls_dir.path());
+    let cert = tls_dir.path().join("cert.pem");
+    let key = tls_dir.path().join("key.pem");
+    let server = Server::with_config_and_args(
+        "[[route]]\npath = \"/echo\"\nkind = \"echo\"\n",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let url = format!("wss://localhost:{}/echo", server.addr.port());
+    let open = |roots: rustls::RootCertStore| {
+        let name = name.clone();
+        let url = url.clone();
+        let addr = server.addr;
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let tls = connector(roots).connect(name, tcp).await?;
+            let (ws, _) = tether::ClientBuilder::new(url)
+                .connect_on(tls)
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>(ws)
+        }
+    };
+    let mut before = open(old_roots.clone()).await.unwrap();
+    echo_once(&mut before, "old cert").await;
+
+    let new_roots = write_cert(tls_dir.path());
+    server.signal("HUP");
+    wait_log(&server, "configuration reloaded", 1);
+    let mut after = open(new_roots)
+        .await
+        .expect("the new certificate is served");
+    echo_once(&mut after, "new cert").await;
+    assert!(
+        open(old_roots).await.is_err(),
+        "a new handshake still got the old certificate"
+    );
+    // The connection made with the old certificate is still served.
+    echo_once(&mut before, "still open").await;
+
+    // A key that does not load is refused; the current certificate stays.
+    std::fs::write(&key, "not a key").unwrap();
+    server.signal("HUP");
+    let log = wait_log(&server, "reload refused", 1);
+    assert!(log.contains("key.pem"), "{log}");
+}

@@ -6,6 +6,7 @@
 
 use super::http::{write_response, Response};
 use super::policy::{self, constant_time_eq};
+use super::reload::Live;
 use super::stream::{Conn, Transport};
 use super::State;
 use http::{Method, StatusCode};
@@ -73,12 +74,13 @@ fn bearer(req: &http::Request<()>) -> Option<&str> {
         .map(|(_, t)| t.trim())
 }
 
-/// Serve the admin listener until the task is dropped.
-pub async fn accept_loop(state: Arc<State>, listener: TcpListener) {
+/// Serve the admin listener until the task is dropped; each connection
+/// with the configuration current when it was accepted.
+pub async fn accept_loop(live: Arc<Live>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                tokio::spawn(serve_connection(state.clone(), tcp, peer));
+                tokio::spawn(serve_connection(live.state(), tcp, peer));
             }
             Err(e) => {
                 warn!("admin listener: accept failed: {e}");

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Traffic counter sets per route; threads beyond this many share sets
 /// (still correct, just contended).
@@ -146,8 +146,9 @@ impl RouteMetrics {
 /// All counters of the server.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Indexed by route id.
-    pub routes: Vec<RouteMetrics>,
+    /// Per route, in the order routes were first configured; kept across
+    /// reloads (a route's counters continue while its path and kind stay).
+    routes: Mutex<Vec<Arc<RouteMetrics>>>,
     /// TCP connections accepted.
     pub tcp_accepted: AtomicU64,
     /// HTTP requests answered (not upgrades).
@@ -159,19 +160,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counters for these routes (label, kind) in id order.
-    pub fn new(routes: impl IntoIterator<Item = (String, &'static str)>) -> Metrics {
-        Metrics {
-            routes: routes
-                .into_iter()
-                .map(|(label, kind)| RouteMetrics {
-                    label,
-                    kind,
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
+    /// The counters of the route with this path (label) and kind, made on
+    /// first use. Sessions keep the `Arc`: updates take no lock.
+    pub fn route(&self, label: &str, kind: &'static str) -> Arc<RouteMetrics> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = routes.iter().find(|r| r.label == label && r.kind == kind) {
+            return r.clone();
         }
+        let r = Arc::new(RouteMetrics {
+            label: label.to_owned(),
+            kind,
+            ..Default::default()
+        });
+        routes.push(r.clone());
+        r
     }
 
     /// A WebSocket connection ended with this close code (1006 if none).
@@ -197,12 +199,13 @@ impl Metrics {
     /// The Prometheus exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let open: u64 = self.routes.iter().map(|r| r.open.load(Relaxed)).sum();
-        let total: u64 = self
+        let routes = self
             .routes
-            .iter()
-            .map(|r| r.connections.load(Relaxed))
-            .sum();
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let open: u64 = routes.iter().map(|r| r.open.load(Relaxed)).sum();
+        let total: u64 = routes.iter().map(|r| r.connections.load(Relaxed)).sum();
         let _ = writeln!(
             out,
             "# HELP tether_connections_open WebSocket connections open now."
@@ -284,8 +287,7 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {ty}");
             // Page routes (demo, static) carry no WebSocket traffic.
-            for r in self
-                .routes
+            for r in routes
                 .iter()
                 .filter(|r| !matches!(r.kind, "demo" | "static"))
             {
@@ -470,12 +472,10 @@ mod tests {
 
     #[test]
     fn exposition_is_strictly_well_formed() {
-        let m = Metrics::new([
-            ("/chat/{room}".to_owned(), "room"),
-            ("/a \"quoted\" \\ path".to_owned(), "echo"),
-            ("/".to_owned(), "static"),
-        ]);
-        m.routes[0].received(2, 10);
+        let m = Metrics::default();
+        m.route("/chat/{room}", "room").received(2, 10);
+        m.route("/a \"quoted\" \\ path", "echo");
+        m.route("/", "static");
         m.closed(1000);
         m.closed(1006);
         m.rejected("origin");
@@ -507,8 +507,11 @@ mod tests {
 
     #[test]
     fn render_has_labels_and_counts() {
-        let m = Metrics::new([("/chat/{room}".to_owned(), "room")]);
-        m.routes[0].received(2, 10);
+        let m = Metrics::default();
+        let room = m.route("/chat/{room}", "room");
+        room.received(2, 10);
+        // The same path and kind (after a reload) is the same counter set.
+        assert!(Arc::ptr_eq(&room, &m.route("/chat/{room}", "room")));
         m.closed(1000);
         m.closed(1000);
         m.rejected("origin");
@@ -521,7 +524,7 @@ mod tests {
         // Counts from other threads (other shards) add up.
         std::thread::scope(|s| {
             for _ in 0..SHARDS + 3 {
-                s.spawn(|| m.routes[0].sent(1, 5));
+                s.spawn(|| room.sent(1, 5));
             }
         });
         let text = m.render();

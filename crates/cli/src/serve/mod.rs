@@ -15,6 +15,9 @@
 //!
 //! Shutdown (SIGINT/SIGTERM): stop accepting, close every WebSocket with
 //! 1001, wait at most `limits.shutdown_timeout`.
+//!
+//! Reload (SIGHUP): read and validate the configuration and its TLS files
+//! again; new connections use it, open ones keep theirs ([`reload`]).
 
 mod admin;
 mod auth;
@@ -27,6 +30,7 @@ mod metrics;
 mod policy;
 mod procfs;
 mod pubsub;
+mod reload;
 mod room;
 mod session;
 mod stream;
@@ -37,7 +41,7 @@ pub use config::ServeArgs;
 use auth::AuthError;
 use config::{HostRule, ListenerConfig, OriginRule, RawConfig, Route, RouteKind, ServerConfig};
 use hub::Hub;
-use metrics::Metrics;
+use metrics::{Metrics, RouteMetrics};
 use policy::{ConnLimiter, Grants, LimitError};
 use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
@@ -46,26 +50,44 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stream::{Conn, Transport};
-use tether::{Incoming, Keepalive, Reject, ServerBuilder, WebSocketConfig};
+use tether::{Incoming, Reject, ServerBuilder};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-/// Shared server state.
+/// What a connection serves with: one generation of the configuration
+/// (made at startup and by each reload, see [`reload`]; a connection keeps
+/// the one it started with) and handles on what all generations share.
 pub struct State {
     config: ServerConfig,
     builder: ServerBuilder,
-    metrics: Metrics,
-    limiter: Arc<ConnLimiter>,
+    /// Per listener, in `config.listeners` order: its TLS acceptor.
+    acceptors: Vec<Option<tokio_rustls::TlsAcceptor>>,
     /// Per route id: the hub of room and pubsub routes.
     hubs: Vec<Option<Arc<Hub>>>,
+    /// Per route id: its counters.
+    route_metrics: Vec<Arc<RouteMetrics>>,
+    metrics: Arc<Metrics>,
+    limiter: Arc<ConnLimiter>,
     shutdown: watch::Receiver<bool>,
     /// WebSocket connections being served (for the shutdown wait).
-    active: AtomicUsize,
+    active: Arc<AtomicUsize>,
 }
 
-/// Run the server until SIGINT/SIGTERM.
+impl State {
+    /// The parts every generation shares.
+    fn shared(&self) -> reload::Shared {
+        reload::Shared {
+            metrics: self.metrics.clone(),
+            limiter: self.limiter.clone(),
+            shutdown: self.shutdown.clone(),
+            active: self.active.clone(),
+        }
+    }
+}
+
+/// Run the server until SIGINT/SIGTERM; SIGHUP reloads the configuration.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let raw = load_raw(&args)?;
     if args.print_config {
@@ -77,47 +99,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("{}", summary(&config));
         return Ok(());
     }
-    let limits = &config.limits;
-    let mut ws_config = WebSocketConfig::default();
-    ws_config.protocol.max_message_size = limits.max_message_size;
-    ws_config.protocol.max_frame_size = limits.max_message_size;
-    if limits.permessage_deflate {
-        ws_config.protocol.deflate = Some(tether::proto::deflate::DeflateConfig::default());
-    }
-    ws_config.handshake_timeout = limits.handshake_timeout;
-    ws_config.write_buffer_limit = limits.write_buffer;
-    ws_config.send_timeout = limits.send_timeout;
-    ws_config.keepalive = Some(Keepalive {
-        interval: limits.ping_interval,
-        timeout: limits.idle_timeout,
-    });
+    // Before anything is announced, so that a SIGHUP never finds the
+    // default action (exit) in place.
+    let mut hangup = Hangup::new()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut hubs = vec![None; config.route_count];
-    for r in config.all_routes() {
-        if matches!(r.kind, RouteKind::Room | RouteKind::Pubsub { .. }) {
-            hubs[r.id] = Some(Arc::new(Hub::new(limits.send_queue)));
-        }
-    }
-    let mut labels = vec![(String::new(), ""); config.route_count];
-    for r in config.all_routes() {
-        labels[r.id] = (r.path.clone(), r.kind.name());
-    }
-    let state = Arc::new(State {
-        builder: ServerBuilder::new().config(ws_config),
-        metrics: Metrics::new(labels),
-        limiter: ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip),
-        hubs,
+    let shared = reload::Shared {
+        metrics: Arc::new(Metrics::default()),
+        limiter: ConnLimiter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ),
         shutdown: shutdown_rx,
-        active: AtomicUsize::new(0),
-        config,
-    });
+        active: Arc::new(AtomicUsize::new(0)),
+    };
+    let state = reload::build(&shared, config, acceptors, None);
     // Bind everything before announcing anything.
     let mut bound = Vec::new();
-    for ((i, l), acceptor) in state.config.listeners.iter().enumerate().zip(acceptors) {
+    for (i, l) in state.config.listeners.iter().enumerate() {
         let listener = TcpListener::bind(l.addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", l.addr))?;
-        bound.push((i, listener, acceptor));
+        bound.push((i, listener));
     }
     let admin = match state.config.admin.addr {
         Some(addr) => Some(
@@ -127,49 +129,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    for r in state.config.all_routes() {
-        if let RouteKind::Pubsub {
-            demo_ticker: Some(ch),
-            ..
-        } = &r.kind
-        {
-            let hub = state.hubs[r.id].clone().expect("pubsub hub");
-            tokio::spawn(pubsub::demo_ticker(hub, ch.clone()));
-        }
-    }
     warn_risky_routes(&state.config);
-    let mut tasks = Vec::new();
-    for (i, listener, acceptor) in bound {
+    for (i, listener) in &bound {
         let addr = listener.local_addr()?;
         announce(
-            &state.config.listeners[i],
+            &state.config.listeners[*i],
             addr,
-            acceptor.is_some(),
+            state.acceptors[*i].is_some(),
             &state.config,
             args.config.is_none(),
             args.publish_token.is_none(),
             &raw,
         );
-        tasks.push(tokio::spawn(accept_loop(
-            state.clone(),
-            i,
-            listener,
-            acceptor,
-        )));
+    }
+    let live = Arc::new(reload::Live::new(state, args, raw));
+    let mut tasks = Vec::new();
+    for (i, listener) in bound {
+        tasks.push(tokio::spawn(accept_loop(live.clone(), i, listener)));
     }
     if let Some(listener) = admin {
         let addr = listener.local_addr()?;
         println!("admin listening on http://{addr}");
         let _ = std::io::stdout().flush();
         info!("/metrics and /healthz on http://{addr} (`admin.addr`) only");
-        tasks.push(tokio::spawn(admin::accept_loop(state.clone(), listener)));
+        tasks.push(tokio::spawn(admin::accept_loop(live.clone(), listener)));
     }
-    shutdown_signal().await;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = hangup.recv() => live.reload(),
+        }
+    }
     info!("shutting down: closing WebSocket connections with 1001");
     session::signal_shutdown(&shutdown_tx);
     for t in &tasks {
         t.abort();
     }
+    let state = live.state();
     let deadline = Instant::now() + state.config.limits.shutdown_timeout;
     while state.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -306,18 +304,15 @@ fn random_token() -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn accept_loop(
-    state: Arc<State>,
-    idx: usize,
-    listener: TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-) {
+/// Accept on listener `idx`; each connection is served with the
+/// generation current when it was accepted.
+async fn accept_loop(live: Arc<reload::Live>, idx: usize, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                let state = live.state();
                 state.metrics.tcp_accepted.fetch_add(1, Ordering::Relaxed);
-                let state = state.clone();
-                let acceptor = acceptor.clone();
+                let acceptor = state.acceptors[idx].clone();
                 tokio::spawn(handle_connection(state, idx, tcp, peer, acceptor));
             }
             Err(e) => {
@@ -325,6 +320,32 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// SIGHUP, which asks for a reload (never, where there are no signals).
+struct Hangup(#[cfg(unix)] tokio::signal::unix::Signal);
+
+impl Hangup {
+    /// Handle SIGHUP from now on.
+    fn new() -> anyhow::Result<Hangup> {
+        #[cfg(unix)]
+        let h = Hangup(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?,
+        );
+        #[cfg(not(unix))]
+        let h = Hangup();
+        Ok(h)
+    }
+
+    /// The next SIGHUP.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if self.0.recv().await.is_some() {
+            return;
+        }
+        std::future::pending::<()>().await
     }
 }
 
@@ -734,7 +755,7 @@ fn run_session<'a>(
         let (route, peer) = (*route, *peer);
         state.active.fetch_add(1, Ordering::AcqRel);
         let _active = ActiveGuard(&state.active);
-        let metrics = &state.metrics.routes[route.id];
+        let metrics = &*state.route_metrics[route.id];
         metrics.connections.fetch_add(1, Ordering::Relaxed);
         metrics.open.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();

@@ -19,6 +19,7 @@
 use super::config::{HostRule, OriginRule};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Split a `Host` header value into lowercase name and optional port.
@@ -189,8 +190,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Counts of open WebSocket connections, total and per IP.
 #[derive(Debug)]
 pub struct ConnLimiter {
-    max_total: usize,
-    max_per_ip: usize,
+    /// Changed by a reload; slots already held stay held.
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
     inner: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
@@ -214,20 +216,26 @@ impl ConnLimiter {
     /// Limits.
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<ConnLimiter> {
         Arc::new(ConnLimiter {
-            max_total,
-            max_per_ip,
+            max_total: AtomicUsize::new(max_total),
+            max_per_ip: AtomicUsize::new(max_per_ip),
             inner: Mutex::new((0, HashMap::new())),
         })
+    }
+
+    /// New limits for connections from now on (a reload).
+    pub fn set_limits(&self, max_total: usize, max_per_ip: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
     /// Take a slot for `ip`.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, LimitError> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0 >= self.max_total {
+        if g.0 >= self.max_total.load(Ordering::Relaxed) {
             return Err(LimitError::Total);
         }
         let n = g.1.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
+        if *n >= self.max_per_ip.load(Ordering::Relaxed) {
             return Err(LimitError::PerIp);
         }
         *n += 1;

@@ -1,0 +1,273 @@
+//! Generations of the running configuration, and `SIGHUP`.
+//!
+//! A [`State`] is one loaded configuration with what it needs to serve
+//! (TLS acceptors, the WebSocket settings, hubs, route counters). The
+//! accept loops read the current one once per new connection ([`Live`]);
+//! a connection keeps the one it started with to its end, so a reload
+//! never changes or drops an open connection.
+//!
+//! A reload reads the file again (with the same flags), validates it and
+//! loads its TLS certificates and key files; any error refuses the whole
+//! reload, logged, and the running configuration stays. What a reload
+//! cannot change is kept and reported: the addresses listened on (bound
+//! once at startup) and the admin address. Rooms and channels survive for
+//! routes that still exist: a hub is found again by virtual host, path and
+//! kind, not by the route's position in the file.
+
+use super::config::{ListenerConfig, RawConfig, Route, RouteKind, ServerConfig};
+use super::hub::Hub;
+use super::metrics::{Metrics, RouteMetrics};
+use super::policy::ConnLimiter;
+use super::{prepare, pubsub, ServeArgs, State};
+use arc_swap::ArcSwap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use tether::{Keepalive, ServerBuilder, WebSocketConfig};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+/// What every generation shares: counters, connection limits, shutdown.
+#[derive(Clone)]
+pub struct Shared {
+    /// All counters.
+    pub metrics: Arc<Metrics>,
+    /// WebSocket connection counts (its limits follow the configuration).
+    pub limiter: Arc<ConnLimiter>,
+    /// Set once at shutdown.
+    pub shutdown: watch::Receiver<bool>,
+    /// WebSocket connections being served (for the shutdown wait).
+    pub active: Arc<AtomicUsize>,
+}
+
+/// The generation new connections get, and how to make the next one.
+pub struct Live {
+    current: ArcSwap<State>,
+    args: ServeArgs,
+    /// The configuration started with, reused when there is no file to
+    /// read again (the built-in setup keeps its publish token).
+    started_with: RawConfig,
+}
+
+impl Live {
+    /// Serve `state`; reloads read `args.config` again.
+    pub fn new(state: State, args: ServeArgs, started_with: RawConfig) -> Live {
+        Live {
+            current: ArcSwap::from_pointee(state),
+            args,
+            started_with,
+        }
+    }
+
+    /// The current generation.
+    pub fn state(&self) -> Arc<State> {
+        self.current.load_full()
+    }
+
+    /// Reload (`SIGHUP`): new connections use the new configuration if it
+    /// loads; otherwise log why and keep serving the current one.
+    pub fn reload(&self) {
+        let from = match &self.args.config {
+            Some(p) => p.display().to_string(),
+            None => "the built-in configuration".to_owned(),
+        };
+        info!("SIGHUP: reloading {from}");
+        let raw = match &self.args.config {
+            Some(_) => super::load_raw(&self.args),
+            None => Ok(self.started_with.clone()),
+        };
+        let (config, acceptors) = match raw.and_then(|raw| prepare(&raw)) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("reload refused, still serving the previous configuration: {e:#}");
+                return;
+            }
+        };
+        let old = self.state();
+        let next = build(&old.shared(), config, acceptors, Some(&old));
+        super::warn_risky_routes(&next.config);
+        let routes = next.config.route_count;
+        self.current.store(Arc::new(next));
+        info!(
+            routes,
+            "configuration reloaded: new connections use it, open ones keep theirs"
+        );
+    }
+}
+
+/// WebSocket settings from the configured limits.
+fn ws_config(config: &ServerConfig) -> WebSocketConfig {
+    let limits = &config.limits;
+    let mut ws = WebSocketConfig::default();
+    ws.protocol.max_message_size = limits.max_message_size;
+    ws.protocol.max_frame_size = limits.max_message_size;
+    if limits.permessage_deflate {
+        ws.protocol.deflate = Some(tether::proto::deflate::DeflateConfig::default());
+    }
+    ws.handshake_timeout = limits.handshake_timeout;
+    ws.write_buffer_limit = limits.write_buffer;
+    ws.send_timeout = limits.send_timeout;
+    ws.keepalive = Some(Keepalive {
+        interval: limits.ping_interval,
+        timeout: limits.idle_timeout,
+    });
+    ws
+}
+
+/// What identifies a route's hub across reloads: its virtual host's
+/// names (empty for the default host), its path and its kind.
+type HubKey = (String, String, &'static str);
+
+/// Every route with its [`HubKey`].
+fn keyed_routes(config: &ServerConfig) -> impl Iterator<Item = (HubKey, &Route)> {
+    let default = config.routes.iter().map(|r| (String::new(), r));
+    let vhosts = config
+        .vhosts
+        .iter()
+        .flat_map(|v| v.routes.iter().map(move |r| (v.hosts.join(","), r)));
+    default
+        .chain(vhosts)
+        .map(|(host, r)| ((host, r.path.clone(), r.kind.name()), r))
+}
+
+/// Make a generation from a loaded configuration: hubs of `previous` are
+/// kept for the routes that still exist, new ones made (and their demo
+/// tickers started); listeners are matched to the ones already bound.
+pub fn build(
+    shared: &Shared,
+    mut config: ServerConfig,
+    mut acceptors: Vec<Option<TlsAcceptor>>,
+    previous: Option<&State>,
+) -> State {
+    if let Some(old) = previous {
+        (config.listeners, acceptors) = align_listeners(
+            &old.config.listeners,
+            &old.acceptors,
+            std::mem::take(&mut config.listeners),
+            acceptors,
+        );
+        if config.admin.addr != old.config.admin.addr {
+            warn!(
+                "`admin.addr` changed from {:?} to {:?}: a reload cannot move a listener; restart to apply it",
+                old.config.admin.addr, config.admin.addr
+            );
+            config.admin.addr = old.config.admin.addr;
+            config.admin.hosts = old.config.admin.hosts.clone();
+        }
+    }
+    let mut hubs = vec![None; config.route_count];
+    let old_hubs: Vec<(HubKey, Arc<Hub>)> = previous
+        .map(|old| {
+            keyed_routes(&old.config)
+                .filter_map(|(k, r)| Some((k, old.hubs[r.id].clone()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (key, r) in keyed_routes(&config) {
+        if !matches!(r.kind, RouteKind::Room | RouteKind::Pubsub { .. }) {
+            continue;
+        }
+        let hub = match old_hubs.iter().find(|(k, _)| *k == key) {
+            Some((_, h)) => h.clone(),
+            None => {
+                let hub = Arc::new(Hub::new(config.limits.send_queue));
+                if let RouteKind::Pubsub {
+                    demo_ticker: Some(ch),
+                    ..
+                } = &r.kind
+                {
+                    tokio::spawn(pubsub::demo_ticker(hub.clone(), ch.clone()));
+                }
+                hub
+            }
+        };
+        hubs[r.id] = Some(hub);
+    }
+    let mut route_metrics: Vec<Option<Arc<RouteMetrics>>> = vec![None; config.route_count];
+    for r in config.all_routes() {
+        route_metrics[r.id] = Some(shared.metrics.route(&r.path, r.kind.name()));
+    }
+    shared.limiter.set_limits(
+        config.limits.max_connections,
+        config.limits.max_connections_per_ip,
+    );
+    State {
+        builder: ServerBuilder::new().config(ws_config(&config)),
+        acceptors,
+        hubs,
+        route_metrics: route_metrics.into_iter().map(Option::unwrap).collect(),
+        metrics: shared.metrics.clone(),
+        limiter: shared.limiter.clone(),
+        shutdown: shared.shutdown.clone(),
+        active: shared.active.clone(),
+        config,
+    }
+}
+
+/// The new settings for the listeners already bound, in their order: a
+/// bound address takes the new settings (allowed hosts, TLS certificate)
+/// of the same address; one no longer configured keeps its old settings,
+/// and one newly configured is not bound; both are warned about.
+fn align_listeners(
+    bound: &[ListenerConfig],
+    bound_acceptors: &[Option<TlsAcceptor>],
+    mut new: Vec<ListenerConfig>,
+    mut new_acceptors: Vec<Option<TlsAcceptor>>,
+) -> (Vec<ListenerConfig>, Vec<Option<TlsAcceptor>>) {
+    let mut listeners = Vec::new();
+    let mut acceptors = Vec::new();
+    for (l, acc) in bound.iter().zip(bound_acceptors) {
+        match new.iter().position(|n| n.addr == l.addr) {
+            Some(i) => {
+                listeners.push(new.remove(i));
+                acceptors.push(new_acceptors.remove(i));
+            }
+            None => {
+                warn!("`[[listen]]` {} is no longer configured, but a reload cannot close a listener: it keeps its previous settings until a restart", l.addr);
+                listeners.push(l.clone());
+                acceptors.push(acc.clone());
+            }
+        }
+    }
+    for n in new {
+        warn!(
+            "`[[listen]]` {} is new, but a reload cannot open a listener: restart to listen there",
+            n.addr
+        );
+    }
+    (listeners, acceptors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::config::HostRule;
+
+    fn listener(addr: &str, hosts: &[&str]) -> ListenerConfig {
+        ListenerConfig {
+            addr: addr.parse().unwrap(),
+            tls: None,
+            hosts: HostRule::Names(hosts.iter().map(|h| h.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn listeners_keep_their_bound_order_and_only_bound_addresses() {
+        let bound = [
+            listener("127.0.0.1:1", &["a"]),
+            listener("127.0.0.1:2", &["b"]),
+        ];
+        let new = vec![
+            listener("127.0.0.1:3", &["new"]),
+            listener("127.0.0.1:2", &["b2"]),
+        ];
+        let (l, acc) = align_listeners(&bound, &[None, None], new, vec![None, None]);
+        assert_eq!(acc.len(), 2);
+        // :1 is gone from the file but still bound: old settings.
+        assert_eq!(l[0].hosts, HostRule::Names(vec!["a".into()]));
+        // :2 takes its new settings; :3 cannot be bound by a reload.
+        assert_eq!(l[1].addr, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(l[1].hosts, HostRule::Names(vec!["b2".into()]));
+        assert_eq!(l.len(), 2);
+    }
+}
