@@ -220,3 +220,92 @@ fn post_body_rules() {
     let get = server.get("/api/publish");
     assert_eq!(status_of(&get), 405);
 }
+
+/// The answer to `request` sent on a fresh connection, which the server
+/// must then close (read to the end, bounded by the read timeout).
+fn answer_then_close(server: &Server, request: &str) -> String {
+    let resp = server.raw_http(request);
+    assert!(
+        resp.to_ascii_lowercase().contains("connection: close"),
+        "the connection is not closed after:\n{resp}"
+    );
+    resp
+}
+
+#[test]
+fn ambiguous_request_framing_is_refused_and_the_connection_closed() {
+    let server = Server::with_args(&["--publish-token", "tok"]);
+    let h = server.addr;
+    // No `Connection: close` from the client: the server must close by itself.
+    let post = |headers: &str| {
+        format!("POST /api/publish HTTP/1.1\r\nHost: {h}\r\nAuthorization: Bearer tok\r\n{headers}\r\n{{\"channel\":\"c\",\"data\":1}}")
+    };
+    let len = r#"{"channel":"c","data":1}"#.len();
+    for (headers, want) in [
+        // RFC 9112 §6.3: two lengths (the first one used to win).
+        (
+            format!("Content-Length: {len}\r\nContent-Length: 5\r\n"),
+            400,
+        ),
+        (
+            format!("Content-Length: {len}\r\nContent-Length: {len}\r\n"),
+            400,
+        ),
+        (format!("Content-Length: {len}, {len}\r\n"), 400),
+        // 1*DIGIT only.
+        (format!("Content-Length: +{len}\r\n"), 400),
+        (format!("Content-Length: -{len}\r\n"), 400),
+        (format!("Content-Length: 0x{len:x}\r\n"), 400),
+        (
+            "Content-Length: 99999999999999999999999\r\n".to_owned(),
+            400,
+        ),
+        // Transfer-Encoding with Content-Length (§6.1, §6.3).
+        (
+            format!("Transfer-Encoding: chunked\r\nContent-Length: {len}\r\n"),
+            400,
+        ),
+        // A coding the server does not implement.
+        ("Transfer-Encoding: gzip\r\n".to_owned(), 501),
+        ("Transfer-Encoding: gzip, chunked\r\n".to_owned(), 501),
+        // Chunked: the server asks for a length instead.
+        ("Transfer-Encoding: chunked\r\n".to_owned(), 411),
+    ] {
+        let resp = answer_then_close(&server, &post(&headers));
+        assert_eq!(status_of(&resp), want, "{headers:?}:\n{resp}");
+    }
+    // The same rules hold on a page request.
+    let resp = answer_then_close(
+        &server,
+        &format!("GET / HTTP/1.1\r\nHost: {h}\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n"),
+    );
+    assert_eq!(status_of(&resp), 400, "{resp}");
+    // Transfer-Encoding in HTTP/1.0 is faulty framing (§6.1).
+    let resp = answer_then_close(
+        &server,
+        &format!("GET / HTTP/1.0\r\nHost: {h}\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    );
+    assert_eq!(status_of(&resp), 400, "{resp}");
+    // One well-formed length still works.
+    let ok = server.raw_http(&post(&format!(
+        "Content-Length: {len}\r\nConnection: close\r\n"
+    )));
+    assert_eq!(status_of(&ok), 200, "{ok}");
+}
+
+#[test]
+fn bare_lf_line_endings_are_refused_for_pages_and_handshakes() {
+    let server = Server::with_args(&[]);
+    let h = server.addr;
+    let page = server.raw_http(&format!("GET / HTTP/1.1\nHost: {h}\nConnection: close\n\n"));
+    assert_eq!(status_of(&page), 400, "{page}");
+    let mixed = server.raw_http(&format!(
+        "GET / HTTP/1.1\r\nHost: {h}\nX-Smuggled: 1\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(status_of(&mixed), 400, "{mixed}");
+    let upgrade = server.raw_http(&format!(
+        "GET /echo HTTP/1.1\nHost: {h}\nUpgrade: websocket\nConnection: Upgrade\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\n\n"
+    ));
+    assert_eq!(status_of(&upgrade), 400, "{upgrade}");
+}

@@ -4,8 +4,9 @@
 //!
 //! Deliberately small: HTTP/1.1 with keep-alive, `GET`/`HEAD` for pages
 //! (`405` otherwise), request bodies only with `Content-Length` (bounded by
-//! `limits.max_body_size`: `413`; no length: `411`; chunked: `411`).
-//! Responses always carry `Content-Length`.
+//! `limits.max_body_size`: `413`; no length: `411`). Framing a proxy in
+//! front could read differently is refused and the connection closed
+//! ([`body_length`]). Responses always carry `Content-Length`.
 
 use super::config::{Route, RouteKind};
 use super::policy::constant_time_eq;
@@ -54,11 +55,6 @@ impl Response {
         }
     }
 
-    /// Its status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
     /// A JSON response.
     pub fn json(status: StatusCode, v: &serde_json::Value) -> Response {
         Response {
@@ -66,6 +62,11 @@ impl Response {
             headers: vec![("content-type", "application/json".into())],
             body: Body::Bytes(v.to_string().into_bytes()),
         }
+    }
+
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     /// Add a header.
@@ -116,12 +117,77 @@ pub async fn write_response(
     io.flush().await
 }
 
-/// Answer one plain HTTP request. Returns the bytes read past it when the
+/// How the body of `req` is delimited (RFC 9112 §6): its `Content-Length`
+/// (`None`: no body), or the status and text to answer before closing the connection
+/// when the framing is ambiguous or unsupported: more than one length or a
+/// length that is not 1*DIGIT (400, §6.3), `Transfer-Encoding` beside a
+/// length or in HTTP/1.0 (400, §6.1), chunked (411: send a length) or any
+/// other coding (501).
+pub fn body_length(req: &http::Request<()>) -> Result<Option<u64>, (StatusCode, String)> {
+    let headers = req.headers();
+    let bad = |why: &str| Err((StatusCode::BAD_REQUEST, format!("{why}\n")));
+    let lengths = headers.get_all(http::header::CONTENT_LENGTH);
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        if headers.contains_key(http::header::CONTENT_LENGTH) {
+            return bad("both Transfer-Encoding and Content-Length: send one");
+        }
+        if req.version() == http::Version::HTTP_10 {
+            return bad("Transfer-Encoding in an HTTP/1.0 request");
+        }
+        let codings: Vec<String> = headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| {
+                let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+                v.split(',')
+                    .map(|c| c.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        return Err(if codings.iter().all(|c| c == "chunked") {
+            (
+                StatusCode::LENGTH_REQUIRED,
+                "chunked request bodies are not accepted: send the body with Content-Length\n"
+                    .to_owned(),
+            )
+        } else {
+            (
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "Transfer-Encoding `{}` is not implemented: send the body with Content-Length\n",
+                    codings.join(", ")
+                ),
+            )
+        });
+    }
+    let mut values = lengths.iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return bad("more than one Content-Length");
+    }
+    let digits = value.as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return bad("Content-Length is not a decimal number");
+    }
+    match std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+    {
+        Some(n) => Ok(Some(n)),
+        None => bad("Content-Length is too large"),
+    }
+}
+
+/// Answer one plain HTTP request (its framing checked by [`body_length`]:
+/// `length`). Returns the bytes read past it when the
 /// connection stays open for another request, `None` to close it.
 pub async fn serve(
     state: &State,
     io: &mut Conn,
     req: http::Request<()>,
+    length: Option<u64>,
     mut leftover: BytesMut,
     routes: &[Route],
 ) -> Option<BytesMut> {
@@ -135,18 +201,6 @@ pub async fn serve(
             v.to_str()
                 .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
         });
-    let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
-    let length: Option<u64> = match headers.get(http::header::CONTENT_LENGTH) {
-        None => None,
-        Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse().ok()) {
-            Some(n) => Some(n),
-            None => {
-                let r = Response::text(StatusCode::BAD_REQUEST, "bad Content-Length\n");
-                let _ = write_response(io, r, false, false).await;
-                return None;
-            }
-        },
-    };
     let path = req.uri().path();
     let method = req.method();
     let head_only = method == Method::HEAD;
@@ -157,12 +211,6 @@ pub async fn serve(
     let resp = if let Some(route) = publish_route {
         if method != Method::POST {
             Response::text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n").header("allow", "POST")
-        } else if chunked {
-            keep_alive = false;
-            Response::text(
-                StatusCode::LENGTH_REQUIRED,
-                "send the body with Content-Length\n",
-            )
         } else if let Some(n) = length {
             if n > state.config.limits.max_body_size as u64 {
                 keep_alive = false;
@@ -181,7 +229,7 @@ pub async fn serve(
             )
         }
     } else {
-        if chunked || length.is_some_and(|n| n > 0) {
+        if length.is_some_and(|n| n > 0) {
             // A body we will not read would be taken for the next request.
             keep_alive = false;
         }

@@ -467,6 +467,18 @@ async fn http_phase(
                 return None;
             }
         };
+        // Framing first: a request whose end is ambiguous cannot be
+        // followed by another on this connection.
+        let length = match http::body_length(&req) {
+            Ok(n) => n,
+            Err((status, why)) => {
+                info!(%peer, status = status.as_u16(), "refused: ambiguous or unsupported request framing");
+                let r = http::Response::text(status, why);
+                let _ = Box::pin(http::write_response(&mut conn, r, false, false)).await;
+                let _ = conn.shutdown().await;
+                return None;
+            }
+        };
         let host = req
             .headers()
             .get(::http::header::HOST)
@@ -496,7 +508,7 @@ async fn http_phase(
             }
             return opened;
         }
-        match Box::pin(http::serve(state, &mut conn, req, leftover, routes)).await {
+        match Box::pin(http::serve(state, &mut conn, req, length, leftover, routes)).await {
             Some(rest) => conn.unread(rest),
             None => {
                 let _ = conn.shutdown().await;

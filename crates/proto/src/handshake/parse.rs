@@ -25,7 +25,7 @@ use super::{HandshakeError, HandshakeLimits};
 ///   `limits.max_head_bytes` bytes, or more than `limits.max_headers`
 ///   fields (answer 431).
 /// * [`HandshakeError::MalformedHead`] / [`HandshakeError::InvalidRequestTarget`]:
-///   not a valid head (answer 400).
+///   not a valid head (answer 400), a line ending in a bare LF included.
 ///
 /// Header field values are kept byte-for-byte (obs-text included); repeated
 /// fields are kept in order. Only the first `limits.max_head_bytes` bytes of
@@ -42,6 +42,11 @@ pub fn parse_request(
         Ok(httparse::Status::Partial) => return incomplete(buf, limits),
         Err(e) => return Err(map_httparse_error(e)),
     };
+    if has_bare_lf(&window[..head_len]) {
+        return Err(HandshakeError::MalformedHead(
+            "bare LF line ending (use CRLF)",
+        ));
+    }
 
     let method = parsed
         .method
@@ -113,6 +118,16 @@ pub fn parse_response(
         map.append(name, value);
     }
     Ok(Some((response, head_len)))
+}
+
+/// True if a line of `head` ends in LF without CR. httparse accepts such
+/// lines (RFC 9112 §2.2 lets a recipient), but a proxy in front may not
+/// split them the same way, so a server refuses them (request smuggling).
+/// Responses, read by a client, are parsed leniently.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 /// How many header slots to give httparse.
@@ -298,6 +313,31 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn bare_lf_line_endings_are_rejected_in_requests() {
+        // RFC 9112 §2.2: a proxy in front may split these lines differently.
+        for bad in [
+            &b"GET / HTTP/1.1\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(
+                req_len(bad, &limits()),
+                Err(HandshakeError::MalformedHead(
+                    "bare LF line ending (use CRLF)"
+                )),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // A bare LF after the head is WebSocket data, not the head's business.
+        let mut buf = RFC_REQUEST.to_vec();
+        buf.extend_from_slice(b"\n\n");
+        assert_eq!(req_len(&buf, &limits()), Ok(Some(RFC_REQUEST.len())));
     }
 
     #[test]
