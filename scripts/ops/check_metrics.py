@@ -16,6 +16,8 @@ REQUIRED = {
     "tether_http_requests": "counter",
     "tether_handshake_duration_seconds": "histogram",
     "tether_build_info": "gauge",
+    "tether_config_reloads": "counter",
+    "tether_config_last_reload_successful": "gauge",
     "process_cpu_seconds": "counter",
     "process_resident_memory_bytes": "gauge",
     "process_open_fds": "gauge",

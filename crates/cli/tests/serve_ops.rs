@@ -296,6 +296,11 @@ async fn sighup_reloads_routes_and_keeps_open_connections() {
         "SIGHUP stopped the server:\n{}",
         server.log()
     );
+    assert_eq!(
+        server.metric("tether_config_reloads_total{result=\"applied\"}"),
+        1
+    );
+    assert_eq!(server.metric("tether_config_last_reload_successful"), 1);
     echo_once(&mut a, "after the reload").await;
     let (mut b, _) = tether::ClientBuilder::new(server.ws_url("/b"))
         .connect()
@@ -331,6 +336,11 @@ async fn sighup_reloads_routes_and_keeps_open_connections() {
         "{log}"
     );
     assert!(server.is_running());
+    assert_eq!(
+        server.metric("tether_config_reloads_total{result=\"refused\"}"),
+        1
+    );
+    assert_eq!(server.metric("tether_config_last_reload_successful"), 0);
     let (mut b2, _) = tether::ClientBuilder::new(server.ws_url("/b"))
         .connect()
         .await

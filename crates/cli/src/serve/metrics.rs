@@ -155,6 +155,12 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     /// From a connection's start to its 101 response written.
     pub handshake_latency: Histogram,
+    /// Configuration reloads (SIGHUP) applied.
+    pub reloads_applied: AtomicU64,
+    /// Configuration reloads refused (the file or its TLS files failed).
+    pub reloads_refused: AtomicU64,
+    /// Whether the last reload was refused (0 before any).
+    pub last_reload_refused: AtomicU64,
     closes: Mutex<BTreeMap<u16, u64>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -325,6 +331,31 @@ impl Metrics {
         let _ = writeln!(out, "# HELP {name} Time from a connection's start (just after accept) to its 101 response written, TLS included, for accepted WebSocket handshakes.");
         let _ = writeln!(out, "# TYPE {name} histogram");
         self.handshake_latency.render(&mut out, name);
+        let _ = writeln!(
+            out,
+            "# HELP tether_config_reloads_total Configuration reloads (SIGHUP), by result: applied, or refused with the previous configuration kept."
+        );
+        let _ = writeln!(out, "# TYPE tether_config_reloads_total counter");
+        for (result, n) in [
+            ("applied", &self.reloads_applied),
+            ("refused", &self.reloads_refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "tether_config_reloads_total{{result=\"{result}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tether_config_last_reload_successful 0 if the last reload was refused (the running configuration is not the file's), else 1."
+        );
+        let _ = writeln!(out, "# TYPE tether_config_last_reload_successful gauge");
+        let _ = writeln!(
+            out,
+            "tether_config_last_reload_successful {}",
+            1 - self.last_reload_refused.load(Relaxed).min(1)
+        );
         let _ = writeln!(
             out,
             "# HELP tether_build_info The running version of tether (always 1)."

@@ -20,7 +20,7 @@ use super::metrics::{Metrics, RouteMetrics};
 use super::policy::ConnLimiter;
 use super::{prepare, pubsub, ServeArgs, State};
 use arc_swap::ArcSwap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use tether::{Keepalive, ServerBuilder, WebSocketConfig};
 use tokio::sync::watch;
@@ -80,10 +80,15 @@ impl Live {
             Ok(p) => p,
             Err(e) => {
                 warn!("reload refused, still serving the previous configuration: {e:#}");
+                let metrics = &self.state().metrics;
+                metrics.reloads_refused.fetch_add(1, Relaxed);
+                metrics.last_reload_refused.store(1, Relaxed);
                 return;
             }
         };
         let old = self.state();
+        old.metrics.reloads_applied.fetch_add(1, Relaxed);
+        old.metrics.last_reload_refused.store(0, Relaxed);
         let next = build(&old.shared(), config, acceptors, Some(&old));
         super::warn_risky_routes(&next.config);
         let routes = next.config.route_count;
