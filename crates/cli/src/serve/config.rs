@@ -18,6 +18,7 @@
 
 use super::auth::{ClaimRules, JwtVerifier, KeySource};
 use crate::size::parse_size;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,6 +108,11 @@ pub enum DurationValue {
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// Reverse proxies whose forwarding headers are believed (CIDRs), for
+    /// every listener without its own list. First: a TOML file has its
+    /// top-level keys before its tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
     /// `[[listen]]` tables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listen: Vec<RawListener>,
@@ -153,6 +159,15 @@ pub struct RawListener {
     /// names on a loopback address, else the virtual hosts' names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_hosts: Option<Vec<String>>,
+    /// Reverse proxies (CIDRs or addresses) whose `X-Forwarded-For`,
+    /// `X-Forwarded-Proto` and `Forwarded` headers give the client's
+    /// address and scheme. Default: the top-level `trusted_proxies`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header,
+    /// which gives the client's address (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<bool>,
 }
 
 /// `[limits]`.
@@ -322,6 +337,7 @@ impl RawConfig {
             ..Default::default()
         };
         RawConfig {
+            trusted_proxies: Vec::new(),
             listen: vec![RawListener {
                 addr: "127.0.0.1:8080".into(),
                 ..Default::default()
@@ -361,12 +377,13 @@ impl RawConfig {
         if let Some(l) = &args.listen {
             let tls_cert = args.tls_cert.clone();
             let tls_key = args.tls_key.clone();
-            let allowed_hosts = self.listen.first().and_then(|l| l.allowed_hosts.clone());
+            // The first listener's other settings stay.
+            let first = self.listen.first().cloned().unwrap_or_default();
             self.listen = vec![RawListener {
                 addr: l.clone(),
                 tls_cert,
                 tls_key,
-                allowed_hosts,
+                ..first
             }];
         } else if args.tls_cert.is_some() {
             for l in &mut self.listen {
@@ -379,7 +396,7 @@ impl RawConfig {
                 addr: "127.0.0.1:8080".into(),
                 tls_cert: args.tls_cert.clone(),
                 tls_key: args.tls_key.clone(),
-                allowed_hosts: None,
+                ..Default::default()
             });
         }
         let l = &mut self.limits;
@@ -464,6 +481,10 @@ pub struct ListenerConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Which `Host` names are answered.
     pub hosts: HostRule,
+    /// Peers whose forwarding headers give the client's address.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 /// The DNS-rebinding defence of a listener.
@@ -752,6 +773,7 @@ impl ServerConfig {
             });
         }
         let vhost_names: Vec<String> = vhosts.iter().flat_map(|v| v.hosts.clone()).collect();
+        let global_proxies = cidrs(&raw.trusted_proxies, "trusted_proxies")?;
         let mut listeners = Vec::new();
         for (i, raw_l) in raw.listen.iter().enumerate() {
             let addr: SocketAddr = raw_l.addr.parse().map_err(|_| {
@@ -772,7 +794,17 @@ impl ServerConfig {
                 None if !vhost_names.is_empty() => HostRule::Names(vhost_names.clone()),
                 None => HostRule::Any,
             };
-            listeners.push(ListenerConfig { addr, tls, hosts });
+            let trusted_proxies = match &raw_l.trusted_proxies {
+                Some(list) => cidrs(list, &format!("listen[{i}].trusted_proxies"))?,
+                None => global_proxies.clone(),
+            };
+            listeners.push(ListenerConfig {
+                addr,
+                tls,
+                hosts,
+                trusted_proxies,
+                proxy_protocol: raw_l.proxy_protocol.unwrap_or(false),
+            });
         }
         if listeners.is_empty() {
             return Err("no `[[listen]]` address".into());
@@ -840,6 +872,22 @@ fn validate_admin(
         hosts,
         metrics_token: raw.metrics_token.clone(),
     })
+}
+
+/// A list of networks (`10.0.0.0/8`) or addresses (`192.0.2.1`, meaning
+/// that one address).
+fn cidrs(list: &[String], key: &str) -> Result<Vec<IpNet>, String> {
+    list.iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| {
+                    format!("`{key}`: `{s}` is not an address or CIDR (e.g. 10.0.0.0/8, 127.0.0.1)")
+                })
+        })
+        .collect()
 }
 
 fn validate_routes(
@@ -1137,6 +1185,33 @@ mod tests {
         ))
         .unwrap();
         assert!(cfg.routes[0].auth.as_ref().unwrap().jwt.is_some());
+    }
+
+    #[test]
+    fn trusted_proxies_per_listener_or_global() {
+        let cfg = effective(
+            "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\n[[listen]]\naddr = \"127.0.0.1:1\"\n[[listen]]\naddr = \"127.0.0.1:2\"\ntrusted_proxies = []\nproxy_protocol = true\n",
+        )
+        .unwrap();
+        let l = &cfg.listeners;
+        assert_eq!(l[0].trusted_proxies.len(), 2);
+        assert!(l[0].trusted_proxies[1].contains(&"192.0.2.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(l[1].trusted_proxies.is_empty() && l[1].proxy_protocol && !l[0].proxy_protocol);
+        let e =
+            effective("[[listen]]\naddr = \"127.0.0.1:1\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
+                .unwrap_err();
+        assert!(
+            e.contains("`listen[0].trusted_proxies`: `10.0.0.0/33`"),
+            "{e}"
+        );
+        // Printed and read back.
+        let raw = RawConfig::parse(
+            "trusted_proxies = [\"10.0.0.0/8\"]\n[[route]]\npath = \"/e\"\nkind = \"echo\"\n",
+        )
+        .unwrap()
+        .with_args(&ServeArgs::default());
+        let again = RawConfig::parse(&raw.to_toml()).unwrap();
+        assert_eq!(again.trusted_proxies, vec!["10.0.0.0/8".to_owned()]);
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod hub;
 mod metrics;
 mod policy;
 mod procfs;
+mod proxy_addr;
 mod pubsub;
 mod reload;
 mod room;
@@ -411,8 +412,8 @@ fn handle_connection(
 async fn http_phase(
     state: &State,
     idx: usize,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    mut tcp: TcpStream,
+    mut peer: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
 ) -> Option<Session<'_>> {
     // Handshake latency counts from here, the task's start just after
@@ -421,6 +422,22 @@ async fn http_phase(
     let started = Instant::now();
     let _ = tcp.set_nodelay(true);
     let listener = &state.config.listeners[idx];
+    if listener.proxy_protocol {
+        let trusted = &listener.trusted_proxies;
+        if !trusted.is_empty() && !proxy_addr::trusted(trusted, peer.ip()) {
+            info!(%peer, "refused: PROXY protocol from a peer not in listen[{idx}].trusted_proxies");
+            return None;
+        }
+        let timeout = state.config.limits.handshake_timeout;
+        match proxy_addr::read_proxy_header(&mut tcp, timeout).await {
+            Ok(Some(client)) => peer = client,
+            Ok(None) => {}
+            Err(e) => {
+                info!(%peer, "refused: {e} (listen[{idx}].proxy_protocol = true)");
+                return None;
+            }
+        }
+    }
     let tls = acceptor.is_some();
     let transport = match acceptor {
         None => Transport::Plain(tcp),
@@ -485,8 +502,11 @@ async fn http_phase(
             .and_then(|h| h.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        // Per request: a proxy's keep-alive connection carries many clients.
+        let client = proxy_addr::client_of(&listener.trusted_proxies, peer, tls, req.headers());
         if !policy::host_allowed(&listener.hosts, &host) {
             state.metrics.rejected("host");
+            let peer = client.addr;
             info!(%peer, "refused (421): {}", policy::host_refusal(&listener.hosts, &host, idx));
             let r = http::Response::text(
                 ::http::StatusCode::MISDIRECTED_REQUEST,
@@ -500,7 +520,13 @@ async fn http_phase(
         let routes = state.config.routes_for(&name);
         if is_upgrade(&req) {
             let opened = Box::pin(open_websocket(
-                state, conn, req, leftover, peer, routes, tls,
+                state,
+                conn,
+                req,
+                leftover,
+                client.addr,
+                routes,
+                client.https,
             ))
             .await;
             if opened.is_some() {
