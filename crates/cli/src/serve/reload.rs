@@ -253,6 +253,8 @@ mod tests {
             addr: addr.parse().unwrap(),
             tls: None,
             hosts: HostRule::Names(hosts.iter().map(|h| h.to_string()).collect()),
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 
