@@ -18,16 +18,36 @@ fn logs_to_a_pipe_have_no_ansi_escapes() {
         "ANSI escape in a log written to a file:\n{log:?}"
     );
     drop(server);
-    // And on a pipe, for a command that fails at once.
-    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(["serve", "--listen", "not-an-address"])
+    // And on a pipe: start, wait for the first line, stop, read the log.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.is_empty());
-    assert!(!err.contains('\x1b'), "{err:?}");
+    assert!(err.contains("shutting down"), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "ANSI escape in a log written to a pipe:\n{err:?}"
+    );
 }
 
 #[test]

@@ -29,6 +29,8 @@ use std::time::Duration;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ServeArgs {
     /// TOML configuration file (see `--print-config` for the format).
+    /// SIGHUP reads it again (and the TLS files): new connections use it,
+    /// open ones keep theirs; one that fails to load is refused.
     #[arg(long, env = "TETHER_CONFIG")]
     pub config: Option<PathBuf>,
 
