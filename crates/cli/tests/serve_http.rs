@@ -309,3 +309,57 @@ fn bare_lf_line_endings_are_refused_for_pages_and_handshakes() {
     ));
     assert_eq!(status_of(&upgrade), 400, "{upgrade}");
 }
+
+#[test]
+fn a_doubled_slash_never_redirects_to_another_host() {
+    let server = static_server();
+    for path in ["//docs", "///docs", "//docs?x=1"] {
+        let resp = server.get(path);
+        assert_eq!(status_of(&resp), 301, "{path}: {resp}");
+        let location = resp
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("location: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("{path}: no Location:\n{resp}"));
+        assert_eq!(location.trim(), "/docs/", "{path}");
+    }
+}
+
+#[test]
+fn metrics_has_one_content_type() {
+    let server = Server::with_args(&[]);
+    let resp = server.get("/metrics");
+    let types: Vec<&str> = resp
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+        .collect();
+    assert_eq!(
+        types,
+        ["content-type: text/plain; version=0.0.4; charset=utf-8"],
+        "{resp}"
+    );
+}
+
+#[test]
+fn a_fifo_in_the_static_root_is_not_served() {
+    let server = Server::with_setup(STATIC, &[], |dir| {
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        let ok = Command::new("mkfifo")
+            .arg(www.join("pipe"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mkfifo failed");
+    });
+    let started = std::time::Instant::now();
+    let resp = server.get("/pipe");
+    assert_eq!(status_of(&resp), 404, "{resp}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The server still answers.
+    assert_eq!(status_of(&server.get("/healthz")), 200);
+}

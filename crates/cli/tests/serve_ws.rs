@@ -522,3 +522,31 @@ kind = "echo"
         421
     );
 }
+
+#[tokio::test]
+async fn a_close_reason_cannot_forge_log_lines() {
+    let server = Server::with_config(CONFIG);
+    let (mut ws, _) = ClientBuilder::new(server.ws_url("/echo"))
+        .connect()
+        .await
+        .unwrap();
+    let reason = "bye\nINFO forged: admin logged in \u{1b}[31mred\u{1b}[0m\r";
+    ws.close(Some(tether::CloseFrame::new(
+        tether::CloseCode::NORMAL,
+        reason,
+    )))
+    .await
+    .unwrap();
+    assert!(serve_support::eventually(
+        Duration::from_secs(10),
+        || server.log().contains("close") && server.log().contains("bye")
+    ));
+    let log = server.log();
+    assert!(!log.contains('\u{1b}'), "ESC reached the log:\n{log}");
+    assert!(!log.contains('\r'), "CR reached the log:\n{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("INFO forged")),
+        "a forged line:\n{log}"
+    );
+    assert!(log.contains(r"bye\nINFO forged"), "escaped as \\n:\n{log}");
+}

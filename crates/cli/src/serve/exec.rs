@@ -81,7 +81,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(%program, pid, "stderr: {line}");
+                tracing::info!(%program, pid, "stderr: {}", super::logsafe::esc(&line));
             }
         });
     }

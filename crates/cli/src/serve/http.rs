@@ -398,7 +398,7 @@ async fn static_file(root: &Path, rest: &str, req_path: &str) -> Response {
     if meta.is_dir() {
         if !req_path.ends_with('/') {
             return Response::text(StatusCode::MOVED_PERMANENTLY, "moved\n")
-                .header("location", format!("{req_path}/"));
+                .header("location", directory_location(req_path));
         }
         path.push("index.html");
     }
@@ -409,7 +409,18 @@ async fn static_file(root: &Path, rest: &str, req_path: &str) -> Response {
     if !real.starts_with(root) {
         return not_found();
     }
-    let Ok(file) = tokio::fs::File::open(&real).await else {
+    // Regular files only: opening a FIFO would wait for a writer, and a
+    // device or socket is not a page. Non-blocking, so that a file swapped
+    // for a FIFO after the check cannot hang the open either.
+    if !tokio::fs::metadata(&real).await.is_ok_and(|m| m.is_file()) {
+        return not_found();
+    }
+    let Ok(file) = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&real)
+        .await
+    else {
         return not_found();
     };
     let Ok(meta) = file.metadata().await else {
@@ -423,6 +434,19 @@ async fn static_file(root: &Path, rest: &str, req_path: &str) -> Response {
         headers: vec![("content-type", content_type(&real).into())],
         body: Body::File(file, meta.len()),
     }
+}
+
+/// Where a directory requested without its trailing slash is: the same
+/// path with empty segments dropped, so that `//name` never becomes the
+/// scheme-relative `//name/` (another host).
+fn directory_location(req_path: &str) -> String {
+    let mut location = String::with_capacity(req_path.len() + 1);
+    for seg in req_path.split('/').filter(|s| !s.is_empty()) {
+        location.push('/');
+        location.push_str(seg);
+    }
+    location.push('/');
+    location
 }
 
 /// The `Content-Type` for a file name.
@@ -473,6 +497,13 @@ mod tests {
         assert_eq!(resolve(root, "a\\..\\b"), None);
         assert_eq!(resolve(root, "%zz"), None);
         assert_eq!(resolve(root, ""), Some(PathBuf::from("/srv/www")));
+    }
+
+    #[test]
+    fn directory_redirects_stay_on_this_host() {
+        assert_eq!(directory_location("/docs"), "/docs/");
+        assert_eq!(directory_location("//evil.example"), "/evil.example/");
+        assert_eq!(directory_location("///a//b"), "/a/b/");
     }
 
     #[test]

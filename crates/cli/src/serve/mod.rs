@@ -26,6 +26,7 @@ mod echo;
 mod exec;
 mod http;
 mod hub;
+mod logsafe;
 mod metrics;
 mod policy;
 mod procfs;
@@ -42,6 +43,7 @@ pub use config::ServeArgs;
 use auth::AuthError;
 use config::{HostRule, ListenerConfig, OriginRule, RawConfig, Route, RouteKind, ServerConfig};
 use hub::Hub;
+use logsafe::esc;
 use metrics::{Metrics, RouteMetrics};
 use policy::{ConnLimiter, Grants, LimitError};
 use std::future::Future;
@@ -479,7 +481,7 @@ async fn http_phase(
             Ok(r) => r,
             Err(e) => {
                 if served == 0 {
-                    debug!(%peer, "bad request: {e}");
+                    debug!(%peer, "bad request: {}", esc(&e.to_string()));
                 }
                 return None;
             }
@@ -594,7 +596,7 @@ async fn open_websocket<'a>(
         Ok(i) => i,
         Err(e) => {
             state.metrics.rejected("bad_handshake");
-            info!(%peer, %path, "refused handshake: {e}");
+            info!(%peer, path = %esc(&path), "refused handshake: {}", esc(&e.to_string()));
             return None;
         }
     };
@@ -602,7 +604,7 @@ async fn open_websocket<'a>(
     // decides.
     let reject = |reason: &'static str, detail: &str, r: Reject| {
         state.metrics.rejected(reason);
-        info!(%peer, %path, status = r.status.as_u16(), "refused WebSocket: {reason}: {detail}");
+        info!(%peer, path = %esc(&path), status = r.status.as_u16(), "refused WebSocket: {reason}: {detail}");
         r
     };
     let Some((route, capture)) = found else {
@@ -748,7 +750,7 @@ async fn open_websocket<'a>(
     let ws = match Box::pin(incoming.accept(accept)).await {
         Ok(ws) => ws,
         Err(e) => {
-            info!(%peer, %path, "handshake failed: {e}");
+            info!(%peer, path = %esc(&path), "handshake failed: {}", esc(&e.to_string()));
             return None;
         }
     };
@@ -797,7 +799,7 @@ fn run_session<'a>(
         metrics.connections.fetch_add(1, Ordering::Relaxed);
         metrics.open.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        info!(%peer, %path, kind = route.kind.name(), user = grants.subject.as_deref().unwrap_or(""), "open");
+        info!(%peer, path = %esc(path), kind = route.kind.name(), user = %esc(grants.subject.as_deref().unwrap_or("")), "open");
         let mut shutdown = state.shutdown.clone();
         // Each route's session is boxed: the task then holds only the running
         // route's state, not the largest of all of them.
@@ -830,16 +832,16 @@ fn run_session<'a>(
         drop(opened.take());
         info!(
             %peer,
-            %path,
+            path = %esc(&path),
             duration_ms = started.elapsed().as_millis() as u64,
             messages_in = outcome.messages_in,
             bytes_in = outcome.bytes_in,
             messages_out = outcome.messages_out,
             bytes_out = outcome.bytes_out,
             code = outcome.code,
-            reason = %outcome.reason,
+            reason = %esc(&outcome.reason),
             closed_by = outcome.closed_by,
-            error = outcome.error.as_deref().unwrap_or(""),
+            error = %esc(outcome.error.as_deref().unwrap_or("")),
             "close"
         );
     }
