@@ -28,6 +28,7 @@ kind = "room"
 path = "/pubsub"
 kind = "pubsub"
 publish_token = "backend-secret"
+client_publish = true
 
 [[route]]
 path = "/open"
@@ -549,4 +550,150 @@ async fn a_close_reason_cannot_forge_log_lines() {
         "a forged line:\n{log}"
     );
     assert!(log.contains(r"bye\nINFO forged"), "escaped as \\n:\n{log}");
+}
+
+/// Subscribe `ws` to `channel` and read the ack.
+async fn subscribe(ws: &mut Ws, channel: &str) -> Value {
+    send_json(ws, json!({"op": "subscribe", "channel": channel})).await;
+    next_json(ws).await
+}
+
+#[tokio::test]
+async fn a_subscriber_that_never_reads_is_cut_off_by_the_bytes_waiting_for_it() {
+    let server = Server::with_config(
+        r#"
+[limits]
+max_body_size = "1M"
+max_queued_bytes_per_connection = "2M"
+
+[[route]]
+path = "/pubsub"
+kind = "pubsub"
+publish_token = "t"
+"#,
+    );
+    let mut sub = connect(&server.ws_url("/pubsub")).await;
+    let channels = ["a", "b", "c", "d"];
+    for ch in channels {
+        assert_eq!(subscribe(&mut sub, ch).await["op"], "ack");
+    }
+    // From here on `sub` reads nothing. Each channel alone stays far below
+    // `send_queue` (256) messages; the four together pass 2 MB quickly.
+    let data = "x".repeat(200_000);
+    let slow = "tether_slow_consumer_closes_total{route=\"/pubsub\",kind=\"pubsub\"}";
+    let mut published = 0usize;
+    while server.metric(slow) == 0 {
+        for ch in channels {
+            let body = json!({"channel": ch, "data": data}).to_string();
+            let resp = server.post_json("/api/publish", "t", &body);
+            assert_eq!(status_of(&resp), 200, "{resp}");
+            published += data.len();
+        }
+        assert!(
+            published < 40 << 20,
+            "{published} bytes published and the subscriber that never reads is still connected"
+        );
+    }
+    assert_eq!(close_of(&mut sub).await.0, 1008);
+}
+
+#[tokio::test]
+async fn subscriptions_per_connection_are_capped_with_an_error() {
+    let server = Server::with_config(
+        r#"
+[limits]
+max_subscriptions = 2
+
+[[route]]
+path = "/pubsub"
+kind = "pubsub"
+"#,
+    );
+    let mut ws = connect(&server.ws_url("/pubsub")).await;
+    assert_eq!(subscribe(&mut ws, "a").await["op"], "ack");
+    assert_eq!(subscribe(&mut ws, "b").await["op"], "ack");
+    // Subscribing again to one held is no new subscription.
+    assert_eq!(subscribe(&mut ws, "a").await["op"], "ack");
+    let refused = subscribe(&mut ws, "c").await;
+    assert_eq!(refused["op"], "error", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_subscriptions"),
+        "{refused}"
+    );
+    // The connection stays usable: leave one, and the third fits.
+    send_json(&mut ws, json!({"op": "unsubscribe", "channel": "a"})).await;
+    assert_eq!(next_json(&mut ws).await["op"], "ack");
+    assert_eq!(subscribe(&mut ws, "c").await["op"], "ack");
+}
+
+#[tokio::test]
+async fn anonymous_clients_cannot_publish_into_the_demo_ticker() {
+    let server = Server::with_args(&[]);
+    let mut watcher = connect(&server.ws_url("/pubsub")).await;
+    assert_eq!(subscribe(&mut watcher, "ticker").await["op"], "ack");
+    let mut attacker = connect(&server.ws_url("/pubsub")).await;
+    send_json(
+        &mut attacker,
+        json!({"op": "publish", "channel": "ticker", "data": {"quotes": [{"symbol": "ACME", "price": 0.01, "change": -99}]}, "id": 1}),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut attacker).await,
+        json!({"op": "error", "id": 1, "error": "not allowed to publish to ticker"})
+    );
+    // What the watcher gets next is the server's own quote, never the fake.
+    let real = next_json(&mut watcher).await;
+    assert_eq!(real["op"], "message");
+    assert_ne!(real["data"]["quotes"][0]["price"], 0.01, "{real}");
+}
+
+#[tokio::test]
+async fn client_publish_is_a_route_option() {
+    let server = Server::with_config(
+        r#"
+[[route]]
+path = "/closed"
+kind = "pubsub"
+
+[[route]]
+path = "/chat"
+kind = "pubsub"
+client_publish = ["chat.*"]
+"#,
+    );
+    let publish = |ch: &str| json!({"op": "publish", "channel": ch, "data": 1});
+    let mut closed = connect(&server.ws_url("/closed")).await;
+    send_json(&mut closed, publish("x")).await;
+    assert_eq!(
+        next_json(&mut closed).await["error"],
+        "not allowed to publish to x"
+    );
+    let mut chat = connect(&server.ws_url("/chat")).await;
+    send_json(&mut chat, publish("chat.lobby")).await;
+    assert_eq!(next_json(&mut chat).await["op"], "ack");
+    send_json(&mut chat, publish("news")).await;
+    assert_eq!(
+        next_json(&mut chat).await["error"],
+        "not allowed to publish to news"
+    );
+}
+
+#[tokio::test]
+async fn room_and_channel_names_have_a_length_limit() {
+    let server = Server::with_config(CONFIG);
+    let long_room = "r".repeat(129);
+    let err = ClientBuilder::new(server.ws_url(&format!("/chat/{long_room}")))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(rejected_status(&err), 400);
+    connect(&server.ws_url(&format!("/chat/{}", "r".repeat(128)))).await;
+    let mut ws = connect(&server.ws_url("/pubsub")).await;
+    // 65 characters, 130 bytes: the limit counts bytes.
+    let refused = subscribe(&mut ws, &"é".repeat(65)).await;
+    assert_eq!(refused["error"], "invalid channel name", "{refused}");
+    assert_eq!(subscribe(&mut ws, &"c".repeat(128)).await["op"], "ack");
 }

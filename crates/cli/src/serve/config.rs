@@ -25,6 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest room or channel name, in bytes.
+pub const MAX_NAME: usize = 128;
+
 /// Options of `tether serve` that can also come from flags and env vars.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ServeArgs {
@@ -204,6 +207,20 @@ pub struct RawLimits {
     /// consumer (default 256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_queue: Option<usize>,
+    /// Most bytes that may wait for one room/pubsub connection, across its
+    /// rooms, channels and replies, while its socket is full; more: closed
+    /// with 1008 as a slow consumer (default 8M).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_bytes_per_connection: Option<SizeValue>,
+    /// Most bytes held for subscribers by all rooms and channels together;
+    /// beyond it a broadcast drops its group's oldest messages, and whoever
+    /// had not taken them is closed with 1008 (default 256M).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_bytes: Option<SizeValue>,
+    /// Most channels one pubsub connection may subscribe to; more are
+    /// answered with an `error` op (default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_subscriptions: Option<usize>,
     /// Bytes buffered for one socket before sending waits (default 128K).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_buffer: Option<SizeValue>,
@@ -258,6 +275,11 @@ pub struct RawRoute {
     /// pubsub: publish simulated stock prices into this channel every second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demo_ticker: Option<String>,
+    /// pubsub: channels every client may publish to over the WebSocket:
+    /// `true` (all), `false` (none, the default) or patterns (`["chat.*"]`).
+    /// A JWT's `publish` claim adds to these; an opaque token allows all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_publish: Option<ClientPublish>,
     /// Subprotocols the route speaks (the client's first match is chosen).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protocols: Vec<String>,
@@ -287,6 +309,16 @@ impl OneOrMany {
             OneOrMany::Many(v) => v.clone(),
         }
     }
+}
+
+/// `client_publish` of a pubsub route: all, none, or channel patterns.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum ClientPublish {
+    /// `true`: every channel; `false`: none.
+    All(bool),
+    /// Names, or prefixes ending in `*`.
+    Patterns(Vec<String>),
 }
 
 /// `auth = { ... }` of a route.
@@ -435,6 +467,9 @@ impl RawConfig {
         l.max_connections.get_or_insert(10_000);
         l.max_connections_per_ip.get_or_insert(1_000);
         l.send_queue.get_or_insert(256);
+        fill_size(&mut l.max_queued_bytes_per_connection, "8M");
+        fill_size(&mut l.max_queued_bytes, "256M");
+        l.max_subscriptions.get_or_insert(128);
         self
     }
 
@@ -520,6 +555,12 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How far a subscriber may fall behind (messages).
     pub send_queue: usize,
+    /// Bytes that may wait for a blocked room/pubsub connection.
+    pub max_queued_bytes_per_connection: usize,
+    /// Bytes all rooms and channels may hold.
+    pub max_queued_bytes: usize,
+    /// Channels per pubsub connection.
+    pub max_subscriptions: usize,
     /// Per-socket write buffer.
     pub write_buffer: usize,
     /// Drop a WebSocket whose peer takes no queued byte for this long.
@@ -582,6 +623,8 @@ pub enum RouteKind {
         publish_token: Option<String>,
         /// Channel fed by the simulated ticker.
         demo_ticker: Option<String>,
+        /// Channel patterns any client may publish to over the WebSocket.
+        client_publish: Vec<String>,
     },
     /// A program per connection.
     Exec {
@@ -751,6 +794,12 @@ impl ServerConfig {
             ping_interval: dur(&l.ping_interval, "ping_interval")?,
             idle_timeout: dur(&l.idle_timeout, "idle_timeout")?,
             send_queue: req(l.send_queue, "send_queue")?,
+            max_queued_bytes_per_connection: size(
+                &l.max_queued_bytes_per_connection,
+                "max_queued_bytes_per_connection",
+            )?,
+            max_queued_bytes: size(&l.max_queued_bytes, "max_queued_bytes")?,
+            max_subscriptions: req(l.max_subscriptions, "max_subscriptions")?,
             write_buffer: size(&l.write_buffer, "write_buffer")?,
             send_timeout: Some(dur(&l.send_timeout, "send_timeout")?).filter(|d| !d.is_zero()),
             max_body_size: size(&l.max_body_size, "max_body_size")?,
@@ -761,6 +810,23 @@ impl ServerConfig {
         }
         if limits.max_message_size == 0 {
             return Err("`limits.max_message_size` must be at least 1".into());
+        }
+        for (key, bytes) in [
+            (
+                "max_queued_bytes_per_connection",
+                limits.max_queued_bytes_per_connection,
+            ),
+            ("max_queued_bytes", limits.max_queued_bytes),
+        ] {
+            if bytes < limits.max_message_size {
+                return Err(format!(
+                    "`limits.{key}` ({bytes} bytes) must be at least `limits.max_message_size` ({} bytes): one message could never be queued",
+                    limits.max_message_size
+                ));
+            }
+        }
+        if limits.max_subscriptions == 0 {
+            return Err("`limits.max_subscriptions` must be at least 1".into());
         }
         let mut next_id = 0;
         let routes = validate_routes(&raw.route, "route", &mut next_id)?;
@@ -926,11 +992,13 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
     only(r.dir.is_some() && kind != "static", "dir", "\"static\"")?;
     only(r.command.is_some() && kind != "exec", "command", "\"exec\"")?;
     only(r.mode.is_some() && kind != "exec", "mode", "\"exec\"")?;
-    let pubsub_only =
-        r.publish_path.is_some() || r.publish_token.is_some() || r.demo_ticker.is_some();
+    let pubsub_only = r.publish_path.is_some()
+        || r.publish_token.is_some()
+        || r.demo_ticker.is_some()
+        || r.client_publish.is_some();
     only(
         pubsub_only && kind != "pubsub",
-        "publish_path/publish_token/demo_ticker",
+        "publish_path/publish_token/demo_ticker/client_publish",
         "\"pubsub\"",
     )?;
     let kind = match kind {
@@ -964,10 +1032,23 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
             if matches!(&r.publish_token, Some(t) if t.is_empty()) {
                 return Err("`publish_token` is empty".into());
             }
+            let client_publish = match &r.client_publish {
+                None | Some(ClientPublish::All(false)) => Vec::new(),
+                Some(ClientPublish::All(true)) => vec!["*".to_owned()],
+                Some(ClientPublish::Patterns(p)) => {
+                    if let Some(bad) = p.iter().find(|p| p.is_empty() || p.len() > MAX_NAME) {
+                        return Err(format!(
+                            "`client_publish`: `{bad}` is not a channel name or prefix (1 to {MAX_NAME} bytes)"
+                        ));
+                    }
+                    p.clone()
+                }
+            };
             RouteKind::Pubsub {
                 publish_path,
                 publish_token: r.publish_token.clone(),
                 demo_ticker: r.demo_ticker.clone(),
+                client_publish,
             }
         }
         "exec" => {
@@ -1151,6 +1232,51 @@ mod tests {
                 "http://localhost:3000".into()
             ])
         );
+    }
+
+    #[test]
+    fn queue_limits_have_defaults_and_are_checked_against_the_message_size() {
+        let cfg = effective("").unwrap();
+        assert_eq!(cfg.limits.max_queued_bytes_per_connection, 8 << 20);
+        assert_eq!(cfg.limits.max_queued_bytes, 256 << 20);
+        assert_eq!(cfg.limits.max_subscriptions, 128);
+        let e = effective("[limits]\nmax_queued_bytes_per_connection = \"64K\"\n").unwrap_err();
+        assert!(
+            e.contains("limits.max_queued_bytes_per_connection")
+                && e.contains("limits.max_message_size"),
+            "{e}"
+        );
+        let e = effective("[limits]\nmax_subscriptions = 0\n").unwrap_err();
+        assert!(e.contains("limits.max_subscriptions"), "{e}");
+    }
+
+    #[test]
+    fn client_publish_is_off_unless_allowed() {
+        let kind = |extra: &str| {
+            let cfg = effective(&format!(
+                "[[route]]\npath = \"/p\"\nkind = \"pubsub\"\n{extra}"
+            ))
+            .unwrap();
+            match &cfg.routes[0].kind {
+                RouteKind::Pubsub { client_publish, .. } => client_publish.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(kind("").is_empty());
+        assert!(kind("client_publish = false\n").is_empty());
+        assert_eq!(kind("client_publish = true\n"), ["*"]);
+        assert_eq!(kind("client_publish = [\"chat.*\"]\n"), ["chat.*"]);
+        let e = effective("[[route]]\npath = \"/e\"\nkind = \"echo\"\nclient_publish = true\n")
+            .unwrap_err();
+        assert!(e.contains("client_publish"), "{e}");
+        // The built-in demo lets no client publish (its ticker is the
+        // server's own).
+        let raw = RawConfig::builtin("t".into()).with_args(&ServeArgs::default());
+        let builtin = ServerConfig::from_raw(&raw).unwrap();
+        assert!(builtin.routes.iter().all(|r| match &r.kind {
+            RouteKind::Pubsub { client_publish, .. } => client_publish.is_empty(),
+            _ => true,
+        }));
     }
 
     #[test]

@@ -13,19 +13,27 @@
 //! what lies past its cursor when it runs, under one short lock, as many
 //! messages as are there, and writes them with one flush.
 //!
-//! # Slow consumers
+//! # Slow consumers and memory
 //!
 //! The ring keeps at most `queue` messages (`limits.send_queue`). Each entry
 //! counts the members that have yet to take it and is dropped once all
-//! have, so a group whose members keep up holds nothing. A member that falls
-//! `queue` messages behind (its next entry was overwritten) is a slow
-//! consumer: its connection closes with **1008 (policy violation), reason
-//! "slow consumer: send queue full"**, counted in
-//! `tether_slow_consumer_closes_total`. A member blocked on a full socket
-//! still hears every broadcast ([`Member::poll_lagged`]), so it is cut off
-//! as soon as it falls behind, not when its socket drains. Memory per group
-//! is therefore bounded by the ring, whatever the publishers do, and a
-//! member's own queue of replies is bounded the same way.
+//! have, so a group whose members keep up holds nothing. A member is a slow
+//! consumer, closed with **1008 (policy violation), reason "slow consumer:
+//! send queue full"** and counted in `tether_slow_consumer_closes_total`,
+//! when
+//!
+//! * it falls `queue` messages behind in one group (its next entry was
+//!   dropped), or
+//! * while blocked on a full socket, more than `member_bytes`
+//!   (`limits.max_queued_bytes_per_connection`) wait for it across all its
+//!   groups and its own replies, or
+//! * the bytes held by every ring of every hub ([`Budget`],
+//!   `limits.max_queued_bytes`) pass their limit: a broadcast then drops its
+//!   ring's oldest entries, and whoever had not taken them is behind.
+//!
+//! A member blocked on a full socket still hears every broadcast
+//! ([`Member::poll_lagged`]), so it is cut off as soon as it is over, not
+//! when its socket drains.
 //!
 //! # Order
 //!
@@ -33,15 +41,71 @@
 //! replies (pub/sub acks and errors) are numbered from the same counter when
 //! queued. A member that has several sources (channels, replies) delivers
 //! the lowest number first, so a publisher subscribed to its own channel sees
-//! its message before the ack that counts it. (A member of one room, the
-//! common case, takes from its one ring without comparing; a member of k
-//! channels looks at k heads per message.)
+//! its message before the ack that counts it.
+//!
+//! # One group or many
+//!
+//! A member of one group (a room, the common case) takes from its one ring
+//! and waits with its task's waker: nothing else per message. A member of
+//! several groups gives each subscription its own waker, which marks that
+//! subscription for a look and wakes the task, and keeps the subscriptions
+//! that have something in a set ordered by their next entry's number: a
+//! message costs a few locks and a set operation whatever the number of
+//! subscriptions, and the bytes waiting are kept up to date per
+//! subscription as they change.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use slab::Slab;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use tether::Message;
+
+/// Bytes held by the rings of every hub of a server, against
+/// `limits.max_queued_bytes`.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicUsize,
+    limit: AtomicUsize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit),
+        })
+    }
+
+    /// No limit.
+    #[cfg(test)]
+    pub fn unlimited() -> Arc<Budget> {
+        Budget::new(usize::MAX)
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// A new limit (a configuration reload).
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    fn over(&self) -> bool {
+        self.used() > self.limit.load(Ordering::Relaxed)
+    }
+}
 
 /// Groups (rooms, channels) of members, each with its ring.
 #[derive(Debug)]
@@ -52,19 +116,25 @@ pub struct Hub {
     order: AtomicU64,
     /// How far behind a member may fall (ring length, own replies queued).
     queue: usize,
+    /// Most bytes that may wait for a member blocked on a full socket.
+    member_bytes: usize,
+    budget: Arc<Budget>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Group {
     ring: Mutex<Ring>,
 }
 
 /// A group's recent messages and who waits for the next one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Ring {
     entries: VecDeque<Entry>,
     /// Position of the next entry; positions count up for the group's life.
     end: u64,
+    /// Bytes appended over the group's life: an entry's `at` subtracted
+    /// from it is what waits from that entry on.
+    bytes_end: u64,
     members: usize,
     /// Members waiting for the next entry. Emptied (all woken) by each
     /// broadcast, which bumps `generation`.
@@ -73,6 +143,7 @@ struct Ring {
     /// An empty list with capacity, swapped in for `waiters` by a broadcast
     /// so that waking 10,000 members allocates nothing.
     spare: Vec<Waker>,
+    budget: Arc<Budget>,
 }
 
 #[derive(Debug)]
@@ -82,10 +153,25 @@ struct Entry {
     from: Option<u64>,
     /// Members that have yet to take it.
     remaining: usize,
+    /// `Ring::bytes_end` before it was appended.
+    at: u64,
     msg: Message,
 }
 
 impl Ring {
+    fn new(budget: Arc<Budget>) -> Ring {
+        Ring {
+            entries: VecDeque::new(),
+            end: 0,
+            bytes_end: 0,
+            members: 0,
+            waiters: Vec::new(),
+            generation: 0,
+            spare: Vec::new(),
+            budget,
+        }
+    }
+
     /// Position of the oldest entry kept.
     fn start(&self) -> u64 {
         self.end - self.entries.len() as u64
@@ -101,10 +187,26 @@ impl Ring {
         self.entries.get_mut(usize::try_from(i).ok()?)
     }
 
+    /// Bytes from position `cursor` to the end (all of them once `cursor`
+    /// fell off the start).
+    fn behind(&self, cursor: u64) -> u64 {
+        if cursor >= self.end {
+            return 0;
+        }
+        self.entry(cursor)
+            .map_or(u64::MAX, |e| self.bytes_end - e.at)
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.budget.sub(e.msg.len());
+        }
+    }
+
     /// Drop entries every member has taken.
     fn trim(&mut self) {
         while self.entries.front().is_some_and(|e| e.remaining == 0) {
-            self.entries.pop_front();
+            self.pop_front();
         }
         if self.entries.is_empty() && self.entries.capacity() > 64 {
             // A burst is over: give its memory back.
@@ -137,8 +239,30 @@ impl Ring {
     }
 }
 
+impl Drop for Ring {
+    fn drop(&mut self) {
+        while !self.entries.is_empty() {
+            self.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Ring locks taken on this thread (tests count work with it).
+    static RING_LOCKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl Group {
+    fn new(budget: Arc<Budget>) -> Group {
+        Group {
+            ring: Mutex::new(Ring::new(budget)),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Ring> {
+        #[cfg(test)]
+        RING_LOCKS.with(|n| n.set(n.get() + 1));
         self.ring.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -148,7 +272,7 @@ impl Group {
 pub enum Next {
     /// A message to write.
     Message(Message),
-    /// The member fell `queue` messages behind: close it with 1008.
+    /// The member fell too far behind: close it with 1008.
     SlowConsumer,
 }
 
@@ -161,6 +285,13 @@ struct Subscription {
     cursor: u64,
     /// Where this member's waker is in the ring's list (generation, index).
     registered: Option<(u64, usize)>,
+    /// With several subscriptions: this one's waker ([`SubWake`]).
+    waker: Option<Waker>,
+    /// With several: the number of its next entry, as kept in
+    /// [`Multi::ready`].
+    head: Option<u64>,
+    /// With several: bytes waiting in this group, as last seen.
+    behind: u64,
 }
 
 /// What a subscription has next.
@@ -171,6 +302,18 @@ enum Peek {
 }
 
 impl Subscription {
+    fn new(name: &str, group: Arc<Group>, cursor: u64) -> Subscription {
+        Subscription {
+            name: name.to_owned(),
+            group,
+            cursor,
+            registered: None,
+            waker: None,
+            head: None,
+            behind: 0,
+        }
+    }
+
     /// Skip the member's own messages, then look at the next entry. With
     /// `cx`, an empty ring wakes the task on the next broadcast.
     fn peek(
@@ -196,22 +339,57 @@ impl Subscription {
         Peek::Empty
     }
 
+    /// Take the entry at the cursor (which [`Subscription::peek`] found).
+    fn take_locked(cursor: &mut u64, ring: &mut Ring) -> Option<Next> {
+        if *cursor < ring.start() {
+            return Some(Next::SlowConsumer);
+        }
+        let e = ring.entry_mut(*cursor)?;
+        debug_assert!(e.remaining > 0, "taken by more members than it was for");
+        e.remaining = e.remaining.saturating_sub(1);
+        let msg = e.msg.clone();
+        *cursor += 1;
+        ring.trim();
+        Some(Next::Message(msg))
+    }
+
     /// Take the next entry for member `me`.
     fn take(&mut self, me: u64, cx: Option<&mut Context<'_>>) -> Option<Next> {
         let mut ring = self.group.lock();
         match Self::peek(&mut self.cursor, &mut self.registered, &mut ring, me, cx) {
             Peek::Lagged => Some(Next::SlowConsumer),
             Peek::Empty => None,
-            Peek::Order(_) => {
-                let e = ring.entry_mut(self.cursor)?;
-                debug_assert!(e.remaining > 0, "taken by more members than it was for");
-                e.remaining = e.remaining.saturating_sub(1);
-                let msg = e.msg.clone();
-                self.cursor += 1;
-                ring.trim();
-                Some(Next::Message(msg))
-            }
+            Peek::Order(_) => Self::take_locked(&mut self.cursor, &mut ring),
         }
+    }
+
+    /// With several subscriptions: look at this one again (it was marked),
+    /// wait on it with its own waker, and bring its place in `multi.ready`
+    /// and its bytes waiting up to date. `Err` once it fell behind.
+    fn refresh(&mut self, key: usize, multi: &mut Multi, me: u64) -> Result<(), ()> {
+        let mut ring = self.group.lock();
+        let head = match Self::peek(&mut self.cursor, &mut self.registered, &mut ring, me, None) {
+            Peek::Lagged => return Err(()),
+            Peek::Empty => None,
+            Peek::Order(o) => Some(o),
+        };
+        if let Some(w) = &self.waker {
+            ring.register(&mut self.registered, &mut Context::from_waker(w));
+        }
+        let behind = ring.behind(self.cursor);
+        drop(ring);
+        multi.behind = multi.behind - self.behind + behind;
+        self.behind = behind;
+        if head != self.head {
+            if let Some(o) = self.head {
+                multi.ready.remove(&(o, key));
+            }
+            if let Some(o) = head {
+                multi.ready.insert((o, key));
+            }
+            self.head = head;
+        }
+        Ok(())
     }
 
     /// Give up this member's share of every entry it has not taken, and its
@@ -237,14 +415,86 @@ impl Subscription {
     }
 }
 
+/// The state of a member of several groups.
+#[derive(Debug)]
+struct Multi {
+    signal: Arc<Signal>,
+    /// Subscriptions by name.
+    names: HashMap<String, usize>,
+    /// (number of its next entry, key) of each subscription that has one.
+    ready: BTreeSet<(u64, usize)>,
+    /// Bytes waiting across the subscriptions (sum of their `behind`).
+    behind: u64,
+    /// Keys taken from the signal, looked at outside its lock.
+    scratch: Vec<usize>,
+}
+
+/// Which subscriptions of a member heard a broadcast, and its task.
+#[derive(Debug, Default)]
+struct Signal(Mutex<SignalState>);
+
+#[derive(Debug, Default)]
+struct SignalState {
+    task: Option<Waker>,
+    marked: Vec<usize>,
+}
+
+impl Signal {
+    fn lock(&self) -> MutexGuard<'_, SignalState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_task(&self, waker: &Waker) {
+        let mut s = self.lock();
+        if !s.task.as_ref().is_some_and(|t| t.will_wake(waker)) {
+            s.task = Some(waker.clone());
+        }
+    }
+
+    fn mark(&self, key: usize) {
+        let mut s = self.lock();
+        s.marked.push(key);
+        if let Some(t) = &s.task {
+            t.wake_by_ref();
+        }
+    }
+}
+
+/// The waker one subscription leaves in its ring.
+struct SubWake {
+    signal: Arc<Signal>,
+    key: usize,
+}
+
+impl Wake for SubWake {
+    fn wake(self: Arc<Self>) {
+        self.signal.mark(self.key);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.signal.mark(self.key);
+    }
+}
+
 impl Hub {
-    /// A hub whose members may fall `queue` messages behind (at least 1).
+    /// A hub whose members may fall `queue` messages behind (at least 1),
+    /// with no byte limits.
+    #[cfg(test)]
     pub fn new(queue: usize) -> Hub {
+        Hub::with_limits(queue, usize::MAX, Budget::unlimited())
+    }
+
+    /// A hub whose members may fall `queue` messages behind (at least 1),
+    /// or have `member_bytes` waiting while blocked, and whose rings draw
+    /// on `budget`.
+    pub fn with_limits(queue: usize, member_bytes: usize, budget: Arc<Budget>) -> Hub {
         Hub {
             groups: Mutex::default(),
             next_id: AtomicU64::new(0),
             order: AtomicU64::new(0),
             queue: queue.max(1),
+            member_bytes,
+            budget,
         }
     }
 
@@ -253,9 +503,11 @@ impl Hub {
         Member {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             hub: self.clone(),
-            subs: Vec::new(),
+            subs: Slab::new(),
             own: VecDeque::new(),
+            own_bytes: 0,
             kicked: false,
+            multi: None,
         }
     }
 
@@ -282,17 +534,22 @@ impl Hub {
             if remaining == 0 {
                 return 0;
             }
-            if ring.entries.len() >= self.queue {
-                // Whoever has not taken the oldest is now `queue` behind.
-                ring.entries.pop_front();
-            }
+            let at = ring.bytes_end;
             ring.entries.push_back(Entry {
                 order,
                 from,
                 remaining,
+                at,
                 msg: msg.clone(),
             });
             ring.end += 1;
+            ring.bytes_end += msg.len() as u64;
+            self.budget.add(msg.len());
+            // Whoever has not taken what is dropped here is now behind.
+            while ring.entries.len() > self.queue || (ring.entries.len() > 1 && self.budget.over())
+            {
+                ring.pop_front();
+            }
             ring.generation += 1;
             let spare = std::mem::take(&mut ring.spare);
             (remaining, std::mem::replace(&mut ring.waiters, spare))
@@ -336,51 +593,121 @@ pub struct Member {
     /// Unique within the hub.
     pub id: u64,
     hub: Arc<Hub>,
-    subs: Vec<Subscription>,
+    subs: Slab<Subscription>,
     /// Replies to this member alone, numbered like broadcasts.
     own: VecDeque<(u64, Message)>,
-    /// Its own replies overflowed: close it as a slow consumer.
+    /// Their bytes.
+    own_bytes: usize,
+    /// Fell behind: close it as a slow consumer.
     kicked: bool,
+    /// Present while the member is in two groups or more.
+    multi: Option<Box<Multi>>,
 }
 
 impl Member {
-    /// Join a group (idempotent). Only messages broadcast from now on are
-    /// delivered.
-    pub fn join(&mut self, name: &str) {
-        if self.subs.iter().any(|s| s.name == name) {
-            return;
+    /// Join a group; false if already a member. Only messages broadcast
+    /// from now on are delivered.
+    pub fn join(&mut self, name: &str) -> bool {
+        if self.find(name).is_some() {
+            return false;
         }
         let mut groups = self.hub.lock();
-        let group = groups.entry(name.to_owned()).or_default().clone();
+        let group = groups
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(Group::new(self.hub.budget.clone())))
+            .clone();
         let cursor = {
             let mut ring = group.lock();
             ring.members += 1;
             ring.end
         };
         drop(groups);
-        self.subs.push(Subscription {
-            name: name.to_owned(),
-            group,
-            cursor,
-            registered: None,
-        });
+        let key = self.subs.insert(Subscription::new(name, group, cursor));
+        match &mut self.multi {
+            Some(multi) => arm(multi, &mut self.subs[key], key),
+            None if self.subs.len() >= 2 => self.enter_multi(),
+            None => {}
+        }
+        true
     }
 
     /// Leave a group; false if not a member.
     pub fn leave(&mut self, name: &str) -> bool {
-        let Some(pos) = self.subs.iter().position(|s| s.name == name) else {
+        let Some(key) = self.find(name) else {
             return false;
         };
-        let sub = self.subs.swap_remove(pos);
+        let sub = self.subs.remove(key);
+        if let Some(multi) = &mut self.multi {
+            multi.names.remove(name);
+            if let Some(o) = sub.head {
+                multi.ready.remove(&(o, key));
+            }
+            multi.behind -= sub.behind;
+        }
         self.hub.detach(sub, self.id);
+        if self.subs.len() <= 1 && self.multi.is_some() {
+            self.leave_multi();
+        }
         true
+    }
+
+    /// How many groups the member is in.
+    pub fn subscriptions(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Is the member in `name`?
+    pub fn is_in(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        match &self.multi {
+            Some(multi) => multi.names.get(name).copied(),
+            None => self
+                .subs
+                .iter()
+                .find(|(_, s)| s.name == name)
+                .map(|(k, _)| k),
+        }
+    }
+
+    /// From one group to two: every subscription gets its own waker and is
+    /// looked at on the next poll.
+    fn enter_multi(&mut self) {
+        let mut multi = Box::new(Multi {
+            signal: Arc::default(),
+            names: HashMap::with_capacity(self.subs.len()),
+            ready: BTreeSet::new(),
+            behind: 0,
+            scratch: Vec::new(),
+        });
+        for (key, sub) in &mut self.subs {
+            multi.names.insert(sub.name.clone(), key);
+            arm(&mut multi, sub, key);
+        }
+        self.multi = Some(multi);
+    }
+
+    /// Back to one group (or none): the single-source path takes over. The
+    /// slab is rebuilt so that iterating it skips no emptied slots.
+    fn leave_multi(&mut self) {
+        self.multi = None;
+        let rest: Vec<Subscription> = self.subs.drain().collect();
+        for mut sub in rest {
+            sub.waker = None;
+            sub.head = None;
+            sub.behind = 0;
+            self.subs.insert(sub);
+        }
+        self.subs.shrink_to_fit();
     }
 
     /// Deliver `msg` to every other member of `group`, which this member
     /// must have joined (else nothing is sent). Returns how many members
     /// it was queued for.
     pub fn broadcast_others(&self, group: &str, msg: &Message) -> usize {
-        if !self.subs.iter().any(|s| s.name == group) {
+        if !self.is_in(group) {
             return 0;
         }
         self.hub.append(group, msg, Some(self.id))
@@ -394,6 +721,7 @@ impl Member {
             return;
         }
         let order = self.hub.order.load(Ordering::Relaxed);
+        self.own_bytes += msg.len();
         self.own.push_back((order, msg));
     }
 
@@ -416,62 +744,141 @@ impl Member {
         self.next(None)
     }
 
-    /// Ready once the member has fallen too far behind; otherwise the task
-    /// is woken by the next broadcast to check again. For a task blocked
-    /// writing to a full socket.
+    /// Ready once the member has fallen too far behind (in messages in a
+    /// group, or in bytes across them); otherwise the task is woken by the
+    /// next broadcast to check again. For a task blocked writing to a full
+    /// socket.
     pub fn poll_lagged(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.kicked {
             return Poll::Ready(());
         }
-        for sub in &mut self.subs {
+        let limit = self.hub.member_bytes as u64;
+        let own = self.own_bytes as u64;
+        if let Some(multi) = &mut self.multi {
+            multi.signal.set_task(cx.waker());
+            if look_at_marked(multi, &mut self.subs, self.id).is_err() {
+                self.kicked = true;
+                return Poll::Ready(());
+            }
+            return if multi.behind.saturating_add(own) > limit {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        }
+        let mut behind = own;
+        for (_, sub) in &mut self.subs {
             let mut ring = sub.group.lock();
             if sub.cursor < ring.start() {
                 return Poll::Ready(());
             }
+            behind = behind.saturating_add(ring.behind(sub.cursor));
             ring.register(&mut sub.registered, cx);
         }
-        Poll::Pending
+        if behind > limit {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
-    fn next(&mut self, mut cx: Option<&mut Context<'_>>) -> Option<Next> {
+    fn next(&mut self, cx: Option<&mut Context<'_>>) -> Option<Next> {
         if self.kicked {
             return Some(Next::SlowConsumer);
         }
-        if self.own.is_empty() && self.subs.len() == 1 {
-            // One source (a room): one lock per message, no comparing.
-            return self.subs[0].take(self.id, cx);
+        if self.multi.is_some() {
+            return self.next_of_many(cx);
         }
-        // Several sources: the lowest number goes first, own replies on ties.
-        let mut best = self.own.front().map(|&(order, _)| (order, None));
-        for (i, sub) in self.subs.iter_mut().enumerate() {
+        if self.own.is_empty() {
+            // One source (a room): one lock per message, no comparing.
+            let (_, sub) = self.subs.iter_mut().next()?;
+            return sub.take(self.id, cx);
+        }
+        // A group and own replies: the lowest number goes first, own
+        // replies on ties.
+        let own = self.own.front().map(|&(order, _)| order);
+        if let Some((_, sub)) = self.subs.iter_mut().next() {
             let mut ring = sub.group.lock();
-            let peek = Subscription::peek(
-                &mut sub.cursor,
-                &mut sub.registered,
-                &mut ring,
-                self.id,
-                cx.as_deref_mut(),
-            );
+            let peek =
+                Subscription::peek(&mut sub.cursor, &mut sub.registered, &mut ring, self.id, cx);
             match peek {
                 Peek::Lagged => return Some(Next::SlowConsumer),
-                Peek::Empty => {}
-                Peek::Order(order) => {
-                    if best.is_none_or(|(b, _)| order < b) {
-                        best = Some((order, Some(i)));
-                    }
+                Peek::Order(order) if own.is_none_or(|o| order < o) => {
+                    return Subscription::take_locked(&mut sub.cursor, &mut ring);
                 }
+                _ => {}
             }
         }
-        match best? {
-            (_, None) => self.own.pop_front().map(|(_, m)| Next::Message(m)),
-            (_, Some(i)) => self.subs[i].take(self.id, None),
+        self.pop_own()
+    }
+
+    fn pop_own(&mut self) -> Option<Next> {
+        let (_, m) = self.own.pop_front()?;
+        self.own_bytes -= m.len();
+        Some(Next::Message(m))
+    }
+
+    /// [`Member::next`] for a member of several groups.
+    fn next_of_many(&mut self, cx: Option<&mut Context<'_>>) -> Option<Next> {
+        let multi = self.multi.as_mut()?;
+        if let Some(cx) = cx {
+            multi.signal.set_task(cx.waker());
+        }
+        if look_at_marked(multi, &mut self.subs, self.id).is_err() {
+            self.kicked = true;
+            return Some(Next::SlowConsumer);
+        }
+        let own = self.own.front().map(|&(order, _)| order);
+        let key = match multi.ready.first() {
+            Some(&(order, key)) if own.is_none_or(|o| order < o) => key,
+            _ => return self.pop_own(),
+        };
+        let sub = &mut self.subs[key];
+        let next = {
+            let mut ring = sub.group.lock();
+            Subscription::take_locked(&mut sub.cursor, &mut ring)
+        };
+        if sub.refresh(key, multi, self.id).is_err() {
+            self.kicked = true;
+        }
+        next
+    }
+}
+
+/// Give a subscription of a member of several groups its own waker and
+/// mark it for a look.
+fn arm(multi: &mut Multi, sub: &mut Subscription, key: usize) {
+    sub.waker = Some(Waker::from(Arc::new(SubWake {
+        signal: multi.signal.clone(),
+        key,
+    })));
+    multi.signal.lock().marked.push(key);
+}
+
+/// Look at the subscriptions whose rings had a broadcast since the last
+/// look. `Err` when one fell behind.
+fn look_at_marked(multi: &mut Multi, subs: &mut Slab<Subscription>, me: u64) -> Result<(), ()> {
+    std::mem::swap(&mut multi.signal.lock().marked, &mut multi.scratch);
+    let mut marked = std::mem::take(&mut multi.scratch);
+    let mut result = Ok(());
+    for &key in &marked {
+        // A key may be stale (left, or reused by a later subscription):
+        // looking again is harmless.
+        if let Some(sub) = subs.get_mut(key) {
+            if sub.refresh(key, multi, me).is_err() {
+                result = Err(());
+                break;
+            }
         }
     }
+    marked.clear();
+    multi.scratch = marked;
+    result
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
-        for sub in std::mem::take(&mut self.subs) {
+        for (_, sub) in std::mem::take(&mut self.subs) {
             self.hub.detach(sub, self.id);
         }
     }
@@ -670,6 +1077,119 @@ mod tests {
         hub.publish("r", &Message::text("x"));
         assert!(count.0.load(Ordering::SeqCst) > before);
         assert_eq!(text(stay.try_next()), "x");
+    }
+
+    #[test]
+    fn a_member_blocked_writing_is_cut_off_once_too_many_bytes_wait_for_it() {
+        // Four channels, each far below the message count limit; the bytes
+        // waiting across them are what counts.
+        let hub = Arc::new(Hub::with_limits(256, 10_000, Budget::unlimited()));
+        let mut m = hub.member();
+        for ch in ["a", "b", "c", "d"] {
+            m.join(ch);
+        }
+        let (_count, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let kb = Message::binary(vec![0u8; 1000]);
+        for i in 0..10 {
+            assert!(m.poll_lagged(&mut cx).is_pending(), "{i} KB waiting");
+            hub.publish(["a", "b", "c", "d"][i % 4], &kb);
+        }
+        assert!(m.poll_lagged(&mut cx).is_pending(), "10 KB is the limit");
+        hub.publish("c", &kb);
+        assert!(m.poll_lagged(&mut cx).is_ready(), "11 KB waiting");
+        // One channel alone (the single-room path) counts the same way.
+        let mut one = hub.member();
+        one.join("solo");
+        for _ in 0..10 {
+            hub.publish("solo", &kb);
+        }
+        assert!(one.poll_lagged(&mut cx).is_pending());
+        hub.publish("solo", &kb);
+        assert!(one.poll_lagged(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn the_bytes_queued_in_all_hubs_are_bounded_by_the_global_budget() {
+        let budget = Budget::new(10_000);
+        let a = Arc::new(Hub::with_limits(256, usize::MAX, budget.clone()));
+        let b = Arc::new(Hub::with_limits(256, usize::MAX, budget.clone()));
+        let mut slow_a = a.member();
+        let mut slow_b = b.member();
+        slow_a.join("x");
+        slow_b.join("x");
+        let kb = Message::binary(vec![0u8; 1000]);
+        for _ in 0..8 {
+            a.publish("x", &kb);
+        }
+        assert_eq!(budget.used(), 8000);
+        for _ in 0..8 {
+            b.publish("x", &kb);
+            assert!(budget.used() <= 10_000, "{} bytes queued", budget.used());
+        }
+        // b's ring gave up its oldest entries, which slow_b had not taken.
+        assert_eq!(slow_b.try_next(), Some(Next::SlowConsumer));
+        assert!(matches!(slow_a.try_next(), Some(Next::Message(_))));
+        drop(slow_a);
+        drop(slow_b);
+        assert_eq!(budget.used(), 0, "every byte is given back");
+    }
+
+    #[test]
+    fn a_member_of_many_channels_does_not_scan_them_per_message() {
+        const CHANNELS: usize = 10_000;
+        let hub = Arc::new(Hub::new(8));
+        let mut m = hub.member();
+        let (_count, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let started = std::time::Instant::now();
+        // What a pub/sub client does: subscribe, get the ack, many times.
+        for i in 0..CHANNELS {
+            m.join(&format!("ch{i}"));
+            m.send_self(Message::text("ack"));
+            assert!(matches!(
+                m.poll_next(&mut cx),
+                Poll::Ready(Next::Message(_))
+            ));
+            assert!(m.poll_next(&mut cx).is_pending());
+        }
+        // A message on one channel is found without looking at the others.
+        RING_LOCKS.with(|n| n.set(0));
+        hub.publish("ch5000", &Message::text("x"));
+        assert_eq!(text(m.try_next()), "x");
+        assert!(m.poll_next(&mut cx).is_pending());
+        assert!(m.poll_lagged(&mut cx).is_pending());
+        let locks = RING_LOCKS.with(|n| n.get());
+        assert!(locks < 10, "{locks} ring locks for one message");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{CHANNELS} subscribes took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn leaving_channels_keeps_the_rest_in_order() {
+        let hub = Arc::new(Hub::new(8));
+        let mut m = hub.member();
+        for ch in ["a", "b", "c"] {
+            m.join(ch);
+        }
+        hub.publish("a", &Message::text("a1"));
+        hub.publish("b", &Message::text("b1"));
+        hub.publish("c", &Message::text("c1"));
+        assert!(m.leave("b"));
+        assert_eq!(text(m.try_next()), "a1");
+        assert!(m.leave("a"));
+        // One channel left: the single-source path takes over.
+        assert_eq!(text(m.try_next()), "c1");
+        m.join("d");
+        hub.publish("d", &Message::text("d1"));
+        hub.publish("c", &Message::text("c2"));
+        assert_eq!(text(m.try_next()), "d1");
+        assert_eq!(text(m.try_next()), "c2");
+        assert_eq!(m.try_next(), None);
+        assert_eq!(m.subscriptions(), 2);
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct State {
     shutdown: watch::Receiver<bool>,
     /// WebSocket connections being served (for the shutdown wait).
     active: Arc<AtomicUsize>,
+    /// Bytes held by every room and channel.
+    budget: Arc<hub::Budget>,
 }
 
 impl State {
@@ -86,6 +88,7 @@ impl State {
             limiter: self.limiter.clone(),
             shutdown: self.shutdown.clone(),
             active: self.active.clone(),
+            budget: self.budget.clone(),
         }
     }
 }
@@ -114,6 +117,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         shutdown: shutdown_rx,
         active: Arc::new(AtomicUsize::new(0)),
+        budget: hub::Budget::new(config.limits.max_queued_bytes),
     };
     let state = reload::build(&shared, config, acceptors, None);
     // Bind everything before announcing anything.
@@ -630,8 +634,27 @@ async fn open_websocket<'a>(
         let _ = Box::pin(incoming.reject(r)).await;
         return None;
     }
+    if let (RouteKind::Room, Some(room)) = (&route.kind, &capture) {
+        if room.len() > config::MAX_NAME {
+            let detail = format!(
+                "the room name is {} bytes; at most {} (a route's `{{room}}` capture)",
+                room.len(),
+                config::MAX_NAME
+            );
+            let r = reject(
+                "bad_room",
+                &detail,
+                Reject::new(
+                    ::http::StatusCode::BAD_REQUEST,
+                    format!("room names are at most {} bytes\n", config::MAX_NAME),
+                ),
+            );
+            let _ = Box::pin(incoming.reject(r)).await;
+            return None;
+        }
+    }
     let grants = match &route.auth {
-        None => Grants::all(),
+        None => Grants::anonymous(),
         Some(auth) => {
             let token = auth::find_token(auth, incoming.request());
             match auth::check_token(auth, token.as_deref()) {
@@ -658,6 +681,10 @@ async fn open_websocket<'a>(
                 }
             }
         }
+    };
+    let grants = match &route.kind {
+        RouteKind::Pubsub { client_publish, .. } => grants.with_client_publish(client_publish),
+        _ => grants,
     };
     let slot = match state.limiter.acquire(peer.ip()) {
         Ok(s) => s,
@@ -812,7 +839,11 @@ fn run_session<'a>(
             }
             RouteKind::Pubsub { .. } => {
                 let hub = state.hubs[route.id].as_ref().expect("pubsub hub");
-                Box::pin(pubsub::run(ws, hub, grants, &mut shutdown, metrics)).await
+                let rights = pubsub::Rights {
+                    grants,
+                    max_subscriptions: state.config.limits.max_subscriptions,
+                };
+                Box::pin(pubsub::run(ws, hub, &rights, &mut shutdown, metrics)).await
             }
             RouteKind::Exec { command, binary } => {
                 let spec = exec::ExecSpec {

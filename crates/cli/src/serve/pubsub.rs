@@ -25,6 +25,7 @@
 //! the client may use. A backend publishes with
 //! `POST /api/publish` (bearer token), body `{"channel": "news", "data": ...}`.
 
+use super::config::MAX_NAME;
 use super::hub::{Hub, Member};
 use super::metrics::RouteMetrics;
 use super::policy::Grants;
@@ -59,9 +60,10 @@ enum Request {
     },
 }
 
-/// Is this a usable channel name?
+/// Is this a usable channel name (1 to [`MAX_NAME`] bytes, no control
+/// characters)?
 pub fn valid_channel(c: &str) -> bool {
-    !c.is_empty() && c.chars().count() <= 128 && !c.chars().any(char::is_control)
+    !c.is_empty() && c.len() <= MAX_NAME && !c.chars().any(char::is_control)
 }
 
 /// Publish `data` on `channel`: encoded once, shared by every subscriber.
@@ -96,8 +98,17 @@ fn error(id: &Option<Value>, msg: &str) -> Message {
     Message::text(text)
 }
 
+/// What a connection may do.
+pub struct Rights<'a> {
+    /// Its channel grants.
+    pub grants: &'a Grants,
+    /// Most channels it may be subscribed to at once.
+    pub max_subscriptions: usize,
+}
+
 /// Handle one client message; the answer is queued to the client.
-fn handle(member: &mut Member, grants: &Grants, msg: &Message) {
+fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
+    let grants = rights.grants;
     let Some(text) = msg.as_text() else {
         member.send_self(error(
             &None,
@@ -118,6 +129,15 @@ fn handle(member: &mut Member, grants: &Grants, msg: &Message) {
                 error(&id, "invalid channel name")
             } else if !grants.may_subscribe(&channel) {
                 error(&id, &format!("not allowed to subscribe to {channel}"))
+            } else if !member.is_in(&channel) && member.subscriptions() >= rights.max_subscriptions
+            {
+                error(
+                    &id,
+                    &format!(
+                        "too many subscriptions: at most {} per connection (limits.max_subscriptions); unsubscribe first",
+                        rights.max_subscriptions
+                    ),
+                )
             } else {
                 member.join(&channel);
                 ack(&id, &channel, None)
@@ -148,13 +168,13 @@ fn handle(member: &mut Member, grants: &Grants, msg: &Message) {
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     hub: &Arc<Hub>,
-    grants: &Grants,
+    rights: &Rights<'_>,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
 ) -> Outcome {
     let mut member = hub.member();
     hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
-        handle(m, grants, &msg)
+        handle(m, rights, &msg)
     })
     .await
 }
@@ -205,7 +225,11 @@ mod tests {
     fn subscribe_publish_unsubscribe() {
         let hub = Arc::new(Hub::new(8));
         let mut m = hub.member();
-        let all = Grants::all();
+        let grants = Grants::all();
+        let all = Rights {
+            grants: &grants,
+            max_subscriptions: 8,
+        };
         handle(
             &mut m,
             &all,
@@ -246,10 +270,14 @@ mod tests {
     fn bad_requests_and_denied_channels_get_errors() {
         let hub = Arc::new(Hub::new(8));
         let mut m = hub.member();
-        let limited = Grants {
+        let grants = Grants {
             subscribe: Some(vec!["public.*".into()]),
             publish: Some(vec![]),
             subject: None,
+        };
+        let limited = Rights {
+            grants: &grants,
+            max_subscriptions: 8,
         };
         handle(&mut m, &limited, &Message::text("nope"));
         assert_eq!(reply(&mut m)["op"], "error");

@@ -15,7 +15,7 @@
 //! kind, not by the route's position in the file.
 
 use super::config::{ListenerConfig, RawConfig, Route, RouteKind, ServerConfig};
-use super::hub::Hub;
+use super::hub::{Budget, Hub};
 use super::metrics::{Metrics, RouteMetrics};
 use super::policy::ConnLimiter;
 use super::{prepare, pubsub, ServeArgs, State};
@@ -38,6 +38,9 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// WebSocket connections being served (for the shutdown wait).
     pub active: Arc<AtomicUsize>,
+    /// Bytes held by every room and channel (its limit follows the
+    /// configuration).
+    pub budget: Arc<Budget>,
 }
 
 /// The generation new connections get, and how to make the next one.
@@ -175,7 +178,12 @@ pub fn build(
         let hub = match old_hubs.iter().find(|(k, _)| *k == key) {
             Some((_, h)) => h.clone(),
             None => {
-                let hub = Arc::new(Hub::new(config.limits.send_queue));
+                let limits = &config.limits;
+                let hub = Arc::new(Hub::with_limits(
+                    limits.send_queue,
+                    limits.max_queued_bytes_per_connection,
+                    shared.budget.clone(),
+                ));
                 if let RouteKind::Pubsub {
                     demo_ticker: Some(ch),
                     ..
@@ -196,6 +204,7 @@ pub fn build(
         config.limits.max_connections,
         config.limits.max_connections_per_ip,
     );
+    shared.budget.set_limit(config.limits.max_queued_bytes);
     State {
         builder: ServerBuilder::new().config(ws_config(&config)),
         acceptors,
@@ -205,6 +214,7 @@ pub fn build(
         limiter: shared.limiter.clone(),
         shutdown: shared.shutdown.clone(),
         active: shared.active.clone(),
+        budget: shared.budget.clone(),
         config,
     }
 }

@@ -222,6 +222,21 @@ impl Server {
         get_from(self.addr, path, "")
     }
 
+    /// `POST path` with a bearer token and a JSON body; the whole answer.
+    pub fn post_json(&self, path: &str, token: &str, body: &str) -> String {
+        self.raw_http(&format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        ))
+    }
+
+    /// The JSON body of a raw HTTP answer.
+    pub fn json_body(resp: &str) -> serde_json::Value {
+        let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {resp}"))
+    }
+
     /// The value of a metric line (exact name with labels), 0 if absent.
     pub fn metric(&self, series: &str) -> u64 {
         let text = self.get("/metrics");
