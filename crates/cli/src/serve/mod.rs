@@ -35,6 +35,7 @@ mod pubsub;
 mod reload;
 mod room;
 mod session;
+mod signals;
 mod stream;
 mod tls;
 
@@ -105,9 +106,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("{}", summary(&config));
         return Ok(());
     }
-    // Before anything is announced, so that a SIGHUP never finds the
-    // default action (exit) in place.
-    let mut hangup = Hangup::new()?;
+    let mut signals = signals::Signals::install()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = reload::Shared {
         metrics: Arc::new(Metrics::default()),
@@ -161,13 +160,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         info!("/metrics and /healthz on http://{addr} (`admin.addr`) only");
         tasks.push(tokio::spawn(admin::accept_loop(live.clone(), listener)));
     }
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = hangup.recv() => live.reload(),
-        }
+    while signals.next().await == signals::Request::Reload {
+        live.reload();
     }
     info!("shutting down: closing WebSocket connections with 1001");
     session::signal_shutdown(&shutdown_tx);
@@ -328,46 +322,6 @@ async fn accept_loop(live: Arc<reload::Live>, idx: usize, listener: TcpListener)
             }
         }
     }
-}
-
-/// SIGHUP, which asks for a reload (never, where there are no signals).
-struct Hangup(#[cfg(unix)] tokio::signal::unix::Signal);
-
-impl Hangup {
-    /// Handle SIGHUP from now on.
-    fn new() -> anyhow::Result<Hangup> {
-        #[cfg(unix)]
-        let h = Hangup(
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?,
-        );
-        #[cfg(not(unix))]
-        let h = Hangup();
-        Ok(h)
-    }
-
-    /// The next SIGHUP.
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if self.0.recv().await.is_some() {
-            return;
-        }
-        std::future::pending::<()>().await
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn is_upgrade(req: &::http::Request<()>) -> bool {
