@@ -311,3 +311,31 @@ fn tether_connect_shows_why_the_handshake_was_refused() {
     assert!(stderr.contains("401"), "{stderr}");
     assert!(stderr.contains("authentication required"), "{stderr}");
 }
+
+#[test]
+fn a_reload_reads_the_key_file_again() {
+    let old = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let new = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let jwks = |pair: &rcgen::KeyPair, kid: &str| {
+        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64url(pair.public_key_raw())}]})
+            .to_string()
+    };
+    let server = server_with_key("jwks", "keys.json", &jwks(&old, "old"));
+    let enc = |p: &rcgen::KeyPair| {
+        jsonwebtoken::EncodingKey::from_ed_pem(p.serialize_pem().as_bytes()).unwrap()
+    };
+    let eddsa = jsonwebtoken::Algorithm::EdDSA;
+    let old_token = sign(eddsa, Some("old"), &enc(&old));
+    let new_token = sign(eddsa, Some("new"), &enc(&new));
+    assert_eq!(try_token(&server, "/k", &old_token).0, 101);
+    assert_eq!(try_token(&server, "/k", &new_token).0, 401);
+    // The key is rotated on disk; SIGHUP makes the server read it.
+    std::fs::write(server.dir.path().join("keys.json"), jwks(&new, "new")).unwrap();
+    server.signal("HUP");
+    assert!(serve_support::eventually(
+        std::time::Duration::from_secs(10),
+        || server.log().contains("configuration reloaded")
+    ));
+    assert_eq!(try_token(&server, "/k", &new_token).0, 101);
+    assert_eq!(try_token(&server, "/k", &old_token).0, 401);
+}
