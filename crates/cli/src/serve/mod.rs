@@ -392,7 +392,8 @@ async fn http_phase(
             return None;
         }
         let timeout = state.config.limits.handshake_timeout;
-        match proxy_addr::read_proxy_header(&mut tcp, timeout).await {
+        // Boxed: the HTTP phase's future stays the size of its request reading.
+        match Box::pin(proxy_addr::read_proxy_header(&mut tcp, timeout)).await {
             Ok(Some(client)) => peer = client,
             Ok(None) => {}
             Err(e) => {
@@ -627,10 +628,9 @@ async fn open_websocket<'a>(
                             ),
                             "authentication required\n",
                         ),
-                        AuthError::Invalid(why) => (
-                            format!("token refused: {}", why.escape_debug()),
-                            "invalid token\n",
-                        ),
+                        AuthError::Invalid(why) => {
+                            (format!("token refused: {}", esc(&why)), "invalid token\n")
+                        }
                     };
                     let r = reject("auth", &detail, Reject::unauthorized(body));
                     let _ = Box::pin(incoming.reject(r)).await;
