@@ -8,7 +8,9 @@
 #   3. packaging/Containerfile, which cannot be built without a container
 #      engine: its multi-stage shape, a non-root USER, the files it copies,
 #      and its ENTRYPOINT + CMD run with --check-config against the config
-#      it ships.
+#      it ships;
+#   4. the README's production configuration, with --check-config (its TLS
+#      and JWKS files made here).
 #
 #   scripts/ops/run.sh                               # builds target/debug/tether
 #   TETHER_BIN=target/release/tether scripts/ops/run.sh
@@ -154,6 +156,32 @@ if out=$("$BIN" "${cmd[@]}" --check-config 2>&1); then
     pass "ENTRYPOINT + CMD with the shipped config: $out"
 else
     fail "ENTRYPOINT + CMD with the shipped config" "$out"
+fi
+
+# ------------------------------------------------ 4. the README's hardened config
+mkdir -p "$TMP/readme"
+if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -keyout "$TMP/readme/privkey.pem" -out "$TMP/readme/fullchain.pem" 2>/dev/null \
+    && openssl ec -in "$TMP/readme/privkey.pem" -pubout -outform DER -out "$TMP/readme/pub.der" 2>/dev/null \
+    && python3 - "$TMP/readme" <<'PY'
+import base64, json, sys
+d = sys.argv[1]
+text = open("README.md").read().split("## Production", 1)[1]
+toml = text.split("```toml\n", 1)[1].split("```", 1)[0]
+open(f"{d}/tether.toml", "w").write(toml.replace("/etc/tether/", d + "/"))
+point = open(f"{d}/pub.der", "rb").read()[-65:]  # uncompressed P-256 point
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+key = {"kty": "EC", "crv": "P-256", "x": b64(point[1:33]), "y": b64(point[33:]), "kid": "k1", "alg": "ES256"}
+json.dump({"keys": [key]}, open(f"{d}/jwks.json", "w"))
+PY
+then
+    if out=$("$BIN" serve --config "$TMP/readme/tether.toml" --check-config 2>&1); then
+        pass "README production config: $out"
+    else
+        fail "README production config" "$out"
+    fi
+else
+    fail "README production config" "cannot make its TLS/JWKS files (openssl, python3)"
 fi
 
 echo "ops: $passed passed, $failed failed"
