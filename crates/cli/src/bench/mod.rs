@@ -1,6 +1,6 @@
 //! `tether bench`: a load generator for any WebSocket server.
 //!
-//! Four workloads share one set of flags and one summary:
+//! Five workloads share one set of flags and one summary:
 //!
 //! * **echo** (default): `-c` connections each keep `-d` messages of `-s`
 //!   bytes in flight against an echo endpoint; every echoed message is
@@ -20,6 +20,8 @@
 //! * **idle** (`--idle`): open `-c` connections, exchange one message on
 //!   each, then hold them and report the server's resident memory per
 //!   connection (`--server-pid`), read from `/proc/PID/status`.
+//! * **soak** (`--soak`): `-c` connections of mixed kinds with churn
+//!   against one `tether serve` for `-t`, then leak checks (see [`soak`]).
 //!
 //! The generator is built to not be the bottleneck: one task per
 //! connection, a single poll loop per connection that queues replacements
@@ -32,6 +34,7 @@ mod echo;
 mod idle;
 mod raw;
 mod report;
+mod soak;
 mod stats;
 
 use crate::size::parse_size;
@@ -123,6 +126,9 @@ pub struct BenchArgs {
     /// Give up on the closing handshake of a connection after this long.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub close_timeout: Duration,
+
+    #[command(flatten)]
+    pub soak: soak::SoakArgs,
 }
 
 impl BenchArgs {
@@ -190,6 +196,22 @@ pub fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
             .enable_all()
             .build()?
     };
+    if args.soak.soak {
+        let report = runtime.block_on(soak::run(Arc::new(args.clone())))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name)
+            .collect();
+        anyhow::ensure!(failed.is_empty(), "soak failed: {}", failed.join(", "));
+        return Ok(());
+    }
     let summary = runtime.block_on(run(args.clone()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

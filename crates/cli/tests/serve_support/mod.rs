@@ -173,6 +173,11 @@ impl Server {
         format!("{s}://{}{path}", self.addr)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
     }
