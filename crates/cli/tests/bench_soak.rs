@@ -80,7 +80,11 @@ fn a_short_soak_with_every_kind_of_connection_passes_and_matches_the_servers_cou
         .iter()
         .filter(|c| c["passed"] != true)
         .collect();
-    assert!(ok && failed.is_empty(), "failed: {failed:?}\n{stderr}");
+    assert!(
+        ok && failed.is_empty(),
+        "failed: {failed:?}\nerrors: {}\n{stderr}",
+        r["totals"]["error_samples"]
+    );
 
     let t = &r["totals"];
     for kind in ["echo", "room", "pubsub", "exec", "slow", "reset"] {
