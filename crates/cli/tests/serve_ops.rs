@@ -445,3 +445,33 @@ async fn sighup_reloads_tls_certificates() {
     let log = wait_log(&server, "reload refused", 1);
     assert!(log.contains("key.pem"), "{log}");
 }
+
+#[test]
+fn admin_listener_serves_a_bounded_number_of_connections() {
+    use std::io::Read;
+    let server = Server::with_config(
+        "[admin]\naddr = \"127.0.0.1:0\"\n[[route]]\npath = \"/echo\"\nkind = \"echo\"\n",
+    );
+    let admin: std::net::SocketAddr = server
+        .stdout_line("admin listening on http://")
+        .parse()
+        .unwrap();
+    // Idle connections take every slot (accepted in order)...
+    let mut idle: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| std::net::TcpStream::connect(admin).unwrap())
+        .collect();
+    // ...so the next one is closed unanswered.
+    let mut extra = std::net::TcpStream::connect(admin).unwrap();
+    extra
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = extra.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    // A slot freed is a slot for the next scraper.
+    drop(idle.pop());
+    assert!(serve_support::eventually(
+        std::time::Duration::from_secs(10),
+        || status_of(&serve_support::get_from(admin, "/healthz", "")) == 200
+    ));
+}

@@ -2,7 +2,8 @@
 //! them; with `[admin] addr` only a separate plain-HTTP listener does (keep
 //! it on loopback or a private network), and `[admin] metrics_token` puts
 //! `/metrics` behind a bearer token wherever it is served. `/healthz`
-//! never needs the token: it says nothing but `ok`.
+//! never needs the token: it says nothing but `ok`. The admin listener
+//! serves at most [`MAX_CONNECTIONS`] connections at once.
 
 use super::http::{write_response, Response};
 use super::policy::{self, constant_time_eq};
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 /// Most requests served on one admin connection (a scraper keeps one open).
@@ -74,14 +76,28 @@ fn bearer(req: &http::Request<()>) -> Option<&str> {
         .map(|(_, t)| t.trim())
 }
 
+/// Most admin connections served at once (scrapers and health checks need
+/// a few); more are closed unanswered.
+const MAX_CONNECTIONS: usize = 32;
+
 /// Serve the admin listener until the task is dropped; each connection
 /// with the configuration current when it was accepted.
 pub async fn accept_loop(live: Arc<Live>, listener: TcpListener) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         match listener.accept().await {
-            Ok((tcp, peer)) => {
-                tokio::spawn(serve_connection(live.state(), tcp, peer));
-            }
+            Ok((tcp, peer)) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let state = live.state();
+                    tokio::spawn(async move {
+                        serve_connection(state, tcp, peer).await;
+                        drop(slot);
+                    });
+                }
+                Err(_) => {
+                    debug!(%peer, "admin listener: {MAX_CONNECTIONS} connections open; closed unanswered");
+                }
+            },
             Err(e) => {
                 warn!("admin listener: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
