@@ -363,3 +363,92 @@ fn a_fifo_in_the_static_root_is_not_served() {
     // The server still answers.
     assert_eq!(status_of(&server.get("/healthz")), 200);
 }
+
+/// `tether serve ARGS`: exit success, stdout and stderr (for runs that end
+/// by themselves: a refused configuration, `--check-config`).
+fn serve_once(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("serve")
+        .args(args)
+        .env_remove("TETHER_CONFIG")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_public_listener_needs_allowed_hosts() {
+    // DNS rebinding: a page on evil.example resolving to this address
+    // would otherwise be answered as same-origin.
+    // `--check-config`: validates as starting would, without listening.
+    let (ok, out) = serve_once(&["--listen", "0.0.0.0:0", "--check-config"]);
+    assert!(!ok, "started without allowed hosts:\n{out}");
+    for needed in [
+        "listen[0]",
+        "0.0.0.0:0",
+        "allowed_hosts",
+        "--allowed-host",
+        "\"*\"",
+    ] {
+        assert!(out.contains(needed), "{needed:?} missing from:\n{out}");
+    }
+    let dir = serve_support::TempDir::new();
+    let cfg = dir.write(
+        "public.toml",
+        "[[listen]]\naddr = \"127.0.0.1:0\"\n[[listen]]\naddr = \"[::]:0\"\n[[route]]\npath = \"/e\"\nkind = \"echo\"\n",
+    );
+    let (ok, out) = serve_once(&["--config", cfg.to_str().unwrap(), "--check-config"]);
+    assert!(
+        !ok && out.contains("listen[1]") && out.contains("[::]:0"),
+        "{out}"
+    );
+    // Named hosts, or an explicit "*", are accepted.
+    let (ok, out) = serve_once(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--allowed-host",
+        "chat.example.com",
+        "--allowed-host",
+        "www.example.com",
+        "--check-config",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = serve_once(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--allowed-host",
+        "chat.example.com",
+        "--print-config",
+    ]);
+    assert!(
+        ok && out.contains("allowed_hosts = [\"chat.example.com\"]"),
+        "{out}"
+    );
+    let (ok, out) = serve_once(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--allowed-host",
+        "*",
+        "--check-config",
+    ]);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn allowed_host_flag_applies_to_a_loopback_listener_too() {
+    let server = Server::with_args(&["--allowed-host", "app.test"]);
+    let h = server.addr;
+    let named = server.raw_http(&format!(
+        "GET /healthz HTTP/1.1\r\nHost: app.test:{}\r\nConnection: close\r\n\r\n",
+        h.port()
+    ));
+    assert_eq!(status_of(&named), 200, "{named}");
+    let other =
+        server.raw_http("GET /healthz HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_of(&other), 421, "{other}");
+}

@@ -52,6 +52,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_LISTEN")]
     pub listen: Option<String>,
 
+    /// A `Host` name the listeners answer (repeatable; replaces their
+    /// `allowed_hosts`). Required on a non-loopback address unless virtual
+    /// hosts name the hosts; `*` accepts any Host (no DNS-rebinding defence).
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+
     /// Largest message accepted (e.g. 1M, 64K, 16MiB); larger ones close the
     /// connection with 1009. Default 1M.
     #[arg(long, env = "TETHER_MAX_MESSAGE_SIZE")]
@@ -160,8 +166,9 @@ pub struct RawListener {
     /// PEM private key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
-    /// Accepted `Host` names (DNS-rebinding defence). Default: loopback
-    /// names on a loopback address, else the virtual hosts' names.
+    /// Accepted `Host` names (DNS-rebinding defence); `["*"]`: any. Default:
+    /// loopback names on a loopback address, else the virtual hosts' names;
+    /// a non-loopback address without either is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_hosts: Option<Vec<String>>,
     /// Reverse proxies (CIDRs or addresses) whose `X-Forwarded-For`,
@@ -432,6 +439,11 @@ impl RawConfig {
                 tls_key: args.tls_key.clone(),
                 ..Default::default()
             });
+        }
+        if !args.allowed_hosts.is_empty() {
+            for l in &mut self.listen {
+                l.allowed_hosts = Some(args.allowed_hosts.clone());
+            }
         }
         let l = &mut self.limits;
         if let Some(v) = &args.max_message_size {
@@ -860,7 +872,15 @@ impl ServerConfig {
                 Some(h) => HostRule::Names(h.iter().map(|h| h.to_ascii_lowercase()).collect()),
                 None if addr.ip().is_loopback() => HostRule::Loopback,
                 None if !vhost_names.is_empty() => HostRule::Names(vhost_names.clone()),
-                None => HostRule::Any,
+                None => {
+                    return Err(format!(
+                        "`listen[{i}]` ({addr}) is not a loopback address, so it needs `allowed_hosts`: \
+                         answering any Host lets a web page on any domain that resolves here read it \
+                         as same-origin (DNS rebinding). Set `listen[{i}].allowed_hosts = [\"your.host.name\"]` \
+                         (or [\"*\"] to accept any Host), or pass --allowed-host NAME (repeatable; \
+                         --allowed-host '*' for any)"
+                    ))
+                }
             };
             let trusted_proxies = match &raw_l.trusted_proxies {
                 Some(list) => cidrs(list, &format!("listen[{i}].trusted_proxies"))?,
@@ -1358,6 +1378,39 @@ mod tests {
         assert_eq!(off.limits.send_timeout, None);
         let e = effective("[limits]\nsend_timeout = \"1 week\"\n").unwrap_err();
         assert!(e.contains("limits.send_timeout"), "{e}");
+    }
+
+    #[test]
+    fn public_listener_without_allowed_hosts_is_refused() {
+        let e = effective("[[listen]]\naddr = \"0.0.0.0:80\"\n").unwrap_err();
+        for key in [
+            "`listen[0]`",
+            "0.0.0.0:80",
+            "allowed_hosts",
+            "--allowed-host",
+            "[\"*\"]",
+        ] {
+            assert!(e.contains(key), "{key} missing: {e}");
+        }
+        let any = effective("[[listen]]\naddr = \"[::]:80\"\nallowed_hosts = [\"*\"]\n").unwrap();
+        assert_eq!(any.listeners[0].hosts, HostRule::Any);
+        let loopback = effective("[[listen]]\naddr = \"[::1]:80\"\n").unwrap();
+        assert_eq!(loopback.listeners[0].hosts, HostRule::Loopback);
+    }
+
+    #[test]
+    fn allowed_host_flags_replace_every_listeners_list() {
+        let args = ServeArgs {
+            listen: Some("0.0.0.0:80".into()),
+            allowed_hosts: vec!["Chat.Example".into()],
+            ..Default::default()
+        };
+        let raw = RawConfig::parse("").unwrap().with_args(&args);
+        let cfg = ServerConfig::from_raw(&raw).unwrap();
+        assert_eq!(
+            cfg.listeners[0].hosts,
+            HostRule::Names(vec!["chat.example".into()])
+        );
     }
 
     #[test]
