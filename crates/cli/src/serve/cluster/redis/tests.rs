@@ -627,3 +627,43 @@ async fn while_redis_is_down_publishes_fail_fast_and_health_is_false() {
         .await
         .expect("publish after recovery");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_publishes_many_thousands_per_second_through_one_connection() {
+    let Some(server) = RedisServer::start("throughput", false) else {
+        return;
+    };
+    let (a, rec) = node(config(server.url()));
+    a.subscribe("fast").await.unwrap();
+    const TASKS: usize = 64;
+    const EACH: usize = 300;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    let data = format!("{t}-{i}");
+                    a.publish("fast", data.as_bytes(), &kept(100))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = started.elapsed();
+    let n = TASKS * EACH;
+    let events = rec.wait_pubs("fast", n).await;
+    eprintln!(
+        "{n} publishes in {took:?}: {:.0}/s (delivered back: {})",
+        n as f64 / took.as_secs_f64(),
+        events.len()
+    );
+    assert_eq!(pubs(&events, "fast"), (1..=n as u64).collect::<Vec<_>>());
+    // Requests share one multiplexed connection: the round trips counted
+    // are the publishes themselves (plus a few reads and probes).
+    assert!(a.metrics().round_trips.load(Relaxed) < n as u64 + 50);
+}
