@@ -402,6 +402,36 @@ mod tests {
         assert!(parse_proxy_header(&truncated).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever the headers say, the client is the peer or an address
+        /// written in them, and nothing panics.
+        #[test]
+        fn any_forwarding_headers_give_the_peer_or_a_written_address(
+            xff in "[0-9., ]{0,40}",
+            fwd in proptest::option::of("((for|proto|by|[a-z]{1,3})=[a-zA-Z0-9.\"_]{0,16}[;, ]{0,2}){0,4}"),
+            proto in "[a-z, ]{0,12}",
+        ) {
+            let mut pairs = vec![("x-forwarded-for", xff.as_str()), ("x-forwarded-proto", proto.as_str())];
+            if let Some(f) = &fwd {
+                pairs.push(("forwarded", f.as_str()));
+            }
+            let c = client_of(&nets(&["10.0.0.0/8"]), PROXY.parse().unwrap(), false, &headers(&pairs));
+            let ip = c.addr.ip().to_string();
+            proptest::prop_assert!(
+                c.addr.to_string() == PROXY || xff.contains(&ip) || fwd.as_deref().is_some_and(|f| f.contains(&ip)),
+                "{c:?} from {pairs:?}"
+            );
+        }
+
+        /// Arbitrary bytes after a PROXY signature never panic the parser.
+        #[test]
+        fn any_proxy_header_bytes_parse_or_fail(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..64), v2 in proptest::bool::ANY) {
+            let mut bytes = if v2 { V2_SIGNATURE.to_vec() } else { b"PROXY ".to_vec() };
+            bytes.extend_from_slice(&tail);
+            let _ = parse_proxy_header(&bytes);
+        }
+    }
+
     #[tokio::test]
     async fn proxy_header_is_read_exactly_and_bounded() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
