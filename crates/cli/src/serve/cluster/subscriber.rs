@@ -4,6 +4,10 @@
 //! last delivered position, probes the connection, and after every
 //! reconnect resubscribes and catches each channel up from history.
 //!
+//! Every few probes each channel's position is also read from Redis, so a
+//! publication whose message never arrived is delivered even when no later
+//! message reveals the gap.
+//!
 //! Everything runs in one task, one message at a time, so each channel's
 //! deliveries are in order and the position returned to a new subscriber is
 //! exactly the last one delivered.
@@ -52,6 +56,11 @@ struct Channel {
     /// Subscribed on the current connection.
     subscribed: bool,
 }
+
+/// Every this many probes, each channel's position is checked against
+/// Redis: a publication whose PUB/SUB message never arrived (and that no
+/// later message revealed as a gap) is then delivered, or reset.
+const CHECK_EVERY: u64 = 4;
 
 /// Why the connection is given up.
 struct Lost(String);
@@ -147,6 +156,7 @@ impl Subscriber {
         let mut probe = tokio::time::interval(probe_every);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         probe.tick().await;
+        let mut probes = 0u64;
         loop {
             let step = tokio::select! {
                 biased;
@@ -164,7 +174,13 @@ impl Subscriber {
                     Some(msg) => self.on_message(msg).await,
                     None => Err(Lost("closed by the server".into())),
                 },
-                _ = probe.tick() => self.probe(&mut sink).await,
+                _ = probe.tick() => {
+                    probes += 1;
+                    match self.probe(&mut sink).await {
+                        Ok(()) if probes % CHECK_EVERY == 0 => self.check().await,
+                        other => other,
+                    }
+                }
             };
             if let Err(lost) = step {
                 return Some(lost);
@@ -392,6 +408,21 @@ impl Subscriber {
             && p.first().is_some_and(|f| f.offset == want.start)
             && p.last().is_some_and(|l| l.offset == want.end - 1);
         Ok(complete.then_some(history.publications))
+    }
+
+    /// Catch every subscribed channel up with Redis (one pipelined read per
+    /// [`BATCH`] channels).
+    async fn check(&mut self) -> Result<(), Lost> {
+        let names: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, ch)| ch.subscribed && ch.last.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for batch in names.chunks(BATCH) {
+            self.catch_up(batch).await?;
+        }
+        Ok(())
     }
 
     /// Check that the connection still answers; also refresh the command

@@ -667,3 +667,45 @@ async fn one_node_publishes_many_thousands_per_second_through_one_connection() {
     // are the publishes themselves (plus a few reads and probes).
     assert!(a.metrics().round_trips.load(Relaxed) < n as u64 + 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_whose_message_never_arrived_is_delivered_by_the_position_check() {
+    let Some(server) = RedisServer::start("position_check", false) else {
+        return;
+    };
+    let probe = Duration::from_millis(100);
+    let (a, rec) = node(RedisConfig {
+        probe_interval: probe,
+        ..config(server.url())
+    });
+    let start = a.subscribe("ch").await.unwrap();
+    a.publish("ch", b"1", &kept(10)).await.unwrap();
+    rec.wait_pubs("ch", 1).await;
+    // Stored like a publish, but its PUB/SUB message is lost, and nothing
+    // is published after it.
+    let mut admin = admin(&server).await;
+    let () = redis::pipe()
+        .cmd("HINCRBY")
+        .arg("tt:{ch}:m")
+        .arg("s")
+        .arg(1)
+        .ignore()
+        .cmd("XADD")
+        .arg("tt:{ch}:s")
+        .arg("2")
+        .arg("d")
+        .arg("lost")
+        .ignore()
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let events = rec.wait_pubs("ch", 2).await;
+    eprintln!("silent loss repaired after {:?}", started.elapsed());
+    assert_eq!(
+        events.last().unwrap(),
+        &Event::Pub("ch".into(), start.epoch, 2, Bytes::from("lost"))
+    );
+    assert!(resets(&events).is_empty());
+    assert!(a.metrics().recoveries.load(Relaxed) >= 1);
+}
