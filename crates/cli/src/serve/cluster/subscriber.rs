@@ -177,7 +177,7 @@ impl Subscriber {
                 _ = probe.tick() => {
                     probes += 1;
                     match self.probe(&mut sink).await {
-                        Ok(()) if probes % CHECK_EVERY == 0 => self.check().await,
+                        Ok(()) if probes.is_multiple_of(CHECK_EVERY) => self.check().await,
                         other => other,
                     }
                 }
