@@ -20,6 +20,15 @@ pub struct Config {
     pub max_message_size: usize,
     /// Answer pings with pongs automatically. Default true.
     pub auto_pong: bool,
+    /// Leave the reply to the peer's Close to the application instead of
+    /// queuing it as soon as the Close arrives. RFC 6455 §5.5.1 lets an
+    /// endpoint send the rest of its current message before its Close
+    /// reply; with this set, the application may send data messages after
+    /// [`Event::Close`](crate::Event::Close) and then answers with
+    /// [`Connection::close`](crate::Connection::close) (the close state is
+    /// [`CloseReceived`](crate::CloseState::CloseReceived) meanwhile).
+    /// Reading is over either way. Default false: the Close is echoed at once.
+    pub defer_close_reply: bool,
     /// When more than this many bytes wait to be written (the peer is not
     /// reading), replies to pings are coalesced: only the latest ping is
     /// answered, as RFC 6455 §5.5.3 permits. This bounds the memory a ping
@@ -47,6 +56,7 @@ impl Default for Config {
             max_frame_size: 16 << 20,
             max_message_size: 64 << 20,
             auto_pong: true,
+            defer_close_reply: false,
             control_backlog: 64 << 10,
             fragment_size: None,
             deflate: None,

@@ -70,7 +70,9 @@ pub enum CloseState {
     Open,
     /// We sent a Close and wait for the peer's.
     CloseSent,
-    /// The peer sent a Close; our reply is queued or sent. Reading is over.
+    /// The peer sent a Close; our reply is queued or sent (or, with
+    /// [`Config::defer_close_reply`], still the application's to send).
+    /// Reading is over.
     CloseReceived,
     /// Both Close frames have been exchanged, or the connection failed.
     Closed,
@@ -807,7 +809,7 @@ impl Connection {
                 let frame = CloseFrame::parse(&payload)?;
                 self.close_received = true;
                 self.read_buf.clear();
-                if !self.close_sent {
+                if !self.close_sent && !self.config.defer_close_reply {
                     // Echo the code (RFC 6455 §5.5.1); 1005 is not sendable, so
                     // a Close without a code is answered without one.
                     let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));

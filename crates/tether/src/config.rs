@@ -34,7 +34,9 @@ pub struct WebSocketConfig {
     /// requests must not hold a socket forever). Default 10 s.
     pub handshake_timeout: Duration,
     /// How long to wait for the peer's part of the closing handshake (its
-    /// Close frame, and for a client the server's TCP close). Default 5 s.
+    /// Close frame, and for a client the server's TCP close), and, with
+    /// `protocol.defer_close_reply`, how long the application may take to
+    /// answer the peer's Close before it is answered for it. Default 5 s.
     pub close_timeout: Duration,
     /// Sending waits (backpressure) while more than this many bytes are
     /// queued for the socket. Default 128 KiB.

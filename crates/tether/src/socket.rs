@@ -38,6 +38,10 @@ const MAX_IOVECS: usize = 64;
 enum Shutdown {
     /// Not yet.
     No,
+    /// The peer's Close arrived and, with `defer_close_reply`, the reply is
+    /// the application's to send (data may go out first); bounded by
+    /// `close_timeout`, after which the reply is sent automatically.
+    AwaitReply,
     /// Flushing, then waiting for the peer to close the transport.
     Draining,
     /// Transport shut down; the stream is over.
@@ -685,7 +689,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Event::Pong(p) => Poll::Ready(Some(Ok(Message::Pong(p)))),
                 Event::Close(frame) => {
-                    self.shutdown = Shutdown::Draining;
+                    if self.conn.close_sent() {
+                        self.shutdown = Shutdown::Draining;
+                    } else {
+                        self.shutdown = Shutdown::AwaitReply;
+                        self.start_close_timer();
+                    }
                     Poll::Ready(Some(Ok(Message::Close(frame))))
                 }
             }),
@@ -701,6 +710,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     #[inline(never)]
     fn poll_next_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         loop {
+            if self.shutdown == Shutdown::AwaitReply {
+                ready!(self.poll_await_reply(cx));
+            }
             if self.shutdown != Shutdown::No {
                 ready!(self.poll_wind_down(cx));
                 return Poll::Ready(self.pending_error.take().map(Err));
@@ -716,6 +728,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 return Poll::Ready(Some(Err(e)));
             }
         }
+    }
+
+    /// The peer's Close is waiting for the application's reply
+    /// (`defer_close_reply`): keep writing what the application queues;
+    /// `Ready` once the reply is queued (by the application, or here when
+    /// `close_timeout` has passed), and the wind-down begins.
+    fn poll_await_reply(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.conn.close_sent() {
+            if self.poll_timer(cx).is_ok() {
+                if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
+                    self.pending_error = Some(self.failed(cx, e));
+                    return Poll::Ready(());
+                }
+                return Poll::Pending;
+            }
+            // The application did not answer in time: echo the code, as
+            // without `defer_close_reply`.
+            let reply = self.conn.peer_close().map(|f| CloseFrame::new(f.code, ""));
+            let _ = self.conn.close(reply);
+        }
+        // The wind-down gets its own `close_timeout` to send the reply,
+        // however long it took.
+        self.timer_kind = TimerKind::None;
+        self.shutdown = Shutdown::Draining;
+        Poll::Ready(())
     }
 
     /// Nothing buffered makes an event: deadlines, queued output, then a
@@ -1002,5 +1039,82 @@ mod tests {
         assert_eq!(read_growth(100_000, 0, 16 << 20), Some(100_000));
         // Close to the end of a large frame: exactly the rest.
         assert_eq!(read_growth(700_000, 0, 400_000), Some(400_000));
+    }
+
+    /// A client, and a server that leaves its Close reply to the application.
+    fn deferring_pair(
+        close_timeout: std::time::Duration,
+    ) -> (
+        WebSocket<tokio::io::DuplexStream>,
+        WebSocket<tokio::io::DuplexStream>,
+    ) {
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let mut config = WebSocketConfig {
+            close_timeout,
+            ..WebSocketConfig::default()
+        };
+        let client = WebSocket::from_raw(a, Role::Client, config.clone(), &[]);
+        config.protocol.defer_close_reply = true;
+        (client, WebSocket::from_raw(b, Role::Server, config, &[]))
+    }
+
+    #[tokio::test]
+    async fn a_server_deferring_its_close_reply_sends_data_first() {
+        let (mut client, mut server) = deferring_pair(std::time::Duration::from_secs(5));
+        let closing = tokio::spawn(async move {
+            client.close(None).await.unwrap();
+            client
+        });
+        assert_eq!(server.recv().await.unwrap().unwrap(), Message::Close(None));
+        server.send(Message::text("last words")).await.unwrap();
+        server.close(None).await.unwrap();
+        assert!(server.recv().await.is_none());
+        let client = closing.await.unwrap();
+        assert_eq!(client.connection().close_state(), CloseState::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_client_reads_what_the_server_sent_before_its_deferred_reply() {
+        let (mut client, mut server) = deferring_pair(std::time::Duration::from_secs(5));
+        client.send(Message::Close(None)).await.unwrap();
+        assert_eq!(server.recv().await.unwrap().unwrap(), Message::Close(None));
+        server.send(Message::text("last words")).await.unwrap();
+        server.close(None).await.unwrap();
+        assert_eq!(
+            client.recv().await.unwrap().unwrap(),
+            Message::text("last words")
+        );
+        assert_eq!(client.recv().await.unwrap().unwrap(), Message::Close(None));
+        assert!(client.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_reply_sent_after_close_timeout_still_goes_out() {
+        let (mut client, mut server) = deferring_pair(std::time::Duration::from_millis(50));
+        client.send(Message::Close(None)).await.unwrap();
+        assert_eq!(server.recv().await.unwrap().unwrap(), Message::Close(None));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        server.send(Message::text("late")).await.unwrap();
+        server.close(None).await.unwrap();
+        assert_eq!(client.recv().await.unwrap().unwrap(), Message::text("late"));
+        assert_eq!(client.recv().await.unwrap().unwrap(), Message::Close(None));
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_close_is_answered_after_close_timeout() {
+        let (mut client, mut server) = deferring_pair(std::time::Duration::from_millis(100));
+        client
+            .send(Message::Close(Some(CloseFrame::new(4000u16, "bye"))))
+            .await
+            .unwrap();
+        let got = server.recv().await.unwrap().unwrap();
+        assert_eq!(got, Message::Close(Some(CloseFrame::new(4000u16, "bye"))));
+        // The application never answers, but keeps reading.
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), server.recv()).await;
+        assert!(ended.expect("ended after close_timeout").is_none());
+        match client.recv().await.unwrap().unwrap() {
+            Message::Close(Some(f)) => assert_eq!(f.code.as_u16(), 4000),
+            other => panic!("expected the echoed Close, got {other:?}"),
+        }
     }
 }

@@ -895,6 +895,67 @@ fn data_still_arrives_after_we_send_close() {
     assert_eq!(written(&mut s).len(), 1);
 }
 
+fn deferring_server() -> Connection {
+    Connection::new(
+        Role::Server,
+        Config {
+            defer_close_reply: true,
+            ..Config::default()
+        },
+    )
+}
+
+#[test]
+fn server_receives_close_and_defers_its_reply() {
+    let mut s = deferring_server();
+    let ev = feed(&mut s, &[close(1000, "bye")]);
+    assert_eq!(
+        ev,
+        vec![Ok(Event::Close(Some(CloseFrame::new(
+            CloseCode::NORMAL,
+            "bye"
+        ))))]
+    );
+    assert_eq!(written(&mut s), vec![]);
+    assert_eq!(s.close_state(), CloseState::CloseReceived);
+    assert!(s.reading_done());
+}
+
+#[test]
+fn server_sends_data_before_its_deferred_close_reply() {
+    let mut s = deferring_server();
+    feed(&mut s, &[close(1001, "")]);
+    s.send(Message::text("last words")).unwrap();
+    s.close(Some(CloseFrame::new(CloseCode(1001), ""))).unwrap();
+    assert_eq!(
+        written(&mut s),
+        vec![
+            (OpCode::Text, b"last words".to_vec()),
+            (OpCode::Close, vec![0x03, 0xe9])
+        ]
+    );
+    assert_eq!(s.close_state(), CloseState::Closed);
+    assert_eq!(s.send(Message::text("x")), Err(SendError::Closing));
+}
+
+#[test]
+fn frames_after_a_deferred_close_are_ignored() {
+    let mut s = deferring_server();
+    let ev = feed(&mut s, &[close(1000, ""), text("late"), ping(b"late")]);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(written(&mut s), vec![]);
+}
+
+#[test]
+fn a_protocol_error_is_answered_even_when_close_replies_are_deferred() {
+    let mut s = deferring_server();
+    assert_eq!(
+        feed(&mut s, &[frame(0x8, &[0x03])]),
+        vec![Err(ProtocolError::ClosePayloadOfOneByte)]
+    );
+    assert_eq!(close_code_written(&mut s), Some(1002));
+}
+
 #[test]
 fn no_pong_after_close_sent() {
     let mut s = server();
