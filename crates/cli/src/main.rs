@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 ///
 /// Examples:
 ///   tether serve
+///   tether serve -- ./script.sh arg      (one ./script.sh per WebSocket at ws://127.0.0.1:8080/)
 ///   tether connect ws://127.0.0.1:8080/echo
 ///   printf 'a\nb\n' | tether connect --jsonl ws://127.0.0.1:8080/echo
 ///   tether bench -c 100 -s 20 -d 16 -t 5s ws://127.0.0.1:8080/echo

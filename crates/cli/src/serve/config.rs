@@ -88,6 +88,18 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_NO_DEFLATE")]
     pub no_deflate: bool,
 
+    /// Serve this program (and its arguments), given after `--`, without a
+    /// config file: each WebSocket connection to `/` runs one copy, its
+    /// stdin fed by the messages and its stdout lines sent back, like
+    /// websocketd (`tether serve -- ./script.sh arg`).
+    #[arg(last = true, value_name = "PROGRAM", conflicts_with = "config")]
+    pub command: Vec<String>,
+
+    /// With a program after `--`: binary messages, its stdin and stdout
+    /// passed through as they are, instead of lines.
+    #[arg(long)]
+    pub binary: bool,
+
     /// Bearer token for `POST /api/publish` of the built-in pub/sub route
     /// (without a config file). If unset, a random one is made (shown on
     /// stdout when that is a terminal, never logged).
@@ -272,6 +284,22 @@ pub struct RawRoute {
     /// exec: `lines` (default) or `binary`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// exec: most programs of this route running at once; beyond, upgrades
+    /// get 503 (default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_processes: Option<usize>,
+    /// exec: a write to the program's stdin that makes no progress for this
+    /// long closes the connection with 1011 (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_timeout: Option<DurationValue>,
+    /// exec: after stdin is closed, time the program has to exit (its output
+    /// still delivered) before SIGTERM, and again before SIGKILL (default 2s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_grace: Option<DurationValue>,
+    /// exec: variables of the server's environment passed to the program
+    /// (besides PATH and the CGI variables, which it always gets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_env: Option<Vec<String>>,
     /// pubsub: path of the HTTP publish endpoint (default `/api/publish`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_path: Option<String>,
@@ -400,6 +428,20 @@ impl RawConfig {
         }
     }
 
+    /// One exec route at `/` running `command` (`tether serve -- PROGRAM`).
+    pub fn program(command: Vec<String>, binary: bool) -> RawConfig {
+        RawConfig {
+            route: vec![RawRoute {
+                path: "/".into(),
+                kind: "exec".into(),
+                command: Some(command),
+                mode: binary.then(|| "binary".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
     /// Read and parse a file.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<RawConfig> {
         let text = std::fs::read_to_string(path)
@@ -482,6 +524,15 @@ impl RawConfig {
         fill_size(&mut l.max_queued_bytes_per_connection, "8M");
         fill_size(&mut l.max_queued_bytes, "256M");
         l.max_subscriptions.get_or_insert(128);
+        let routes = self
+            .route
+            .iter_mut()
+            .chain(self.vhost.iter_mut().flat_map(|v| v.route.iter_mut()));
+        for r in routes.filter(|r| r.kind == "exec") {
+            r.max_processes.get_or_insert(256);
+            fill_dur(&mut r.stdin_timeout, "10s");
+            fill_dur(&mut r.exit_grace, "2s");
+        }
         self
     }
 
@@ -639,12 +690,24 @@ pub enum RouteKind {
         client_publish: Vec<String>,
     },
     /// A program per connection.
-    Exec {
-        /// Program and arguments.
-        command: Vec<String>,
-        /// Binary instead of lines.
-        binary: bool,
-    },
+    Exec(ExecRoute),
+}
+
+/// What an `exec` route runs, and how.
+#[derive(Debug, Clone)]
+pub struct ExecRoute {
+    /// Program and arguments (the program checked at startup).
+    pub command: Vec<String>,
+    /// Binary instead of lines.
+    pub binary: bool,
+    /// Most programs running at once.
+    pub max_processes: usize,
+    /// A stdin write without progress for this long ends the session.
+    pub stdin_timeout: Duration,
+    /// Time to exit after stdin closes, and again after SIGTERM.
+    pub exit_grace: Duration,
+    /// Server environment variables the program also gets.
+    pub pass_env: Vec<String>,
 }
 
 impl RouteKind {
@@ -656,7 +719,7 @@ impl RouteKind {
             RouteKind::Echo => "echo",
             RouteKind::Room => "room",
             RouteKind::Pubsub { .. } => "pubsub",
-            RouteKind::Exec { .. } => "exec",
+            RouteKind::Exec(_) => "exec",
         }
     }
 
@@ -997,6 +1060,41 @@ fn validate_routes(
     Ok(routes)
 }
 
+/// The exec-only keys of a route whose `command` and `mode` are known.
+fn validate_exec(r: &RawRoute, command: Vec<String>, binary: bool) -> Result<ExecRoute, String> {
+    super::exec::find_program(&command[0], std::env::var_os("PATH").as_deref())
+        .map_err(|e| format!("`command`: {e}"))?;
+    let max_processes = r.max_processes.ok_or("`max_processes` is missing")?;
+    if max_processes == 0 {
+        return Err("`max_processes` must be at least 1".into());
+    }
+    let dur = |v: &Option<DurationValue>, key: &str| match v {
+        Some(v) => duration_at(v, key),
+        None => Err(format!("`{key}` is missing")),
+    };
+    let stdin_timeout = dur(&r.stdin_timeout, "stdin_timeout")?;
+    if stdin_timeout.is_zero() {
+        return Err("`stdin_timeout` must be more than 0".into());
+    }
+    let pass_env = r.pass_env.clone().unwrap_or_default();
+    if let Some(bad) = pass_env
+        .iter()
+        .find(|n| n.is_empty() || n.contains(['=', '\0']))
+    {
+        return Err(format!(
+            "`pass_env`: `{bad}` is not an environment variable name"
+        ));
+    }
+    Ok(ExecRoute {
+        command,
+        binary,
+        max_processes,
+        stdin_timeout,
+        exit_grace: dur(&r.exit_grace, "exit_grace")?,
+        pass_env,
+    })
+}
+
 fn validate_route(r: &RawRoute) -> Result<Route, String> {
     let only = |present: bool, key: &str, kinds: &str| {
         if present {
@@ -1012,6 +1110,15 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
     only(r.dir.is_some() && kind != "static", "dir", "\"static\"")?;
     only(r.command.is_some() && kind != "exec", "command", "\"exec\"")?;
     only(r.mode.is_some() && kind != "exec", "mode", "\"exec\"")?;
+    let exec_only = r.max_processes.is_some()
+        || r.stdin_timeout.is_some()
+        || r.exit_grace.is_some()
+        || r.pass_env.is_some();
+    only(
+        exec_only && kind != "exec",
+        "max_processes/stdin_timeout/exit_grace/pass_env",
+        "\"exec\"",
+    )?;
     let pubsub_only = r.publish_path.is_some()
         || r.publish_token.is_some()
         || r.demo_ticker.is_some()
@@ -1088,7 +1195,7 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
                     ))
                 }
             };
-            RouteKind::Exec { command, binary }
+            RouteKind::Exec(validate_exec(r, command, binary)?)
         }
         other => {
             return Err(format!(
@@ -1243,7 +1350,7 @@ mod tests {
         assert_eq!(cfg.route_count, 6);
         assert!(matches!(
             cfg.routes[4].kind,
-            RouteKind::Exec { binary: false, .. }
+            RouteKind::Exec(ExecRoute { binary: false, .. })
         ));
         assert_eq!(
             cfg.routes[2].origins,
@@ -1425,6 +1532,69 @@ mod tests {
         );
         assert_eq!(cfg.routes_for("a.example").len(), 1);
         assert_eq!(cfg.routes_for("b.example").len(), 0);
+    }
+
+    const EXEC: &str = "[[route]]\npath = \"/x\"\nkind = \"exec\"\ncommand = [\"sh\"]\n";
+
+    #[test]
+    fn exec_routes_get_their_defaults_printed_and_validated() {
+        let raw = RawConfig::parse(EXEC)
+            .unwrap()
+            .with_args(&ServeArgs::default());
+        let printed = raw.to_toml();
+        for key in [
+            "max_processes = 256",
+            "stdin_timeout = \"10s\"",
+            "exit_grace = \"2s\"",
+        ] {
+            assert!(printed.contains(key), "{key} missing from:\n{printed}");
+        }
+        let cfg = ServerConfig::from_raw(&raw).unwrap();
+        let RouteKind::Exec(e) = &cfg.routes[0].kind else {
+            panic!("not exec")
+        };
+        assert_eq!(e.max_processes, 256);
+        assert_eq!(e.stdin_timeout, Duration::from_secs(10));
+        assert_eq!(e.exit_grace, Duration::from_secs(2));
+        assert!(e.pass_env.is_empty());
+    }
+
+    #[test]
+    fn exec_options_are_checked_and_errors_name_route_and_key() {
+        let with = |extra: &str| effective(&format!("{EXEC}{extra}\n")).unwrap_err();
+        let e = with("stdin_timeout = \"soon\"");
+        assert!(
+            e.contains("route[0] (/x)") && e.contains("`stdin_timeout`"),
+            "{e}"
+        );
+        let e = with("exit_grace = \"2 weeks\"");
+        assert!(e.contains("`exit_grace`"), "{e}");
+        let e = with("max_processes = 0");
+        assert!(e.contains("`max_processes` must be at least 1"), "{e}");
+        let e = with("pass_env = [\"A=B\"]");
+        assert!(e.contains("`pass_env`") && e.contains("A=B"), "{e}");
+        let e = effective("[[route]]\npath = \"/e\"\nkind = \"echo\"\nexit_grace = \"1s\"\n")
+            .unwrap_err();
+        assert!(e.contains("only applies to kind = \"exec\""), "{e}");
+        let e =
+            effective("[[route]]\npath = \"/m\"\nkind = \"exec\"\ncommand = [\"/no/such/prog\"]\n")
+                .unwrap_err();
+        assert!(
+            e.contains("route[0] (/m): `command`: program `/no/such/prog`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_program_after_double_dash_is_an_exec_route_at_the_root() {
+        let raw = RawConfig::program(vec!["cat".into()], true).with_args(&ServeArgs::default());
+        let cfg = ServerConfig::from_raw(&raw).unwrap();
+        assert_eq!(cfg.routes.len(), 1);
+        assert_eq!(cfg.routes[0].path, "/");
+        assert!(matches!(
+            &cfg.routes[0].kind,
+            RouteKind::Exec(ExecRoute { binary: true, command, .. }) if command == &["cat"]
+        ));
     }
 
     #[test]

@@ -118,6 +118,9 @@ pub struct RouteMetrics {
     pub open: AtomicU64,
     /// Subscribers closed for not keeping up.
     pub slow_consumers: AtomicU64,
+    /// Programs of an exec route running now (until waited for): what
+    /// `max_processes` limits, across configuration reloads.
+    pub exec_processes: AtomicUsize,
     /// Messages and bytes, one set per thread shard.
     traffic: [Traffic; SHARDS],
 }
@@ -245,7 +248,7 @@ impl Metrics {
             self.http_requests.load(Relaxed)
         );
         type Field = fn(&RouteMetrics) -> u64;
-        let per_route: [(&str, &str, &str, Field); 7] = [
+        let per_route: [(&str, &str, &str, Field); 8] = [
             (
                 "tether_route_connections_open",
                 "gauge",
@@ -287,6 +290,12 @@ impl Metrics {
                 "counter",
                 "Subscribers closed (1008) because their send queue was full.",
                 |r| r.slow_consumers.load(Relaxed),
+            ),
+            (
+                "tether_exec_processes",
+                "gauge",
+                "Programs of exec routes running now (until waited for).",
+                |r| r.exec_processes.load(Relaxed) as u64,
             ),
         ];
         for (name, ty, help, field) in per_route {

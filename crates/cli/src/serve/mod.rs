@@ -146,7 +146,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             addr,
             state.acceptors[*i].is_some(),
             &state.config,
-            args.config.is_none(),
+            args.config.is_none() && args.command.is_empty(),
             args.publish_token.is_none(),
             &raw,
         );
@@ -188,8 +188,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Read the configuration the flags point at (or the built-in one), with
 /// the flags applied: what `--print-config` prints.
 fn load_raw(args: &ServeArgs) -> anyhow::Result<RawConfig> {
+    if args.binary && args.command.is_empty() {
+        anyhow::bail!(
+            "--binary applies to a program given after `--` (tether serve --binary -- PROGRAM)"
+        );
+    }
     Ok(match &args.config {
         Some(path) => RawConfig::from_file(path)?,
+        None if !args.command.is_empty() => RawConfig::program(args.command.clone(), args.binary),
         None => RawConfig::builtin(args.publish_token.clone().unwrap_or_else(random_token)),
     }
     .with_args(args))
@@ -524,7 +530,9 @@ struct Session<'a> {
     route: &'a Route,
     capture: Option<String>,
     grants: Grants,
-    env: Vec<(&'static str, String)>,
+    /// For an exec route: the request the program is told about, and its
+    /// process slot (boxed: other routes pay one pointer).
+    exec: Option<Box<exec::Admitted<'a>>>,
     /// Held for its `Drop`: frees the connection-limit slot.
     _slot: policy::ConnSlot,
     peer: SocketAddr,
@@ -553,7 +561,18 @@ async fn open_websocket<'a>(
                 .matches(&path)
                 .map(|(caps, _)| (r, caps.first().map(|c| policy::percent_decode(c))))
         });
-    let config = state.builder.get_config().clone();
+    let mut config = state.builder.get_config().clone();
+    if let Some((
+        Route {
+            kind: RouteKind::Exec(_),
+            ..
+        },
+        _,
+    )) = &found
+    {
+        // The program's last output goes out before the Close reply.
+        config.protocol.defer_close_reply = true;
+    }
     let incoming = match Box::pin(Incoming::from_request(conn, req, leftover, config)).await {
         Ok(i) => i,
         Err(e) => {
@@ -687,6 +706,35 @@ async fn open_websocket<'a>(
             return None;
         }
     };
+    let process = match &route.kind {
+        RouteKind::Exec(e) => {
+            let running = &state.route_metrics[route.id].exec_processes;
+            match exec::ProcessSlot::acquire(running, e.max_processes) {
+                Some(p) => Some(p),
+                None => {
+                    let detail = format!(
+                        "`max_processes` ({}) programs of {} already running",
+                        e.max_processes, route.name
+                    );
+                    let r = reject(
+                        "exec_processes",
+                        &detail,
+                        Reject::new(
+                            ::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "too many programs running for this route (max_processes)\n",
+                        ),
+                    );
+                    let r = r.header(
+                        ::http::header::RETRY_AFTER,
+                        ::http::HeaderValue::from_static("5"),
+                    );
+                    let _ = Box::pin(incoming.reject(r)).await;
+                    return None;
+                }
+            }
+        }
+        _ => None,
+    };
     let protocol = {
         let supported: Vec<&str> = route.protocols.iter().map(String::as_str).collect();
         incoming
@@ -694,39 +742,31 @@ async fn open_websocket<'a>(
             .select_protocol(&supported)
             .map(str::to_owned)
     };
-    let mut env = Vec::new();
-    if let RouteKind::Exec { .. } = &route.kind {
-        let h = |n: ::http::HeaderName| {
+    let exec = process.map(|slot| {
+        let header = |n: ::http::HeaderName| {
             incoming
                 .header(n.as_str())
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
+                .map(str::to_owned)
         };
-        env = vec![
-            ("GATEWAY_INTERFACE", "CGI/1.1".to_owned()),
-            ("REQUEST_METHOD", "GET".to_owned()),
-            ("SERVER_PROTOCOL", "HTTP/1.1".to_owned()),
-            ("REMOTE_ADDR", peer.ip().to_string()),
-            ("REMOTE_PORT", peer.port().to_string()),
-            ("PATH_INFO", path.clone()),
-            ("SCRIPT_NAME", route.path.clone()),
-            ("QUERY_STRING", query.clone()),
-            ("HTTPS", if tls { "on" } else { "off" }.to_owned()),
-            ("HTTP_HOST", incoming.host().to_owned()),
-            ("HTTP_ORIGIN", incoming.origin().unwrap_or("").to_owned()),
-            ("HTTP_USER_AGENT", h(::http::header::USER_AGENT)),
-            ("HTTP_COOKIE", h(::http::header::COOKIE)),
-            (
-                "SEC_WEBSOCKET_PROTOCOL",
-                protocol.clone().unwrap_or_default(),
-            ),
-            ("REMOTE_USER", grants.subject.clone().unwrap_or_default()),
-        ];
-        if let Ok(local) = incoming.stream().local_addr() {
-            env.push(("SERVER_PORT", local.port().to_string()));
-        }
-    }
+        Box::new(exec::Admitted {
+            request: exec::RequestFacts {
+                remote: Some(peer),
+                server_port: incoming.stream().local_addr().ok().map(|a| a.port()),
+                path: path.clone(),
+                route_path: route.path.clone(),
+                query,
+                https: tls,
+                host: incoming.host().to_owned(),
+                origin: incoming.origin().map(str::to_owned),
+                user_agent: header(::http::header::USER_AGENT),
+                cookie: header(::http::header::COOKIE),
+                protocol: protocol.clone(),
+                user: grants.subject.clone(),
+            },
+            _slot: slot,
+        })
+    });
     let accept = tether::Accept {
         protocol,
         ..Default::default()
@@ -743,7 +783,7 @@ async fn open_websocket<'a>(
         route,
         capture,
         grants,
-        env,
+        exec,
         _slot: slot,
         peer,
         path,
@@ -771,7 +811,7 @@ fn run_session<'a>(
             route,
             capture,
             grants,
-            env,
+            exec,
             _slot: _,
             peer,
             path,
@@ -802,11 +842,13 @@ fn run_session<'a>(
                 };
                 Box::pin(pubsub::run(ws, hub, &rights, &mut shutdown, metrics)).await
             }
-            RouteKind::Exec { command, binary } => {
+            RouteKind::Exec(route) => {
+                let admitted = exec
+                    .as_ref()
+                    .expect("exec routes are admitted with a request");
                 let spec = exec::ExecSpec {
-                    command,
-                    binary: *binary,
-                    env: std::mem::take(env),
+                    route,
+                    request: &admitted.request,
                     max_message_size: state.config.limits.max_message_size,
                 };
                 Box::pin(exec::run(ws, spec, &mut shutdown, metrics)).await

@@ -67,10 +67,18 @@ impl Server {
     /// Like [`Server::with_config`], after `setup` prepared files in the
     /// server's temporary directory (`$DIR` in the TOML).
     pub fn with_setup(toml: &str, args: &[&str], setup: impl FnOnce(&Path)) -> Server {
-        let dir = TempDir::new();
-        setup(dir.path());
-        let toml = toml.replace("$DIR", dir.path().to_str().unwrap());
-        let cfg = dir.write("tether.toml", &toml);
+        Self::with_env(toml, args, &[], setup)
+    }
+
+    /// Like [`Server::with_setup`], with these variables added to the
+    /// server's environment.
+    pub fn with_env(
+        toml: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        setup: impl FnOnce(&Path),
+    ) -> Server {
+        let (dir, cfg) = Self::config_dir(toml, setup);
         let mut all = vec![
             "serve",
             "--config",
@@ -79,22 +87,85 @@ impl Server {
             "127.0.0.1:0",
         ];
         all.extend_from_slice(args);
-        Self::spawn(dir, &all)
+        Self::spawn(dir, &all, env)
     }
 
     /// Start with command-line arguments only (plus `--listen 127.0.0.1:0`).
     pub fn with_args(args: &[&str]) -> Server {
         let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        Self::spawn(TempDir::new(), &all)
+        Self::spawn(TempDir::new(), &all, &[])
     }
 
-    fn spawn(dir: TempDir, args: &[&str]) -> Server {
+    /// A temporary directory prepared by `setup` holding the config
+    /// (`$DIR` in the TOML replaced by the directory).
+    fn config_dir(toml: &str, setup: impl FnOnce(&Path)) -> (TempDir, PathBuf) {
+        let dir = TempDir::new();
+        setup(dir.path());
+        let toml = toml.replace("$DIR", dir.path().to_str().unwrap());
+        let cfg = dir.write("tether.toml", &toml);
+        (dir, cfg)
+    }
+
+    /// Run `tether serve` with a config it must refuse: its error output
+    /// (panics if it starts listening or takes more than 20 s).
+    pub fn refused_config(toml: &str, setup: impl FnOnce(&Path)) -> String {
+        let (dir, cfg) = Self::config_dir(toml, setup);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args([
+                "serve",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tether serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server accepted the configuration and ran");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success(), "exited with success; stdout: {stdout}");
+        assert!(
+            !stdout.contains("listening on"),
+            "the server started: {stdout}"
+        );
+        drop(dir);
+        stderr
+    }
+
+    fn spawn(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
             .args(args)
             .env_remove("RUST_LOG")
             .env("TETHER_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
