@@ -2,6 +2,9 @@
 //!
 //! The stream half reads bytes into the connection's buffer, turns them into
 //! messages, and flushes automatic replies (pongs, the Close echo) on the way.
+//! With `defer_close_reply`, the peer's Close leaves the stream waiting for
+//! the application's reply (it may still send data) for at most
+//! `close_timeout`, after which the Close is echoed for it.
 //! The sink half encodes messages into the connection's output queue and
 //! writes it out, waiting while more than `write_buffer_limit` bytes are
 //! queued: a slow peer slows the sender down instead of growing memory.
