@@ -585,6 +585,15 @@ async fn a_program_given_after_double_dash_is_served_without_a_config_file() {
     ws.send(Message::text("x")).await.unwrap();
     assert_eq!(text(&mut ws).await, "got x");
     ws.close(Some(CloseFrame::new(1000u16, ""))).await.unwrap();
+    // --binary: bytes as they are.
+    let server = Server::with_args(&["--binary", "--", "cat"]);
+    let (mut ws, _) = ClientBuilder::new(server.ws_url("/"))
+        .connect()
+        .await
+        .unwrap();
+    ws.send(Message::binary(vec![0u8, 255, 10])).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::binary(vec![0u8, 255, 10]));
+    ws.close(Some(CloseFrame::new(1000u16, ""))).await.unwrap();
 }
 
 const ENV_PRINTER: &str = "echo \"secret=${TETHER_TEST_SECRET-unset}\"; echo \"passed=${TETHER_TEST_PASSED-unset}\"; echo \"path=${PATH:+set}\"";
