@@ -119,7 +119,7 @@ echo "== soak: $CONNECTIONS connections for $DURATION against tether serve (pid 
 status=0
 # Progress lines go to stderr as the run goes; the summary to stdout and target/soak/report.txt.
 # shellcheck disable=SC2086
-"$TETHER" bench --soak "ws://127.0.0.1:$PORT" -c "$CONNECTIONS" -t "$DURATION" \
+RUST_BACKTRACE=0 "$TETHER" bench --soak "ws://127.0.0.1:$PORT" -c "$CONNECTIONS" -t "$DURATION" \
     --server-pid "$SERVER" --publish-token "$TOKEN" --tolerance "$TOLERANCE" \
     --close-timeout 10s "${PUBLISH_ARGS[@]}" $BENCH_ARGS | tee "$OUT/report.txt" || status=1
 if ! kill -0 "$SERVER" 2>/dev/null; then

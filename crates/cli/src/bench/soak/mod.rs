@@ -108,7 +108,8 @@ pub struct SoakArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "soak")]
     pub sample_every: Duration,
 
-    /// Samples before this are warm-up (default: a fifth of -t, at most 60 s).
+    /// Samples before this are warm-up (default: four mean lifetimes, at
+    /// least a fifth of -t, at most half of it).
     #[arg(long, value_parser = parse_duration, requires = "soak")]
     pub warmup: Option<Duration>,
 
@@ -249,6 +250,14 @@ fn authority_of(url: &str) -> anyhow::Result<(String, u16)> {
     Ok((authority.as_str().to_owned(), port))
 }
 
+/// Warm-up: long enough for every slot to have replaced its connection a
+/// few times (slow readers, the longest-lived and largest, reach their
+/// steady share only then), and at least a fifth of the run; at most half
+/// of it, so that the checks have samples to compare.
+fn default_warmup(duration: Duration, lifetime: Duration) -> Duration {
+    (lifetime * 4).max(duration / 5).min(duration / 2)
+}
+
 /// Read the server's state now.
 fn sample(pid: u32, port: u16, t: f64, phase: &'static str, tally: &Tally) -> Sample {
     Sample {
@@ -272,7 +281,7 @@ pub async fn run(args: Arc<BenchArgs>) -> anyhow::Result<SoakReport> {
     let duration = args.measure_for();
     let warmup = soak
         .warmup
-        .unwrap_or_else(|| (duration / 5).min(Duration::from_secs(60)));
+        .unwrap_or_else(|| default_warmup(duration, soak.lifetime));
     let base = format!("ws://{authority}");
     let config = WebSocketConfig {
         close_timeout: args.close_timeout,
@@ -494,6 +503,15 @@ mod tests {
         let exec = picks.iter().filter(|&&k| k == Kind::Exec).count();
         assert_eq!(echo + exec, 4000);
         assert!((2800..3200).contains(&echo), "{echo}");
+    }
+
+    #[test]
+    fn warmup_covers_a_few_lifetimes_within_a_fifth_and_a_half_of_the_run() {
+        let s = Duration::from_secs;
+        assert_eq!(default_warmup(s(600), s(30)), s(120));
+        assert_eq!(default_warmup(s(60), s(8)), s(30));
+        assert_eq!(default_warmup(s(600), s(5)), s(120));
+        assert_eq!(default_warmup(s(10), s(30)), s(5));
     }
 
     #[test]
