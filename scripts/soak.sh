@@ -84,6 +84,7 @@ publish_token = "$TOKEN"
 path = "/exec"
 kind = "exec"
 command = ["cat"]
+max_processes = $(( CONNECTIONS / 10 + 1 ))
 EOF
 PUBLISH_ARGS=()
 cp "$OUT/tether.toml" "$OUT/tether-publish.toml"
