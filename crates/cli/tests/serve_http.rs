@@ -452,3 +452,45 @@ fn allowed_host_flag_applies_to_a_loopback_listener_too() {
         server.raw_http("GET /healthz HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n");
     assert_eq!(status_of(&other), 421, "{other}");
 }
+
+#[test]
+fn a_reader_that_never_reads_a_large_file_is_cut_off() {
+    const SIZE: usize = 64 << 20;
+    let server = Server::with_setup(
+        r#"
+[limits]
+http_response_timeout = "1s"
+min_send_rate = "1G"
+
+[[route]]
+path = "/"
+kind = "static"
+dir = "$DIR/www"
+"#,
+        &[],
+        |dir| {
+            std::fs::create_dir_all(dir.join("www")).unwrap();
+            std::fs::write(dir.join("www/big.bin"), vec![0u8; SIZE]).unwrap();
+        },
+    );
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    write!(s, "GET /big.bin HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).unwrap();
+    // Read nothing until the server has given up.
+    assert!(
+        serve_support::eventually(Duration::from_secs(15), || server
+            .log()
+            .contains("HTTP response not taken")),
+        "the slow reader was kept; log:\n{}",
+        server.log()
+    );
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < SIZE, "the whole file arrived after the deadline");
+}

@@ -247,6 +247,13 @@ pub struct RawLimits {
     /// long is dropped (default 30s; 0 = never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_timeout: Option<DurationValue>,
+    /// Time allowed to send one HTTP response, plus one second per
+    /// `min_send_rate` bytes of its body (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_response_timeout: Option<DurationValue>,
+    /// Slowest HTTP response delivery allowed, in bytes per second (default 16K).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_send_rate: Option<SizeValue>,
     /// Largest HTTP request body (POST /api/publish; default 64K).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_size: Option<SizeValue>,
@@ -518,6 +525,8 @@ impl RawConfig {
         fill_dur(&mut l.idle_timeout, "30s");
         fill_dur(&mut l.shutdown_timeout, "5s");
         fill_dur(&mut l.send_timeout, "30s");
+        fill_dur(&mut l.http_response_timeout, "30s");
+        fill_size(&mut l.min_send_rate, "16K");
         l.max_connections.get_or_insert(10_000);
         l.max_connections_per_ip.get_or_insert(1_000);
         l.send_queue.get_or_insert(256);
@@ -628,10 +637,25 @@ pub struct Limits {
     pub write_buffer: usize,
     /// Drop a WebSocket whose peer takes no queued byte for this long.
     pub send_timeout: Option<Duration>,
+    /// An HTTP response's deadline: this, plus its body at `min_send_rate`.
+    pub http_response_timeout: Duration,
+    /// Bytes per second an HTTP response body is given.
+    pub min_send_rate: usize,
     /// Largest HTTP body.
     pub max_body_size: usize,
     /// Graceful shutdown deadline.
     pub shutdown_timeout: Duration,
+}
+
+impl Limits {
+    /// How long sending an HTTP response with a `body`-byte body may take:
+    /// `http_response_timeout`, plus the body at `min_send_rate`. A reader
+    /// slower than that (or one that stopped) is cut off.
+    pub fn http_response_deadline(&self, body: u64) -> Duration {
+        let rate = self.min_send_rate.max(1) as f64;
+        self.http_response_timeout
+            .saturating_add(Duration::from_secs_f64((body as f64 / rate).min(1e15)))
+    }
 }
 
 /// A virtual host.
@@ -877,11 +901,16 @@ impl ServerConfig {
             max_subscriptions: req(l.max_subscriptions, "max_subscriptions")?,
             write_buffer: size(&l.write_buffer, "write_buffer")?,
             send_timeout: Some(dur(&l.send_timeout, "send_timeout")?).filter(|d| !d.is_zero()),
+            http_response_timeout: dur(&l.http_response_timeout, "http_response_timeout")?,
+            min_send_rate: size(&l.min_send_rate, "min_send_rate")?,
             max_body_size: size(&l.max_body_size, "max_body_size")?,
             shutdown_timeout: dur(&l.shutdown_timeout, "shutdown_timeout")?,
         };
         if limits.send_queue == 0 {
             return Err("`limits.send_queue` must be at least 1".into());
+        }
+        if limits.min_send_rate == 0 {
+            return Err("`limits.min_send_rate` must be at least 1 (bytes per second)".into());
         }
         if limits.max_message_size == 0 {
             return Err("`limits.max_message_size` must be at least 1".into());
@@ -1485,6 +1514,18 @@ mod tests {
         assert_eq!(off.limits.send_timeout, None);
         let e = effective("[limits]\nsend_timeout = \"1 week\"\n").unwrap_err();
         assert!(e.contains("limits.send_timeout"), "{e}");
+    }
+
+    #[test]
+    fn http_response_deadline_grows_with_the_body() {
+        let l = effective("[limits]\nhttp_response_timeout = \"10s\"\nmin_send_rate = \"1K\"\n")
+            .unwrap()
+            .limits;
+        assert_eq!(l.http_response_deadline(0), Duration::from_secs(10));
+        assert_eq!(l.http_response_deadline(5 * 1024), Duration::from_secs(15));
+        assert!(l.http_response_deadline(u64::MAX).as_secs() > 1 << 40);
+        let e = effective("[limits]\nmin_send_rate = 0\n").unwrap_err();
+        assert!(e.contains("limits.min_send_rate"), "{e}");
     }
 
     #[test]

@@ -69,6 +69,14 @@ impl Response {
         self.status
     }
 
+    /// Bytes of its body.
+    pub fn body_len(&self) -> u64 {
+        match &self.body {
+            Body::Bytes(b) => b.len() as u64,
+            Body::File(_, n) => *n,
+        }
+    }
+
     /// Add a header.
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
@@ -238,9 +246,21 @@ pub async fn serve(
             None => page(path, method, routes).await,
         }
     };
-    let ok = write_response(io, resp, keep_alive, head_only)
+    let body = if head_only { 0 } else { resp.body_len() };
+    let deadline = state.config.limits.http_response_deadline(body);
+    let ok = match tokio::time::timeout(deadline, write_response(io, resp, keep_alive, head_only))
         .await
-        .is_ok();
+    {
+        Ok(written) => written.is_ok(),
+        Err(_) => {
+            tracing::info!(
+                body,
+                ?deadline,
+                "HTTP response not taken within limits.http_response_timeout plus the body at limits.min_send_rate: closing"
+            );
+            false
+        }
+    };
     (ok && keep_alive).then_some(leftover)
 }
 

@@ -507,7 +507,9 @@ async fn http_phase(
         match Box::pin(http::serve(state, &mut conn, req, length, leftover, routes)).await {
             Some(rest) => conn.unread(rest),
             None => {
-                let _ = conn.shutdown().await;
+                // Bounded: after a response timed out, a TLS close_notify
+                // waits on the same peer that stopped reading.
+                let _ = tokio::time::timeout(Duration::from_secs(1), conn.shutdown()).await;
                 return None;
             }
         }
