@@ -4,9 +4,10 @@
 //! last delivered position, probes the connection, and after every
 //! reconnect resubscribes and catches each channel up from history.
 //!
-//! Every few probes each channel's position is also read from Redis, so a
-//! publication whose message never arrived is delivered even when no later
-//! message reveals the gap.
+//! Every few probes the position of each channel that received nothing
+//! since the last such check is read from Redis, so a publication whose
+//! message never arrived is delivered even when no later message reveals
+//! the gap.
 //!
 //! Everything runs in one task, one message at a time, so each channel's
 //! deliveries are in order and the position returned to a new subscriber is
@@ -55,6 +56,11 @@ struct Channel {
     waiters: Vec<oneshot::Sender<Position>>,
     /// Subscribed on the current connection.
     subscribed: bool,
+    /// Messages received for it, and that count at the last position
+    /// check: only a channel quiet since then is checked (a busy one has
+    /// messages in flight, and its next message reveals any gap).
+    seen: u64,
+    checked: u64,
 }
 
 /// Every this many probes, each channel's position is checked against
@@ -156,7 +162,13 @@ impl Subscriber {
         let mut probe = tokio::time::interval(probe_every);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         probe.tick().await;
-        let mut probes = 0u64;
+        let mut ticks = 0u64;
+        // Messages received, and the probe in flight with that count when it
+        // was sent: a connection is silent when a probe stays unanswered for
+        // a whole interval while nothing else arrives either (a busy
+        // connection answers late, behind its messages, and is not silent).
+        let mut received = 0u64;
+        let mut pending: Option<(oneshot::Receiver<Result<(), String>>, u64)> = None;
         loop {
             let step = tokio::select! {
                 biased;
@@ -171,14 +183,42 @@ impl Subscriber {
                     None => return None,
                 },
                 msg = stream.next() => match msg {
-                    Some(msg) => self.on_message(msg).await,
+                    Some(msg) => {
+                        received += 1;
+                        self.on_message(msg).await
+                    }
                     None => Err(Lost("closed by the server".into())),
                 },
+                answer = async {
+                    match pending.as_mut() {
+                        Some((rx, _)) => rx.await.unwrap_or(Err("probe dropped".into())),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    pending = None;
+                    answer.map_err(|e| {
+                        self.inner.metrics.probe_failures.fetch_add(1, Relaxed);
+                        Lost(format!("probe failed: {e}"))
+                    })
+                }
                 _ = probe.tick() => {
-                    probes += 1;
-                    match self.probe(&mut sink).await {
-                        Ok(()) if probes.is_multiple_of(CHECK_EVERY) => self.check().await,
-                        other => other,
+                    ticks += 1;
+                    match &pending {
+                        Some((_, at)) if *at == received => {
+                            self.inner.metrics.probe_failures.fetch_add(1, Relaxed);
+                            Err(Lost(format!(
+                                "silent: a probe went unanswered for {probe_every:?}"
+                            )))
+                        }
+                        Some(_) => Ok(()),
+                        None => {
+                            pending = Some((self.probe(&sink), received));
+                            if ticks.is_multiple_of(CHECK_EVERY) {
+                                self.check().await
+                            } else {
+                                Ok(())
+                            }
+                        }
                     }
                 }
             };
@@ -338,7 +378,11 @@ impl Subscriber {
         let Some(name) = self.inner.keys.channel_of(msg.get_channel_name()) else {
             return Ok(());
         };
-        let Some(last) = self.channels.get(name).and_then(|ch| ch.last.clone()) else {
+        let Some(ch) = self.channels.get_mut(name) else {
+            return Ok(());
+        };
+        ch.seen += 1;
+        let Some(last) = ch.last.clone() else {
             return Ok(());
         };
         let Some((offset, epoch, data)) = parse_message(msg.get_payload_bytes()) else {
@@ -410,24 +454,26 @@ impl Subscriber {
         Ok(complete.then_some(history.publications))
     }
 
-    /// Catch every subscribed channel up with Redis (one pipelined read per
-    /// [`BATCH`] channels).
+    /// Catch every subscribed channel that was quiet since the last check
+    /// up with Redis (one pipelined read per [`BATCH`] channels).
     async fn check(&mut self) -> Result<(), Lost> {
-        let names: Vec<String> = self
-            .channels
-            .iter()
-            .filter(|(_, ch)| ch.subscribed && ch.last.is_some())
-            .map(|(name, _)| name.clone())
-            .collect();
+        let mut names = Vec::new();
+        for (name, ch) in &mut self.channels {
+            if ch.subscribed && ch.last.is_some() && ch.seen == ch.checked {
+                names.push(name.clone());
+            }
+            ch.checked = ch.seen;
+        }
         for batch in names.chunks(BATCH) {
             self.catch_up(batch).await?;
         }
         Ok(())
     }
 
-    /// Check that the connection still answers; also refresh the command
-    /// connection's health in the background.
-    async fn probe(&self, sink: &mut PubSubSink) -> Result<(), Lost> {
+    /// Send a probe (`PING`) on the PUB/SUB connection; its answer comes on
+    /// the returned channel. Also refreshes the command connection's health
+    /// in the background.
+    fn probe(&self, sink: &PubSubSink) -> oneshot::Receiver<Result<(), String>> {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let mut conn = inner.conn();
@@ -435,23 +481,14 @@ impl Subscriber {
                 .run(redis::cmd("PING").query_async::<()>(&mut conn))
                 .await;
         });
-        let wait = self
-            .inner
-            .config
-            .probe_interval
-            .min(self.inner.config.io_timeout);
         self.inner.metrics.round_trips.fetch_add(1, Relaxed);
-        match tokio::time::timeout(wait, sink.ping::<Value>()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => {
-                self.inner.metrics.probe_failures.fetch_add(1, Relaxed);
-                Err(Lost(format!("probe failed: {e}")))
-            }
-            Err(_) => {
-                self.inner.metrics.probe_failures.fetch_add(1, Relaxed);
-                Err(Lost(format!("probe not answered within {wait:?}")))
-            }
-        }
+        let (tx, rx) = oneshot::channel();
+        let mut sink = sink.clone();
+        tokio::spawn(async move {
+            let r = sink.ping::<Value>().await;
+            let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
+        });
+        rx
     }
 }
 
