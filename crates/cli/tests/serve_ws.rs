@@ -149,9 +149,14 @@ async fn pubsub_protocol_and_http_publish() {
         json!({"op": "subscribe", "channel": "news", "id": 1}),
     )
     .await;
+    let ack = next_json(&mut sub).await;
+    let epoch = ack["epoch"]
+        .as_str()
+        .expect("the channel's epoch")
+        .to_owned();
     assert_eq!(
-        next_json(&mut sub).await,
-        json!({"op": "ack", "channel": "news", "id": 1})
+        ack,
+        json!({"op": "ack", "channel": "news", "id": 1, "epoch": epoch, "offset": 0})
     );
     let mut publ = connect(&server.ws_url("/pubsub")).await;
     send_json(
@@ -161,11 +166,11 @@ async fn pubsub_protocol_and_http_publish() {
     .await;
     assert_eq!(
         next_json(&mut sub).await,
-        json!({"op": "message", "channel": "news", "data": {"n": 1}})
+        json!({"op": "message", "channel": "news", "offset": 1, "data": {"n": 1}})
     );
     assert_eq!(
         next_json(&mut publ).await,
-        json!({"op": "ack", "channel": "news", "id": "p1", "delivered": 1})
+        json!({"op": "ack", "channel": "news", "id": "p1", "delivered": 1, "epoch": epoch, "offset": 1})
     );
     send_json(&mut publ, json!({"op": "shout"})).await;
     assert_eq!(next_json(&mut publ).await["op"], "error");
@@ -185,10 +190,13 @@ async fn pubsub_protocol_and_http_publish() {
     assert_eq!(status_of(&wrong), 401);
     let ok = server.raw_http(&req("Authorization: Bearer backend-secret\r\n"));
     assert_eq!(status_of(&ok), 200, "{ok}");
-    assert!(ok.ends_with(r#"{"delivered":1}"#), "{ok}");
+    assert_eq!(
+        Server::json_body(&ok),
+        json!({"delivered": 1, "epoch": epoch, "offset": 2})
+    );
     assert_eq!(
         next_json(&mut sub).await,
-        json!({"op": "message", "channel": "news", "data": "from backend"})
+        json!({"op": "message", "channel": "news", "offset": 2, "data": "from backend"})
     );
 
     send_json(&mut sub, json!({"op": "unsubscribe", "channel": "news"})).await;
@@ -357,9 +365,11 @@ async fn jwt_claims_limit_pubsub_channels() {
     )
     .await;
     assert_eq!(next_json(&mut ws).await["op"], "message");
+    let ack = next_json(&mut ws).await;
     assert_eq!(
-        next_json(&mut ws).await,
-        json!({"op": "ack", "channel": "public.chat", "id": 4, "delivered": 1})
+        (&ack["op"], &ack["id"], &ack["delivered"], &ack["offset"]),
+        (&json!("ack"), &json!(4), &json!(1), &json!(1)),
+        "{ack}"
     );
 }
 
@@ -696,4 +706,224 @@ async fn room_and_channel_names_have_a_length_limit() {
     let refused = subscribe(&mut ws, &"é".repeat(65)).await;
     assert_eq!(refused["error"], "invalid channel name", "{refused}");
     assert_eq!(subscribe(&mut ws, &"c".repeat(128)).await["op"], "ack");
+}
+
+const HISTORY: &str = r#"
+[[route]]
+path = "/pubsub"
+kind = "pubsub"
+publish_token = "t"
+client_publish = true
+history_size = 100
+presence = true
+"#;
+
+/// Publish `data` on `channel` over HTTP; the JSON answer.
+fn http_publish(server: &Server, channel: &str, data: Value) -> Value {
+    let body = json!({"channel": channel, "data": data}).to_string();
+    let resp = server.post_json("/api/publish", "t", &body);
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    Server::json_body(&resp)
+}
+
+/// The next `op: message`'s offset and data.
+async fn next_message(ws: &mut Ws) -> (u64, Value) {
+    let m = next_json(ws).await;
+    assert_eq!(m["op"], "message", "{m}");
+    (m["offset"].as_u64().expect("an offset"), m["data"].clone())
+}
+
+/// Subscribe with `since`; the ack.
+async fn resume(ws: &mut Ws, channel: &str, epoch: &str, offset: u64) -> Value {
+    send_json(
+        ws,
+        json!({"op": "subscribe", "channel": channel, "since": {"epoch": epoch, "offset": offset}}),
+    )
+    .await;
+    next_json(ws).await
+}
+
+#[tokio::test]
+async fn a_resumed_subscription_gets_exactly_what_it_missed_then_live_ones() {
+    let server = Server::with_config(HISTORY);
+    let mut sub = connect(&server.ws_url("/pubsub")).await;
+    let ack = subscribe(&mut sub, "news").await;
+    let epoch = ack["epoch"].as_str().unwrap().to_owned();
+    for n in 1..=10 {
+        http_publish(&server, "news", json!(n));
+    }
+    let mut k = 0;
+    for _ in 0..10 {
+        k = next_message(&mut sub).await.0;
+    }
+    assert_eq!(k, 10);
+    sub.close(None).await.unwrap();
+    // 50 published while it is away.
+    for n in 11..=60 {
+        assert_eq!(http_publish(&server, "news", json!(n))["offset"], n);
+    }
+    let mut back = connect(&server.ws_url("/pubsub")).await;
+    let ack = resume(&mut back, "news", &epoch, k).await;
+    assert_eq!(
+        ack,
+        json!({"op": "ack", "channel": "news", "epoch": epoch, "offset": 60, "recovered": true})
+    );
+    for want in k + 1..=k + 50 {
+        assert_eq!(next_message(&mut back).await, (want, json!(want)));
+    }
+    http_publish(&server, "news", json!("live"));
+    assert_eq!(next_message(&mut back).await, (61, json!("live")));
+}
+
+#[tokio::test]
+async fn a_resume_beyond_the_history_kept_says_so_and_replays_nothing() {
+    let server = Server::with_config(&HISTORY.replace("history_size = 100", "history_size = 20"));
+    let mut sub = connect(&server.ws_url("/pubsub")).await;
+    let epoch = subscribe(&mut sub, "news").await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    http_publish(&server, "news", json!(1));
+    let (k, _) = next_message(&mut sub).await;
+    drop(sub);
+    for n in 2..=51 {
+        http_publish(&server, "news", json!(n));
+    }
+    let mut back = connect(&server.ws_url("/pubsub")).await;
+    let ack = resume(&mut back, "news", &epoch, k).await;
+    assert_eq!(ack["recovered"], false, "{ack}");
+    assert_eq!(ack["offset"], 51, "{ack}");
+    // Nothing partial: the first message after the ack is a live one.
+    http_publish(&server, "news", json!("live"));
+    assert_eq!(next_message(&mut back).await, (52, json!("live")));
+    // Another epoch (say, from before a restart): not recovered either.
+    let mut other = connect(&server.ws_url("/pubsub")).await;
+    let ack = resume(&mut other, "news", "0000", 3).await;
+    assert_eq!(ack["recovered"], false, "{ack}");
+    assert_ne!(ack["epoch"], "0000");
+}
+
+#[tokio::test]
+async fn resuming_while_publishes_flow_leaves_no_gap_and_no_duplicate() {
+    const TOTAL: u64 = 400;
+    let server = Server::with_config(
+        HISTORY
+            .replace("history_size = 100", "history_size = 500")
+            .as_str(),
+    );
+    let url = server.ws_url("/pubsub");
+    let mut sub = connect(&url).await;
+    let epoch = subscribe(&mut sub, "flow").await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let publisher = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut p = connect(&url).await;
+            for n in 1..=TOTAL {
+                send_json(
+                    &mut p,
+                    json!({"op": "publish", "channel": "flow", "data": n}),
+                )
+                .await;
+                if n % 20 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            // Every publish acknowledged: all are in the channel.
+            let mut acks = 0;
+            while acks < TOTAL {
+                if next_json(&mut p).await["op"] == "ack" {
+                    acks += 1;
+                }
+            }
+        })
+    };
+    // Leave after some, come back while the publisher is still going.
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got.push(next_message(&mut sub).await.0);
+    }
+    drop(sub);
+    let mut back = connect(&url).await;
+    let ack = resume(&mut back, "flow", &epoch, *got.last().unwrap()).await;
+    assert_eq!(ack["recovered"], true, "{ack}");
+    while *got.last().unwrap() < TOTAL {
+        got.push(next_message(&mut back).await.0);
+    }
+    publisher.await.unwrap();
+    let want: Vec<u64> = (1..=TOTAL).collect();
+    assert_eq!(got, want, "offsets seen across the reconnect");
+}
+
+#[tokio::test]
+async fn history_and_presence_over_the_websocket_and_http() {
+    let server = Server::with_config(HISTORY);
+    let mut ws = connect(&server.ws_url("/pubsub")).await;
+    assert_eq!(subscribe(&mut ws, "room.1").await["op"], "ack");
+    for n in 1..=3 {
+        http_publish(&server, "room.1", json!(n));
+    }
+    for _ in 0..3 {
+        next_message(&mut ws).await;
+    }
+    send_json(
+        &mut ws,
+        json!({"op": "history", "channel": "room.1", "limit": 2, "id": 9}),
+    )
+    .await;
+    let h = next_json(&mut ws).await;
+    assert_eq!(
+        (&h["op"], &h["id"], &h["offset"]),
+        (&json!("history"), &json!(9), &json!(3))
+    );
+    let offsets: Vec<_> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].clone())
+        .collect();
+    assert_eq!(offsets, [json!(2), json!(3)]);
+    send_json(&mut ws, json!({"op": "presence", "channel": "room.1"})).await;
+    let p = next_json(&mut ws).await;
+    assert_eq!(p["clients"].as_array().unwrap().len(), 1, "{p}");
+
+    let get = |path: &str, token: &str| {
+        server.raw_http(&format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+            server.addr
+        ))
+    };
+    assert_eq!(status_of(&get("/api/history?channel=room.1", "wrong")), 401);
+    let h = Server::json_body(&get("/api/history?channel=room.1&limit=10", "t"));
+    assert_eq!(h["channel"], "room.1");
+    assert_eq!(h["messages"].as_array().unwrap().len(), 3, "{h}");
+    assert_eq!(h["messages"][0]["data"], 1);
+    let p = Server::json_body(&get("/api/presence?channel=room.1", "t"));
+    assert_eq!(p["clients"].as_array().unwrap().len(), 1, "{p}");
+    assert_eq!(status_of(&get("/api/history", "t")), 400);
+}
+
+#[tokio::test]
+async fn a_retried_publish_with_an_idempotency_key_is_stored_once() {
+    let server = Server::with_config(HISTORY);
+    let mut sub = connect(&server.ws_url("/pubsub")).await;
+    assert_eq!(subscribe(&mut sub, "orders").await["op"], "ack");
+    let body =
+        json!({"channel": "orders", "data": "order 17", "idempotency_key": "o-17"}).to_string();
+    let first = Server::json_body(&server.post_json("/api/publish", "t", &body));
+    let retry = Server::json_body(&server.post_json("/api/publish", "t", &body));
+    assert_eq!(first["offset"], 1, "{first}");
+    assert_eq!(
+        (&retry["offset"], &retry["epoch"]),
+        (&first["offset"], &first["epoch"])
+    );
+    assert_eq!(retry["duplicate"], true, "{retry}");
+    http_publish(&server, "orders", json!("next"));
+    // The subscriber got the order once, then the next message.
+    assert_eq!(next_message(&mut sub).await, (1, json!("order 17")));
+    assert_eq!(next_message(&mut sub).await, (2, json!("next")));
+    let bad = json!({"channel": "orders", "data": 1, "idempotency_key": 5}).to_string();
+    assert_eq!(status_of(&server.post_json("/api/publish", "t", &bad)), 400);
 }

@@ -151,6 +151,9 @@ pub struct RawConfig {
     /// `[admin]`: where `/metrics` and `/healthz` are served, and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<RawAdmin>,
+    /// `[cluster]`.
+    #[serde(default)]
+    pub cluster: RawCluster,
 }
 
 /// `[admin]`.
@@ -164,6 +167,15 @@ pub struct RawAdmin {
     /// Bearer token that `/metrics` requires (wherever it is served).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_token: Option<String>,
+}
+
+/// `[cluster]`: where pub/sub positions, history and presence live.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// `memory` (the default: this process alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 /// `[[listen]]`.
@@ -317,6 +329,17 @@ pub struct RawRoute {
     /// pubsub: publish simulated stock prices into this channel every second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demo_ticker: Option<String>,
+    /// pubsub: messages kept per channel for history and recovery (default
+    /// 0: none; a resume is then possible only with nothing missed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_size: Option<usize>,
+    /// pubsub: how long history is kept (default: until pushed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_ttl: Option<DurationValue>,
+    /// pubsub: keep who is subscribed, for the `presence` op and
+    /// `GET /api/presence` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<bool>,
     /// pubsub: channels every client may publish to over the WebSocket:
     /// `true` (all), `false` (none, the default) or patterns (`["chat.*"]`).
     /// A JWT's `publish` claim adds to these; an opaque token allows all.
@@ -432,6 +455,7 @@ impl RawConfig {
             ],
             vhost: Vec::new(),
             admin: None,
+            cluster: RawCluster::default(),
         }
     }
 
@@ -542,6 +566,7 @@ impl RawConfig {
             fill_dur(&mut r.stdin_timeout, "10s");
             fill_dur(&mut r.exit_grace, "2s");
         }
+        self.cluster.engine.get_or_insert_with(|| "memory".into());
         self
     }
 
@@ -566,6 +591,8 @@ pub struct ServerConfig {
     pub route_count: usize,
     /// `/metrics` and `/healthz`.
     pub admin: AdminConfig,
+    /// The pub/sub engine.
+    pub engine: EngineKind,
 }
 
 /// Where and how `/metrics` and `/healthz` are served.
@@ -579,6 +606,13 @@ pub struct AdminConfig {
     pub hosts: HostRule,
     /// Bearer token `/metrics` requires.
     pub metrics_token: Option<String>,
+}
+
+/// Which engine keeps pub/sub positions, history and presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// This process alone.
+    Memory,
 }
 
 /// One listening socket.
@@ -712,6 +746,12 @@ pub enum RouteKind {
         demo_ticker: Option<String>,
         /// Channel patterns any client may publish to over the WebSocket.
         client_publish: Vec<String>,
+        /// Messages kept per channel.
+        history_size: usize,
+        /// How long they are kept.
+        history_ttl: Option<Duration>,
+        /// Keep who is subscribed.
+        presence: bool,
     },
     /// A program per connection.
     Exec(ExecRoute),
@@ -990,6 +1030,14 @@ impl ServerConfig {
             return Err("no `[[listen]]` address".into());
         }
         let admin = validate_admin(raw.admin.as_ref(), &listeners)?;
+        let engine = match raw.cluster.engine.as_deref().unwrap_or("memory") {
+            "memory" => EngineKind::Memory,
+            other => {
+                return Err(format!(
+                    "`cluster.engine`: \"{other}\" is not available in this build (only \"memory\")"
+                ))
+            }
+        };
         Ok(ServerConfig {
             listeners,
             limits,
@@ -997,6 +1045,7 @@ impl ServerConfig {
             vhosts,
             route_count: next_id,
             admin,
+            engine,
         })
     }
 
@@ -1151,10 +1200,13 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
     let pubsub_only = r.publish_path.is_some()
         || r.publish_token.is_some()
         || r.demo_ticker.is_some()
-        || r.client_publish.is_some();
+        || r.client_publish.is_some()
+        || r.history_size.is_some()
+        || r.history_ttl.is_some()
+        || r.presence.is_some();
     only(
         pubsub_only && kind != "pubsub",
-        "publish_path/publish_token/demo_ticker/client_publish",
+        "publish_path/publish_token/demo_ticker/client_publish/history_size/history_ttl/presence",
         "\"pubsub\"",
     )?;
     let kind = match kind {
@@ -1200,11 +1252,30 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
                     p.clone()
                 }
             };
+            let history_ttl = match &r.history_ttl {
+                None => None,
+                Some(v) => {
+                    let ttl = duration_at(v, "history_ttl")?;
+                    if ttl.is_zero() {
+                        return Err("`history_ttl` must be more than 0 (leave it out to keep history until it is pushed out)".into());
+                    }
+                    Some(ttl)
+                }
+            };
+            let history_size = r.history_size.unwrap_or(0);
+            if history_ttl.is_some() && history_size == 0 {
+                return Err(
+                    "`history_ttl` needs `history_size` (messages kept per channel)".into(),
+                );
+            }
             RouteKind::Pubsub {
                 publish_path,
                 publish_token: r.publish_token.clone(),
                 demo_ticker: r.demo_ticker.clone(),
                 client_publish,
+                history_size,
+                history_ttl,
+                presence: r.presence.unwrap_or(false),
             }
         }
         "exec" => {
@@ -1404,6 +1475,42 @@ mod tests {
         );
         let e = effective("[limits]\nmax_subscriptions = 0\n").unwrap_err();
         assert!(e.contains("limits.max_subscriptions"), "{e}");
+    }
+
+    #[test]
+    fn history_and_presence_are_pubsub_route_options() {
+        let cfg = effective(
+            "[[route]]\npath = \"/p\"\nkind = \"pubsub\"\nhistory_size = 100\nhistory_ttl = \"10m\"\npresence = true\n",
+        )
+        .unwrap();
+        match &cfg.routes[0].kind {
+            RouteKind::Pubsub {
+                history_size,
+                history_ttl,
+                presence,
+                ..
+            } => {
+                assert_eq!(*history_size, 100);
+                assert_eq!(*history_ttl, Some(Duration::from_secs(600)));
+                assert!(*presence);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cfg.engine, EngineKind::Memory);
+        let e = effective("[[route]]\npath = \"/p\"\nkind = \"pubsub\"\nhistory_ttl = \"soon\"\nhistory_size = 1\n")
+            .unwrap_err();
+        assert!(
+            e.contains("route[0] (/p)") && e.contains("`history_ttl`"),
+            "{e}"
+        );
+        let e = effective("[[route]]\npath = \"/p\"\nkind = \"pubsub\"\nhistory_ttl = \"1m\"\n")
+            .unwrap_err();
+        assert!(e.contains("history_size"), "{e}");
+        let e =
+            effective("[[route]]\npath = \"/r\"\nkind = \"room\"\npresence = true\n").unwrap_err();
+        assert!(e.contains("presence"), "{e}");
+        let e = effective("[cluster]\nengine = \"redis\"\n").unwrap_err();
+        assert!(e.contains("cluster.engine") && e.contains("memory"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 
 use super::config::{Route, RouteKind};
 use super::policy::constant_time_eq;
-use super::pubsub::{publish, valid_channel};
+use super::policy::query_param;
+use super::pubsub::{history_fields, presence_fields, publish, valid_channel};
 use super::stream::Conn;
 use super::State;
 use bytes::{Buf, BytesMut};
@@ -213,10 +214,34 @@ pub async fn serve(
     let method = req.method();
     let head_only = method == Method::HEAD;
 
-    let publish_route = routes
-        .iter()
-        .find(|r| matches!(&r.kind, RouteKind::Pubsub { publish_path: Some(p), .. } if p == path));
-    let resp = if let Some(route) = publish_route {
+    let api = routes.iter().find_map(|r| match &r.kind {
+        RouteKind::Pubsub {
+            publish_path: Some(p),
+            ..
+        } => {
+            if p == path {
+                Some((r, Api::Publish))
+            } else if sibling(p, "history") == path {
+                Some((r, Api::History))
+            } else if sibling(p, "presence") == path {
+                Some((r, Api::Presence))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    });
+    let resp = if let Some((route, read)) = api.filter(|(_, a)| *a != Api::Publish) {
+        if length.is_some_and(|n| n > 0) {
+            // A body we will not read would be taken for the next request.
+            keep_alive = false;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            Response::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n").header("allow", "GET, HEAD")
+        } else {
+            read_request(state, route, &req, read)
+        }
+    } else if let Some((route, _)) = api {
         if method != Method::POST {
             Response::text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n").header("allow", "POST")
         } else if let Some(n) = length {
@@ -286,9 +311,31 @@ async fn read_body(
     Some(body)
 }
 
-fn publish_request(state: &State, route: &Route, req: &http::Request<()>, body: &[u8]) -> Response {
+/// The HTTP API of a pubsub route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// `POST` its `publish_path`.
+    Publish,
+    /// `GET` the sibling `history?channel=…&limit=…`.
+    History,
+    /// `GET` the sibling `presence?channel=…`.
+    Presence,
+}
+
+/// The path beside `publish_path` named `name` (`/api/publish` →
+/// `/api/history`).
+pub fn sibling(publish_path: &str, name: &str) -> String {
+    match publish_path.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{name}"),
+        None => format!("/{name}"),
+    }
+}
+
+/// `None` when the request carries the route's publish token; else the
+/// 401 to answer.
+fn refuse_unless_token(route: &Route, req: &http::Request<()>) -> Option<Response> {
     let RouteKind::Pubsub { publish_token, .. } = &route.kind else {
-        return Response::text(StatusCode::NOT_FOUND, "not found\n");
+        return Some(Response::text(StatusCode::NOT_FOUND, "not found\n"));
     };
     let given = req
         .headers()
@@ -301,12 +348,77 @@ fn publish_request(state: &State, route: &Route, req: &http::Request<()>, body: 
         (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.as_bytes()),
         _ => false,
     };
-    if !authorized {
-        return Response::json(
+    if authorized {
+        return None;
+    }
+    Some(
+        Response::json(
             StatusCode::UNAUTHORIZED,
             &serde_json::json!({"error": "missing or wrong bearer token"}),
         )
-        .header("www-authenticate", "Bearer");
+        .header("www-authenticate", "Bearer"),
+    )
+}
+
+fn bad_request(why: &str) -> Response {
+    Response::json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": why}))
+}
+
+/// `GET …/history` and `GET …/presence`, with the publish token.
+fn read_request(state: &State, route: &Route, req: &http::Request<()>, api: Api) -> Response {
+    if let Some(refused) = refuse_unless_token(route, req) {
+        return refused;
+    }
+    let RouteKind::Pubsub {
+        history_size,
+        presence,
+        ..
+    } = &route.kind
+    else {
+        return Response::text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let Some(engine) = state.engines[route.id].as_deref() else {
+        return Response::text(StatusCode::INTERNAL_SERVER_ERROR, "no engine\n");
+    };
+    let query = req.uri().query().unwrap_or("");
+    let Some(channel) = query_param(query, "channel").filter(|c| valid_channel(c)) else {
+        return bad_request("`channel` (a channel name) is required in the query");
+    };
+    let fields = match api {
+        Api::History if *history_size == 0 => {
+            return bad_request("this route keeps no history (set `history_size` on the route)")
+        }
+        Api::History => {
+            let limit = match query_param(query, "limit") {
+                None => *history_size,
+                Some(l) => match l.parse::<usize>() {
+                    Ok(n) => n.min(*history_size),
+                    Err(_) => return bad_request("`limit` must be a number"),
+                },
+            };
+            let max_bytes = state.config.limits.max_message_size;
+            history_fields(engine, &channel, limit, max_bytes)
+        }
+        Api::Presence if !presence => {
+            return bad_request("this route keeps no presence (set `presence = true` on the route)")
+        }
+        Api::Presence => presence_fields(engine, &channel),
+        Api::Publish => unreachable!("POST is handled by publish_request"),
+    };
+    let body = format!(
+        r#"{{"channel":{},{fields}}}"#,
+        serde_json::Value::from(channel)
+    );
+    Response {
+        status: StatusCode::OK,
+        headers: vec![("content-type", "application/json".into())],
+        body: Body::Bytes(body.into_bytes()),
+    }
+}
+
+fn publish_request(state: &State, route: &Route, req: &http::Request<()>, body: &[u8]) -> Response {
+    if let Some(refused) = refuse_unless_token(route, req) {
+        return refused;
     }
     let v: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
@@ -328,11 +440,24 @@ fn publish_request(state: &State, route: &Route, req: &http::Request<()>, body: 
         );
     };
     let data = v.get("data").cloned().unwrap_or(serde_json::Value::Null);
-    let Some(hub) = state.hubs[route.id].as_ref() else {
-        return Response::text(StatusCode::INTERNAL_SERVER_ERROR, "no hub\n");
+    let key = match v.get("idempotency_key") {
+        None => None,
+        Some(serde_json::Value::String(k)) if !k.is_empty() && k.len() <= 256 => Some(k.as_str()),
+        Some(_) => return bad_request("`idempotency_key` must be a string of 1 to 256 bytes"),
     };
-    let delivered = publish(hub, channel, &data);
-    Response::json(StatusCode::OK, &serde_json::json!({"delivered": delivered}))
+    let Some(engine) = state.engines[route.id].as_deref() else {
+        return Response::text(StatusCode::INTERNAL_SERVER_ERROR, "no engine\n");
+    };
+    let p = publish(engine, channel, &data, key);
+    let mut answer = serde_json::json!({"delivered": p.delivered});
+    if let Some(pos) = &p.position {
+        answer["epoch"] = serde_json::Value::from(&*pos.epoch);
+        answer["offset"] = serde_json::Value::from(pos.offset);
+    }
+    if p.duplicate {
+        answer["duplicate"] = serde_json::Value::Bool(true);
+    }
+    Response::json(StatusCode::OK, &answer)
 }
 
 async fn page(path: &str, method: &Method, routes: &[Route]) -> Response {

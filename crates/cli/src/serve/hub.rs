@@ -59,7 +59,89 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 use tether::Message;
+
+/// What a hub keeps beyond what its members still have to take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages kept per group for history and recovery (0: none).
+    pub history_size: usize,
+    /// How long they are kept (`None`: until pushed out).
+    pub history_ttl: Option<Duration>,
+    /// Keep who is in each group, for presence.
+    pub presence: bool,
+}
+
+/// A group's stream position: its epoch and the offset of its last
+/// message (0 before the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Random per group, new whenever the group is made again (its history
+    /// and offsets were lost).
+    pub epoch: Arc<str>,
+    /// Offsets count 1, 2, 3, ... in publish order.
+    pub offset: u64,
+}
+
+/// What joining a group with a resume position gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The group's position when joined: everything up to it was either
+    /// replayed (recovered) or is not delivered.
+    pub position: Position,
+    /// With a resume position: whether everything after it follows.
+    pub recovered: Option<bool>,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Members it was queued for.
+    pub delivered: usize,
+    /// Its position, if it was kept (the group had members or history).
+    pub position: Option<Position>,
+    /// The idempotency key was seen before: this is the first publish's
+    /// position, and nothing was published again.
+    pub duplicate: bool,
+}
+
+/// Recent messages of a group.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The group's position now (`None`: no such group).
+    pub position: Option<Position>,
+    /// Oldest first, each as delivered.
+    pub messages: Vec<Message>,
+}
+
+/// Budget charge for a group itself, beyond its messages.
+const GROUP_COST: usize = 256;
+
+/// Idempotency keys of HTTP publishes are remembered this long...
+const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(600);
+/// ...and at most this many per hub (the oldest are forgotten first).
+const IDEMPOTENCY_KEYS: usize = 10_000;
+
+/// Recently seen idempotency keys (per channel) and their positions.
+#[derive(Debug, Default)]
+struct Idempotency {
+    seen: HashMap<(String, String), Position>,
+    order: VecDeque<(Instant, (String, String))>,
+}
+
+impl Idempotency {
+    fn forget_old(&mut self, now: Instant) {
+        while let Some((t, _)) = self.order.front() {
+            if self.order.len() <= IDEMPOTENCY_KEYS && now.duration_since(*t) < IDEMPOTENCY_WINDOW {
+                break;
+            }
+            if let Some((_, k)) = self.order.pop_front() {
+                self.seen.remove(&k);
+            }
+        }
+    }
+}
 
 /// Bytes held by the rings of every hub of a server, against
 /// `limits.max_queued_bytes`.
@@ -119,10 +201,13 @@ pub struct Hub {
     /// Most bytes that may wait for a member blocked on a full socket.
     member_bytes: usize,
     budget: Arc<Budget>,
+    retention: Retention,
+    idempotency: Mutex<Idempotency>,
 }
 
 #[derive(Debug)]
 struct Group {
+    epoch: Arc<str>,
     ring: Mutex<Ring>,
 }
 
@@ -135,6 +220,14 @@ struct Ring {
     /// Bytes appended over the group's life: an entry's `at` subtracted
     /// from it is what waits from that entry on.
     bytes_end: u64,
+    /// Offset of the last message appended.
+    top: u64,
+    /// Messages kept after every member has taken them (history).
+    keep: usize,
+    /// Removed from its hub: a publish that still holds it looks again.
+    dead: bool,
+    /// With presence: who is in the group (member id, user).
+    clients: HashMap<u64, Option<Arc<str>>>,
     members: usize,
     /// Members waiting for the next entry. Emptied (all woken) by each
     /// broadcast, which bumps `generation`.
@@ -155,15 +248,24 @@ struct Entry {
     remaining: usize,
     /// `Ring::bytes_end` before it was appended.
     at: u64,
+    /// Its offset in the group's stream.
+    offset: u64,
+    /// When it was appended (only with a history TTL).
+    time: Option<Instant>,
     msg: Message,
 }
 
 impl Ring {
-    fn new(budget: Arc<Budget>) -> Ring {
+    fn new(budget: Arc<Budget>, keep: usize) -> Ring {
+        budget.add(GROUP_COST);
         Ring {
             entries: VecDeque::new(),
             end: 0,
             bytes_end: 0,
+            top: 0,
+            keep,
+            dead: false,
+            clients: HashMap::new(),
             members: 0,
             waiters: Vec::new(),
             generation: 0,
@@ -203,9 +305,11 @@ impl Ring {
         }
     }
 
-    /// Drop entries every member has taken.
+    /// Drop entries every member has taken, beyond the history kept.
     fn trim(&mut self) {
-        while self.entries.front().is_some_and(|e| e.remaining == 0) {
+        while self.entries.len() > self.keep
+            && self.entries.front().is_some_and(|e| e.remaining == 0)
+        {
             self.pop_front();
         }
         if self.entries.is_empty() && self.entries.capacity() > 64 {
@@ -239,11 +343,32 @@ impl Ring {
     }
 }
 
+impl Ring {
+    /// Drop history older than `ttl` (what members still have to take
+    /// stays).
+    fn expire(&mut self, ttl: Option<Duration>, now: Instant) {
+        let Some(ttl) = ttl else { return };
+        while self.entries.front().is_some_and(|e| {
+            e.remaining == 0 && e.time.is_some_and(|t| now.duration_since(t) >= ttl)
+        }) {
+            self.pop_front();
+        }
+    }
+
+    fn position(&self, epoch: &Arc<str>) -> Position {
+        Position {
+            epoch: epoch.clone(),
+            offset: self.top,
+        }
+    }
+}
+
 impl Drop for Ring {
     fn drop(&mut self) {
         while !self.entries.is_empty() {
             self.pop_front();
         }
+        self.budget.sub(GROUP_COST);
     }
 }
 
@@ -254,9 +379,10 @@ thread_local! {
 }
 
 impl Group {
-    fn new(budget: Arc<Budget>) -> Group {
+    fn new(budget: Arc<Budget>, keep: usize) -> Group {
         Group {
-            ring: Mutex::new(Ring::new(budget)),
+            epoch: format!("{:016x}", rand::random::<u64>()).into(),
+            ring: Mutex::new(Ring::new(budget, keep)),
         }
     }
 
@@ -292,6 +418,9 @@ struct Subscription {
     head: Option<u64>,
     /// With several: bytes waiting in this group, as last seen.
     behind: u64,
+    /// Entries are delivered as if numbered at least this: what a resumed
+    /// subscription replays follows the ack queued when it joined.
+    floor: u64,
 }
 
 /// What a subscription has next.
@@ -311,6 +440,7 @@ impl Subscription {
             waker: None,
             head: None,
             behind: 0,
+            floor: 0,
         }
     }
 
@@ -321,6 +451,7 @@ impl Subscription {
         registered: &mut Option<(u64, usize)>,
         ring: &mut Ring,
         me: u64,
+        floor: u64,
         cx: Option<&mut Context<'_>>,
     ) -> Peek {
         if *cursor < ring.start() {
@@ -330,7 +461,7 @@ impl Subscription {
             if e.from == Some(me) {
                 *cursor += 1;
             } else {
-                return Peek::Order(e.order);
+                return Peek::Order(e.order.max(floor));
             }
         }
         if let Some(cx) = cx {
@@ -356,7 +487,14 @@ impl Subscription {
     /// Take the next entry for member `me`.
     fn take(&mut self, me: u64, cx: Option<&mut Context<'_>>) -> Option<Next> {
         let mut ring = self.group.lock();
-        match Self::peek(&mut self.cursor, &mut self.registered, &mut ring, me, cx) {
+        match Self::peek(
+            &mut self.cursor,
+            &mut self.registered,
+            &mut ring,
+            me,
+            self.floor,
+            cx,
+        ) {
             Peek::Lagged => Some(Next::SlowConsumer),
             Peek::Empty => None,
             Peek::Order(_) => Self::take_locked(&mut self.cursor, &mut ring),
@@ -368,7 +506,14 @@ impl Subscription {
     /// and its bytes waiting up to date. `Err` once it fell behind.
     fn refresh(&mut self, key: usize, multi: &mut Multi, me: u64) -> Result<(), ()> {
         let mut ring = self.group.lock();
-        let head = match Self::peek(&mut self.cursor, &mut self.registered, &mut ring, me, None) {
+        let head = match Self::peek(
+            &mut self.cursor,
+            &mut self.registered,
+            &mut ring,
+            me,
+            self.floor,
+            None,
+        ) {
             Peek::Lagged => return Err(()),
             Peek::Empty => None,
             Peek::Order(o) => Some(o),
@@ -411,6 +556,7 @@ impl Subscription {
             }
         }
         ring.members -= 1;
+        ring.clients.remove(&me);
         ring.members
     }
 }
@@ -478,7 +624,7 @@ impl Wake for SubWake {
 
 impl Hub {
     /// A hub whose members may fall `queue` messages behind (at least 1),
-    /// with no byte limits.
+    /// with no byte limits and no history.
     #[cfg(test)]
     pub fn new(queue: usize) -> Hub {
         Hub::with_limits(queue, usize::MAX, Budget::unlimited())
@@ -495,11 +641,29 @@ impl Hub {
             queue: queue.max(1),
             member_bytes,
             budget,
+            retention: Retention::default(),
+            idempotency: Mutex::default(),
         }
+    }
+
+    /// Keep history and presence as `retention` says.
+    pub fn retaining(mut self, retention: Retention) -> Hub {
+        self.retention = retention;
+        self
+    }
+
+    /// What the hub keeps.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
     }
 
     /// A new member, in no group yet.
     pub fn member(self: &Arc<Self>) -> Member {
+        self.member_as(None)
+    }
+
+    /// A new member that presence shows as `user`.
+    pub fn member_as(self: &Arc<Self>, user: Option<Arc<str>>) -> Member {
         Member {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             hub: self.clone(),
@@ -508,6 +672,7 @@ impl Hub {
             own_bytes: 0,
             kicked: false,
             multi: None,
+            user,
         }
     }
 
@@ -515,44 +680,126 @@ impl Hub {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn new_group(&self) -> Arc<Group> {
+        Arc::new(Group::new(self.budget.clone(), self.retention.history_size))
+    }
+
     /// Deliver `msg` to every member of `group`. Returns how many members
     /// it was queued for.
+    #[cfg(test)]
     pub fn publish(&self, group: &str, msg: &Message) -> usize {
-        self.append(group, msg, None)
+        self.append(group, |_| msg.clone(), None).delivered
+    }
+
+    /// Deliver the message `encode` makes from its offset to every member of
+    /// `group`, and keep it in the group's history.
+    pub fn publish_at(&self, group: &str, encode: impl FnOnce(u64) -> Message) -> Published {
+        self.append(group, encode, None)
+    }
+
+    /// [`Hub::publish_at`], at most once per `key` (per group, within
+    /// ten minutes and the last 10,000 keys): a retry answers the first
+    /// publish's position.
+    pub fn publish_once(
+        &self,
+        group: &str,
+        key: &str,
+        encode: impl FnOnce(u64) -> Message,
+    ) -> Published {
+        let mut seen = self.idempotency.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        seen.forget_old(now);
+        let k = (group.to_owned(), key.to_owned());
+        if let Some(p) = seen.seen.get(&k) {
+            return Published {
+                delivered: 0,
+                position: Some(p.clone()),
+                duplicate: true,
+            };
+        }
+        let published = self.append(group, encode, None);
+        if let Some(p) = &published.position {
+            seen.seen.insert(k.clone(), p.clone());
+            seen.order.push_back((now, k));
+        }
+        published
     }
 
     /// Append to `group`'s ring for every member but `from` (which must be
-    /// one of them) and wake those waiting.
-    fn append(&self, group: &str, msg: &Message, from: Option<u64>) -> usize {
-        let Some(group) = self.lock().get(group).cloned() else {
-            return 0;
+    /// one of them) and wake those waiting. A group with no members is
+    /// appended to only to keep history.
+    fn append(
+        &self,
+        name: &str,
+        encode: impl FnOnce(u64) -> Message,
+        from: Option<u64>,
+    ) -> Published {
+        let keep = self.retention.history_size > 0;
+        let nothing = Published {
+            delivered: 0,
+            position: None,
+            duplicate: false,
+        };
+        let group = {
+            let mut groups = self.lock();
+            match groups.get(name) {
+                Some(g) => g.clone(),
+                None if keep => groups
+                    .entry(name.to_owned())
+                    .or_insert_with(|| self.new_group())
+                    .clone(),
+                None => return nothing,
+            }
         };
         let order = self.order.fetch_add(1, Ordering::Relaxed);
-        let (delivered, mut woken) = {
+        let (published, mut woken) = {
             let mut ring = group.lock();
-            let remaining = ring.members - usize::from(from.is_some());
-            if remaining == 0 {
-                return 0;
+            if ring.dead {
+                // Removed from the hub since it was looked up: the hub has
+                // (or will make) another one for this name.
+                drop(ring);
+                return self.append(name, encode, from);
             }
+            let remaining = ring.members - usize::from(from.is_some());
+            if remaining == 0 && !keep {
+                return nothing;
+            }
+            let time = self.retention.history_ttl.map(|ttl| {
+                let now = Instant::now();
+                ring.expire(Some(ttl), now);
+                now
+            });
             let at = ring.bytes_end;
+            let offset = ring.top + 1;
+            let msg = encode(offset);
+            ring.top = offset;
+            ring.bytes_end += msg.len() as u64;
+            self.budget.add(msg.len());
             ring.entries.push_back(Entry {
                 order,
                 from,
                 remaining,
                 at,
-                msg: msg.clone(),
+                offset,
+                time,
+                msg,
             });
             ring.end += 1;
-            ring.bytes_end += msg.len() as u64;
-            self.budget.add(msg.len());
             // Whoever has not taken what is dropped here is now behind.
-            while ring.entries.len() > self.queue || (ring.entries.len() > 1 && self.budget.over())
-            {
+            let most = self.queue.max(ring.keep);
+            while ring.entries.len() > most || (ring.entries.len() > 1 && self.budget.over()) {
                 ring.pop_front();
             }
+            ring.trim();
             ring.generation += 1;
             let spare = std::mem::take(&mut ring.spare);
-            (remaining, std::mem::replace(&mut ring.waiters, spare))
+            let published = Published {
+                delivered: remaining,
+                // Rooms do not show positions: no epoch to share.
+                position: from.is_none().then(|| ring.position(&group.epoch)),
+                duplicate: false,
+            };
+            (published, std::mem::replace(&mut ring.waiters, spare))
         };
         // Outside the lock: members woken first can take the entry at once.
         for w in woken.drain(..) {
@@ -562,28 +809,110 @@ impl Hub {
         if ring.spare.capacity() < woken.capacity() {
             ring.spare = woken;
         }
-        delivered
+        published
     }
 
     /// Take `sub` (member `me`'s) out of its group, and the group out of
-    /// the hub once it is empty.
+    /// the hub once it has no members and no history.
     fn detach(&self, mut sub: Subscription, me: u64) {
         // Hub before ring, as in `join`: a group is removed only while no
         // one can be joining it.
         let mut groups = self.lock();
         if sub.detach(me) == 0 {
-            if let Some(g) = groups.get(&sub.name) {
-                if Arc::ptr_eq(g, &sub.group) {
-                    groups.remove(&sub.name);
+            let mut ring = sub.group.lock();
+            if ring.entries.is_empty() {
+                ring.dead = true;
+                drop(ring);
+                if let Some(g) = groups.get(&sub.name) {
+                    if Arc::ptr_eq(g, &sub.group) {
+                        groups.remove(&sub.name);
+                    }
                 }
             }
         }
+    }
+
+    /// Drop history past its TTL, and groups left with neither members nor
+    /// history. Run now and then by the server.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let ttl = self.retention.history_ttl;
+        self.lock().retain(|_, g| {
+            let mut ring = g.lock();
+            ring.expire(ttl, now);
+            let keep = ring.members > 0 || !ring.entries.is_empty();
+            ring.dead = !keep;
+            keep
+        });
     }
 
     /// Members of `group` now.
     pub fn count(&self, group: &str) -> usize {
         let group = self.lock().get(group).cloned();
         group.map_or(0, |g| g.lock().members)
+    }
+
+    /// The last `limit` messages kept for `group`, at most `max_bytes`
+    /// of them (the oldest are left out first), and its position.
+    pub fn history(&self, group: &str, limit: usize, max_bytes: usize) -> History {
+        let Some(group) = self.lock().get(group).cloned() else {
+            return History {
+                position: None,
+                messages: Vec::new(),
+            };
+        };
+        let mut ring = group.lock();
+        ring.expire(self.retention.history_ttl, Instant::now());
+        let mut bytes = 0usize;
+        let mut messages: Vec<Message> = ring
+            .entries
+            .iter()
+            .rev()
+            .take(limit)
+            .take_while(|e| {
+                bytes += e.msg.len();
+                bytes <= max_bytes
+            })
+            .map(|e| e.msg.clone())
+            .collect();
+        messages.reverse();
+        History {
+            position: Some(ring.position(&group.epoch)),
+            messages,
+        }
+    }
+
+    /// Who is in `group` (member id, user), if presence is kept.
+    pub fn presence(&self, group: &str) -> Vec<(u64, Option<Arc<str>>)> {
+        let Some(group) = self.lock().get(group).cloned() else {
+            return Vec::new();
+        };
+        let ring = group.lock();
+        let mut clients: Vec<_> = ring.clients.iter().map(|(k, v)| (*k, v.clone())).collect();
+        clients.sort_by_key(|c| c.0);
+        clients
+    }
+}
+
+/// Drop `hub`'s expired history and forgotten groups now and then, until
+/// the hub is dropped (a reload removed its route).
+pub async fn sweep(hub: std::sync::Weak<Hub>) {
+    let Some(every) = hub.upgrade().map(|h| {
+        h.retention
+            .history_ttl
+            .map_or(Duration::from_secs(10), |ttl| ttl / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(10))
+    }) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match hub.upgrade() {
+            Some(h) => h.sweep(),
+            None => return,
+        }
     }
 }
 
@@ -602,6 +931,8 @@ pub struct Member {
     kicked: bool,
     /// Present while the member is in two groups or more.
     multi: Option<Box<Multi>>,
+    /// Who it is, for presence.
+    user: Option<Arc<str>>,
 }
 
 impl Member {
@@ -611,24 +942,96 @@ impl Member {
         if self.find(name).is_some() {
             return false;
         }
-        let mut groups = self.hub.lock();
+        self.attach(name, None, None::<fn(&Joined) -> Message>);
+        true
+    }
+
+    /// Join a group as a subscriber, and queue the reply `ack` makes from
+    /// the group's position. With `since` (an epoch and the offset of the
+    /// last message the subscriber had), every message after it follows
+    /// the reply, then live ones, when the group still has them all
+    /// (`recovered: true`); otherwise only live ones (`recovered: false`).
+    /// Already a member: the reply has the position and nothing else.
+    pub fn subscribe(
+        &mut self,
+        name: &str,
+        since: Option<(&str, u64)>,
+        ack: impl FnOnce(&Joined) -> Message,
+    ) {
+        if let Some(key) = self.find(name) {
+            let group = &self.subs[key].group;
+            let position = group.lock().position(&group.epoch);
+            let reply = ack(&Joined {
+                position,
+                recovered: None,
+            });
+            self.send_self(reply);
+            return;
+        }
+        self.attach(name, since, Some(ack));
+    }
+
+    fn attach(
+        &mut self,
+        name: &str,
+        since: Option<(&str, u64)>,
+        ack: Option<impl FnOnce(&Joined) -> Message>,
+    ) {
+        let groups_lock = self.hub.lock();
+        let mut groups = groups_lock;
         let group = groups
             .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(Group::new(self.hub.budget.clone())))
+            .or_insert_with(|| self.hub.new_group())
             .clone();
-        let cursor = {
-            let mut ring = group.lock();
-            ring.members += 1;
-            ring.end
+        let mut ring = group.lock();
+        ring.expire(self.hub.retention.history_ttl, Instant::now());
+        let end = ring.end;
+        let (cursor, recovered) = match since {
+            None => (end, None),
+            Some((epoch, k)) if epoch == &*group.epoch && k <= ring.top => {
+                // The first message after `k` must be there, with nothing
+                // missing before the end.
+                let i = ring.entries.partition_point(|e| e.offset <= k);
+                match ring.entries.get(i) {
+                    _ if k == ring.top => (end, Some(true)),
+                    Some(e) if e.offset == k + 1 => (ring.start() + i as u64, Some(true)),
+                    _ => (end, Some(false)),
+                }
+            }
+            Some(_) => (end, Some(false)),
         };
+        for pos in cursor..end {
+            if let Some(e) = ring.entry_mut(pos) {
+                if e.from != Some(self.id) {
+                    e.remaining += 1;
+                }
+            }
+        }
+        ring.members += 1;
+        if self.hub.retention.presence {
+            ring.clients.insert(self.id, self.user.clone());
+        }
+        let joined = Joined {
+            position: ring.position(&group.epoch),
+            recovered,
+        };
+        // Numbered while no broadcast can reach the group: whatever the
+        // subscription delivers comes after the reply.
+        let floor = self.hub.order.load(Ordering::Relaxed);
+        drop(ring);
         drop(groups);
-        let key = self.subs.insert(Subscription::new(name, group, cursor));
+        if let Some(ack) = ack {
+            let reply = ack(&joined);
+            self.queue_own(floor, reply);
+        }
+        let mut sub = Subscription::new(name, group, cursor);
+        sub.floor = floor;
+        let key = self.subs.insert(sub);
         match &mut self.multi {
             Some(multi) => arm(multi, &mut self.subs[key], key),
             None if self.subs.len() >= 2 => self.enter_multi(),
             None => {}
         }
-        true
     }
 
     /// Leave a group; false if not a member.
@@ -710,17 +1113,23 @@ impl Member {
         if !self.is_in(group) {
             return 0;
         }
-        self.hub.append(group, msg, Some(self.id))
+        self.hub
+            .append(group, |_| msg.clone(), Some(self.id))
+            .delivered
     }
 
     /// Queue a message to this member itself (acks, errors), under the same
     /// slow-consumer rule as broadcasts.
     pub fn send_self(&mut self, msg: Message) {
+        let order = self.hub.order.load(Ordering::Relaxed);
+        self.queue_own(order, msg);
+    }
+
+    fn queue_own(&mut self, order: u64, msg: Message) {
         if self.own.len() >= self.hub.queue {
             self.kicked = true;
             return;
         }
-        let order = self.hub.order.load(Ordering::Relaxed);
         self.own_bytes += msg.len();
         self.own.push_back((order, msg));
     }
@@ -799,8 +1208,14 @@ impl Member {
         let own = self.own.front().map(|&(order, _)| order);
         if let Some((_, sub)) = self.subs.iter_mut().next() {
             let mut ring = sub.group.lock();
-            let peek =
-                Subscription::peek(&mut sub.cursor, &mut sub.registered, &mut ring, self.id, cx);
+            let peek = Subscription::peek(
+                &mut sub.cursor,
+                &mut sub.registered,
+                &mut ring,
+                self.id,
+                sub.floor,
+                cx,
+            );
             match peek {
                 Peek::Lagged => return Some(Next::SlowConsumer),
                 Peek::Order(order) if own.is_none_or(|o| order < o) => {
@@ -1122,7 +1537,8 @@ mod tests {
         for _ in 0..8 {
             a.publish("x", &kb);
         }
-        assert_eq!(budget.used(), 8000);
+        // Each group is charged for itself too.
+        assert_eq!(budget.used(), 8000 + 2 * GROUP_COST);
         for _ in 0..8 {
             b.publish("x", &kb);
             assert!(budget.used() <= 10_000, "{} bytes queued", budget.used());
@@ -1190,6 +1606,167 @@ mod tests {
         assert_eq!(text(m.try_next()), "c2");
         assert_eq!(m.try_next(), None);
         assert_eq!(m.subscriptions(), 2);
+    }
+
+    fn history_hub(size: usize) -> Arc<Hub> {
+        Arc::new(Hub::new(64).retaining(Retention {
+            history_size: size,
+            history_ttl: None,
+            presence: true,
+        }))
+    }
+
+    /// Publish `text` with its offset in front ("3:x").
+    fn publish_n(hub: &Hub, group: &str, text: &str) -> Published {
+        hub.publish_at(group, |o| Message::text(format!("{o}:{text}")))
+    }
+
+    fn drain(m: &mut Member) -> Vec<String> {
+        std::iter::from_fn(|| m.try_next().map(|n| text(Some(n)))).collect()
+    }
+
+    fn ack(j: &Joined) -> Message {
+        Message::text(format!("ack {} {:?}", j.position.offset, j.recovered))
+    }
+
+    #[test]
+    fn offsets_count_per_group_in_publish_order() {
+        let hub = history_hub(0);
+        let mut m = hub.member();
+        m.join("a");
+        m.join("b");
+        let p1 = publish_n(&hub, "a", "x");
+        let p2 = publish_n(&hub, "a", "y");
+        let q1 = publish_n(&hub, "b", "z");
+        let o = |p: &Published| p.position.as_ref().unwrap().offset;
+        assert_eq!((o(&p1), o(&p2), o(&q1)), (1, 2, 1));
+        assert_eq!(drain(&mut m), ["1:x", "2:y", "1:z"]);
+        // No member and no history: nothing is kept, so no position.
+        assert_eq!(publish_n(&hub, "nobody", "x").position, None);
+    }
+
+    #[test]
+    fn resuming_replays_exactly_what_was_missed_after_the_ack() {
+        let hub = history_hub(100);
+        let mut first = hub.member();
+        first.subscribe("news", None, ack);
+        for i in 0..10 {
+            publish_n(&hub, "news", &i.to_string());
+        }
+        let got = drain(&mut first);
+        assert_eq!(got.len(), 11);
+        let epoch = hub.history("news", 1, usize::MAX).position.unwrap().epoch;
+        drop(first);
+        // Gone at offset 4; 6 more were published meanwhile (5..10).
+        let mut back = hub.member();
+        back.subscribe("news", Some((&epoch, 4)), ack);
+        publish_n(&hub, "news", "live");
+        let got = drain(&mut back);
+        assert_eq!(
+            got,
+            [
+                "ack 10 Some(true)",
+                "5:4",
+                "6:5",
+                "7:6",
+                "8:7",
+                "9:8",
+                "10:9",
+                "11:live"
+            ]
+        );
+        // Up to date: recovered, nothing replayed.
+        let mut current = hub.member();
+        current.subscribe("news", Some((&epoch, 11)), ack);
+        assert_eq!(drain(&mut current), ["ack 11 Some(true)"]);
+        // Another epoch, or an offset from the future: not recovered.
+        let mut other = hub.member();
+        other.subscribe("news", Some(("elsewhere", 4)), ack);
+        other.subscribe("news", Some((&epoch, 4)), ack);
+        assert_eq!(drain(&mut other), ["ack 11 Some(false)", "ack 11 None"]);
+        let mut future = hub.member();
+        future.subscribe("news", Some((&epoch, 99)), ack);
+        assert_eq!(drain(&mut future), ["ack 11 Some(false)"]);
+    }
+
+    #[test]
+    fn resuming_beyond_the_history_kept_replays_nothing() {
+        let hub = history_hub(5);
+        for i in 0..10 {
+            publish_n(&hub, "news", &i.to_string());
+        }
+        let epoch = hub.history("news", 100, usize::MAX).position.unwrap().epoch;
+        let mut m = hub.member();
+        // 5..10 are kept; after 4 everything is there, after 3 not.
+        m.subscribe("news", Some((&epoch, 3)), ack);
+        assert_eq!(drain(&mut m), ["ack 10 Some(false)"]);
+        let mut n = hub.member();
+        n.subscribe("news", Some((&epoch, 5)), ack);
+        assert_eq!(
+            drain(&mut n),
+            ["ack 10 Some(true)", "6:5", "7:6", "8:7", "9:8", "10:9"]
+        );
+    }
+
+    #[test]
+    fn history_is_kept_without_members_and_bounded() {
+        let hub = history_hub(3);
+        for i in 0..5 {
+            publish_n(&hub, "log", &i.to_string());
+        }
+        let h = hub.history("log", 10, usize::MAX);
+        let texts: Vec<_> = h.messages.iter().map(|m| m.as_text().unwrap()).collect();
+        assert_eq!(texts, ["3:2", "4:3", "5:4"]);
+        assert_eq!(h.position.unwrap().offset, 5);
+        let h = hub.history("log", 2, usize::MAX);
+        assert_eq!(h.messages.len(), 2);
+        // A byte cap leaves the oldest out.
+        assert_eq!(hub.history("log", 10, 7).messages.len(), 2);
+        assert!(hub.history("none", 10, 100).position.is_none());
+    }
+
+    #[test]
+    fn history_older_than_its_ttl_is_dropped() {
+        let hub = Arc::new(Hub::new(64).retaining(Retention {
+            history_size: 10,
+            history_ttl: Some(Duration::from_millis(1)),
+            presence: false,
+        }));
+        publish_n(&hub, "t", "old");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(hub.history("t", 10, usize::MAX).messages.is_empty());
+        hub.sweep();
+        assert!(hub.lock().is_empty(), "an empty group without members goes");
+    }
+
+    #[test]
+    fn an_idempotent_publish_is_kept_once() {
+        let hub = history_hub(10);
+        let mut m = hub.member();
+        m.join("news");
+        let first = hub.publish_once("news", "k1", |o| Message::text(format!("{o}")));
+        let again = hub.publish_once("news", "k1", |o| Message::text(format!("{o}")));
+        assert!(!first.duplicate && again.duplicate);
+        assert_eq!(first.position, again.position);
+        assert_eq!(drain(&mut m), ["1"]);
+        // The same key on another channel is another publish.
+        let other = hub.publish_once("other", "k1", |o| Message::text(format!("{o}")));
+        assert!(!other.duplicate);
+    }
+
+    #[test]
+    fn presence_lists_members_until_they_leave() {
+        let hub = history_hub(0);
+        let mut ann = hub.member_as(Some("ann".into()));
+        let mut anon = hub.member();
+        ann.subscribe("room", None, ack);
+        anon.subscribe("room", None, ack);
+        let users: Vec<_> = hub.presence("room").into_iter().map(|c| c.1).collect();
+        assert_eq!(users, [Some("ann".into()), None]);
+        assert!(ann.leave("room"));
+        assert_eq!(hub.presence("room").len(), 1);
+        drop(anon);
+        assert!(hub.presence("room").is_empty());
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod auth;
 mod cluster;
 pub mod config;
 mod echo;
+mod engine;
 mod exec;
 mod http;
 mod hub;
@@ -77,6 +78,8 @@ pub struct State {
     route_metrics: Vec<Arc<RouteMetrics>>,
     metrics: Arc<Metrics>,
     limiter: Arc<ConnLimiter>,
+    /// Per route id: the engine of pubsub routes.
+    engines: Vec<Option<Arc<dyn engine::Engine>>>,
     shutdown: watch::Receiver<bool>,
     /// WebSocket connections being served (for the shutdown wait).
     active: Arc<AtomicUsize>,
@@ -838,9 +841,12 @@ fn run_session<'a>(
             }
             RouteKind::Pubsub { .. } => {
                 let hub = state.hubs[route.id].as_ref().expect("pubsub hub");
+                let engine = state.engines[route.id].as_deref().expect("pubsub engine");
                 let rights = pubsub::Rights {
                     grants,
                     max_subscriptions: state.config.limits.max_subscriptions,
+                    max_reply: state.config.limits.max_message_size,
+                    engine,
                 };
                 Box::pin(pubsub::run(ws, hub, &rights, &mut shutdown, metrics)).await
             }

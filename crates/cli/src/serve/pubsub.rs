@@ -1,32 +1,44 @@
 //! `pubsub` routes: named channels over one connection, with a small JSON
-//! protocol (one JSON object per text message).
+//! protocol (one JSON object per text message), documented in full in
+//! `docs/pubsub-protocol.md`.
 //!
 //! Client to server (`id` is optional and echoed in the answer):
 //!
 //! ```json
 //! {"op": "subscribe",   "channel": "news", "id": 1}
+//! {"op": "subscribe",   "channel": "news", "since": {"epoch": "…", "offset": 41}}
 //! {"op": "unsubscribe", "channel": "news", "id": 2}
 //! {"op": "publish",     "channel": "news", "data": {"any": "json"}, "id": 3}
+//! {"op": "history",     "channel": "news", "limit": 10}
+//! {"op": "presence",    "channel": "news"}
 //! ```
 //!
 //! Server to client:
 //!
 //! ```json
-//! {"op": "ack",     "id": 1, "channel": "news"}
-//! {"op": "ack",     "id": 3, "channel": "news", "delivered": 4}
+//! {"op": "ack",     "channel": "news", "id": 1, "epoch": "…", "offset": 41}
+//! {"op": "ack",     "channel": "news", "epoch": "…", "offset": 45, "recovered": true}
+//! {"op": "ack",     "channel": "news", "id": 3, "delivered": 4, "epoch": "…", "offset": 46}
 //! {"op": "error",   "id": 2, "error": "not subscribed to news"}
-//! {"op": "message", "channel": "news", "data": {"any": "json"}}
+//! {"op": "message", "channel": "news", "offset": 46, "data": {"any": "json"}}
+//! {"op": "history", "channel": "news", "epoch": "…", "offset": 46, "messages": [...]}
+//! {"op": "presence","channel": "news", "clients": [{"client": "7", "user": "ann"}]}
 //! ```
 //!
-//! A publish goes to every subscriber of the channel, the publisher
-//! included if it is subscribed. Channel names are 1 to 128 characters
-//! without control characters. With JWT auth, the token's `subscribe` and
-//! `publish` claims (names, or prefixes ending in `*`) limit which channels
-//! the client may use. A backend publishes with
-//! `POST /api/publish` (bearer token), body `{"channel": "news", "data": ...}`.
+//! Every channel has a position: an epoch (random, new whenever the
+//! channel's history may have been lost) and the offset of its last
+//! message (1, 2, 3, … in publish order). A subscribe with `since` gets
+//! exactly the messages after that position, then live ones, when the
+//! channel still has them all (`recovered: true`); otherwise none of them
+//! (`recovered: false`). Channel names are 1 to 128 bytes without control
+//! characters. Clients publish only where the route's `client_publish` or
+//! their JWT's `publish` claim allows (an opaque token allows all). A
+//! backend publishes with `POST /api/publish` (bearer token), body
+//! `{"channel": "news", "data": ..., "idempotency_key": "..."}`.
 
 use super::config::MAX_NAME;
-use super::hub::{Hub, Member};
+use super::engine::Engine;
+use super::hub::{Hub, Joined, Member, Published};
 use super::metrics::RouteMetrics;
 use super::policy::Grants;
 use super::session::{hub_loop, Outcome};
@@ -44,6 +56,8 @@ enum Request {
     Subscribe {
         channel: String,
         #[serde(default)]
+        since: Option<Since>,
+        #[serde(default)]
         id: Option<Value>,
     },
     Unsubscribe {
@@ -58,6 +72,26 @@ enum Request {
         #[serde(default)]
         id: Option<Value>,
     },
+    History {
+        channel: String,
+        #[serde(default)]
+        limit: Option<usize>,
+        #[serde(default)]
+        id: Option<Value>,
+    },
+    Presence {
+        channel: String,
+        #[serde(default)]
+        id: Option<Value>,
+    },
+}
+
+/// A position to resume from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Since {
+    epoch: String,
+    offset: u64,
 }
 
 /// Is this a usable channel name (1 to [`MAX_NAME`] bytes, no control
@@ -66,44 +100,136 @@ pub fn valid_channel(c: &str) -> bool {
     !c.is_empty() && c.len() <= MAX_NAME && !c.chars().any(char::is_control)
 }
 
-/// Publish `data` on `channel`: encoded once, shared by every subscriber.
-/// Returns how many subscribers it was queued for.
-pub fn publish(hub: &Hub, channel: &str, data: &Value) -> usize {
-    let text = format!(
-        r#"{{"op":"message","channel":{},"data":{data}}}"#,
-        Value::from(channel)
-    );
-    hub.publish(channel, &Message::text(text))
+/// Publish `data` on `channel`: encoded once with its offset, shared by
+/// every subscriber, kept in the channel's history.
+pub fn publish(
+    engine: &dyn Engine,
+    channel: &str,
+    data: &Value,
+    idempotency_key: Option<&str>,
+) -> Published {
+    let name = Value::from(channel).to_string();
+    let data = data.to_string();
+    engine.publish(channel, idempotency_key, &mut |offset| {
+        Message::text(format!(
+            r#"{{"op":"message","channel":{name},"offset":{offset},"data":{data}}}"#
+        ))
+    })
 }
 
-/// `{"op":"ack",...}` with `op` first (serde_json would sort the keys).
-fn ack(id: &Option<Value>, channel: &str, delivered: Option<usize>) -> Message {
-    let mut text = format!(r#"{{"op":"ack","channel":{}"#, Value::from(channel));
-    if let Some(id) = id {
-        text.push_str(&format!(r#","id":{id}"#));
+/// A JSON object written field by field, in order (serde_json would sort
+/// the keys, and `op` reads best first).
+struct Reply(String);
+
+impl Reply {
+    fn new(op: &str) -> Reply {
+        Reply(format!(r#"{{"op":"{op}""#))
     }
-    if let Some(d) = delivered {
-        text.push_str(&format!(r#","delivered":{d}"#));
+
+    fn field(mut self, key: &str, value: impl std::fmt::Display) -> Reply {
+        self.0.push_str(&format!(r#","{key}":{value}"#));
+        self
     }
-    text.push('}');
-    Message::text(text)
+
+    fn id(self, id: &Option<Value>) -> Reply {
+        match id {
+            Some(id) => self.field("id", id),
+            None => self,
+        }
+    }
+
+    fn channel(self, channel: &str) -> Reply {
+        self.field("channel", Value::from(channel))
+    }
+
+    fn done(mut self) -> Message {
+        self.0.push('}');
+        Message::text(self.0)
+    }
 }
 
 fn error(id: &Option<Value>, msg: &str) -> Message {
-    let mut text = format!(r#"{{"op":"error","error":{}"#, Value::from(msg));
-    if let Some(id) = id {
-        text.push_str(&format!(r#","id":{id}"#));
-    }
-    text.push('}');
-    Message::text(text)
+    Reply::new("error")
+        .field("error", Value::from(msg))
+        .id(id)
+        .done()
 }
 
-/// What a connection may do.
+fn subscribed(id: &Option<Value>, channel: &str, joined: &Joined) -> Message {
+    let mut r = Reply::new("ack")
+        .channel(channel)
+        .id(id)
+        .field("epoch", Value::from(&*joined.position.epoch))
+        .field("offset", joined.position.offset);
+    if let Some(recovered) = joined.recovered {
+        r = r.field("recovered", recovered);
+    }
+    r.done()
+}
+
+/// The reply to a publish (`delivered`, and the position it got).
+fn published(id: &Option<Value>, channel: &str, p: &Published) -> Message {
+    let mut r = Reply::new("ack")
+        .channel(channel)
+        .id(id)
+        .field("delivered", p.delivered);
+    if let Some(pos) = &p.position {
+        r = r
+            .field("epoch", Value::from(&*pos.epoch))
+            .field("offset", pos.offset);
+    }
+    r.done()
+}
+
+/// `"messages":[...]` and the position of a channel's history.
+pub fn history_fields(
+    engine: &dyn Engine,
+    channel: &str,
+    limit: usize,
+    max_bytes: usize,
+) -> String {
+    let h = engine.history(channel, limit, max_bytes);
+    let mut out = String::new();
+    if let Some(pos) = &h.position {
+        out.push_str(&format!(
+            r#""epoch":{},"offset":{},"#,
+            Value::from(&*pos.epoch),
+            pos.offset
+        ));
+    } else {
+        out.push_str(r#""offset":0,"#);
+    }
+    out.push_str(r#""messages":["#);
+    for (i, m) in h.messages.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(m.as_text().unwrap_or("null"));
+    }
+    out.push(']');
+    out
+}
+
+/// `"clients":[...]` of a channel's presence.
+pub fn presence_fields(engine: &dyn Engine, channel: &str) -> String {
+    let clients: Vec<Value> = engine
+        .presence(channel)
+        .into_iter()
+        .map(|(client, user)| json!({"client": client.to_string(), "user": user.as_deref()}))
+        .collect();
+    format!(r#""clients":{}"#, Value::from(clients))
+}
+
+/// What a connection may do, and where its channels live.
 pub struct Rights<'a> {
     /// Its channel grants.
     pub grants: &'a Grants,
     /// Most channels it may be subscribed to at once.
     pub max_subscriptions: usize,
+    /// Largest history reply, in bytes of messages.
+    pub max_reply: usize,
+    /// The route's engine.
+    pub engine: &'a dyn Engine,
 }
 
 /// Handle one client message; the answer is queued to the client.
@@ -123,8 +249,9 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
             return;
         }
     };
+    let retention = member.hub().retention().clone();
     let reply = match req {
-        Request::Subscribe { channel, id } => {
+        Request::Subscribe { channel, since, id } => {
             if !valid_channel(&channel) {
                 error(&id, "invalid channel name")
             } else if !grants.may_subscribe(&channel) {
@@ -139,13 +266,14 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
                     ),
                 )
             } else {
-                member.join(&channel);
-                ack(&id, &channel, None)
+                let since = since.as_ref().map(|s| (s.epoch.as_str(), s.offset));
+                member.subscribe(&channel, since, |joined| subscribed(&id, &channel, joined));
+                return;
             }
         }
         Request::Unsubscribe { channel, id } => {
             if member.leave(&channel) {
-                ack(&id, &channel, None)
+                Reply::new("ack").channel(&channel).id(&id).done()
             } else {
                 error(&id, &format!("not subscribed to {channel}"))
             }
@@ -156,8 +284,46 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
             } else if !grants.may_publish(&channel) {
                 error(&id, &format!("not allowed to publish to {channel}"))
             } else {
-                let n = publish(member.hub(), &channel, &data);
-                ack(&id, &channel, Some(n))
+                let p = publish(rights.engine, &channel, &data, None);
+                published(&id, &channel, &p)
+            }
+        }
+        Request::History { channel, limit, id } => {
+            if !valid_channel(&channel) {
+                error(&id, "invalid channel name")
+            } else if retention.history_size == 0 {
+                error(
+                    &id,
+                    "this route keeps no history (set `history_size` on the route)",
+                )
+            } else if !grants.may_subscribe(&channel) {
+                error(&id, &format!("not allowed to subscribe to {channel}"))
+            } else {
+                let limit = limit.unwrap_or(usize::MAX).min(retention.history_size);
+                let fields = history_fields(rights.engine, &channel, limit, rights.max_reply);
+                let mut r = Reply::new("history").channel(&channel).id(&id).0;
+                r.push(',');
+                r.push_str(&fields);
+                r.push('}');
+                Message::text(r)
+            }
+        }
+        Request::Presence { channel, id } => {
+            if !valid_channel(&channel) {
+                error(&id, "invalid channel name")
+            } else if !retention.presence {
+                error(
+                    &id,
+                    "this route keeps no presence (set `presence = true` on the route)",
+                )
+            } else if !grants.may_subscribe(&channel) {
+                error(&id, &format!("not allowed to subscribe to {channel}"))
+            } else {
+                let mut r = Reply::new("presence").channel(&channel).id(&id).0;
+                r.push(',');
+                r.push_str(&presence_fields(rights.engine, &channel));
+                r.push('}');
+                Message::text(r)
             }
         }
     };
@@ -172,7 +338,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
 ) -> Outcome {
-    let mut member = hub.member();
+    let user = rights.grants.subject.as_deref().map(Arc::from);
+    let mut member = hub.member_as(user);
     hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
         handle(m, rights, &msg)
     })
@@ -180,7 +347,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Publish simulated stock prices on `channel` once a second, forever.
-pub async fn demo_ticker(hub: Arc<Hub>, channel: String) {
+pub async fn demo_ticker(hub: Arc<Hub>, engine: Arc<dyn Engine>, channel: String) {
     let symbols = ["ACME", "GLOBEX", "INITECH", "HOOLI", "UMBRELLA"];
     let mut prices = [120.0f64, 45.5, 78.25, 310.0, 12.8];
     // xorshift: deterministic, good enough for a demo.
@@ -203,14 +370,15 @@ pub async fn demo_ticker(hub: Arc<Hub>, channel: String) {
             }));
         }
         if hub.count(&channel) > 0 {
-            publish(&hub, &channel, &json!({"quotes": quotes}));
+            publish(&*engine, &channel, &json!({"quotes": quotes}), None);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::hub::Next;
+    use super::super::engine::Memory;
+    use super::super::hub::{Next, Retention};
     use super::*;
 
     /// The next message in the member's own queue, as JSON.
@@ -224,18 +392,26 @@ mod tests {
     #[test]
     fn subscribe_publish_unsubscribe() {
         let hub = Arc::new(Hub::new(8));
+        let engine = Memory(hub.clone());
         let mut m = hub.member();
         let grants = Grants::all();
         let all = Rights {
             grants: &grants,
             max_subscriptions: 8,
+            max_reply: 1 << 20,
+            engine: &engine,
         };
         handle(
             &mut m,
             &all,
             &Message::text(r#"{"op":"subscribe","channel":"news","id":1}"#),
         );
-        assert_eq!(reply(&mut m), json!({"op":"ack","channel":"news","id":1}));
+        let ack = reply(&mut m);
+        let epoch = ack["epoch"].as_str().expect("an epoch").to_owned();
+        assert_eq!(
+            ack,
+            json!({"op":"ack","channel":"news","id":1,"epoch":epoch,"offset":0})
+        );
         handle(
             &mut m,
             &all,
@@ -243,11 +419,11 @@ mod tests {
         );
         assert_eq!(
             reply(&mut m),
-            json!({"op":"message","channel":"news","data":[1]})
+            json!({"op":"message","channel":"news","offset":1,"data":[1]})
         );
         assert_eq!(
             reply(&mut m),
-            json!({"op":"ack","channel":"news","id":2,"delivered":1})
+            json!({"op":"ack","channel":"news","id":2,"delivered":1,"epoch":epoch,"offset":1})
         );
         handle(
             &mut m,
@@ -275,9 +451,12 @@ mod tests {
             publish: Some(vec![]),
             subject: None,
         };
+        let engine = Memory(hub.clone());
         let limited = Rights {
             grants: &grants,
             max_subscriptions: 8,
+            max_reply: 1 << 20,
+            engine: &engine,
         };
         handle(&mut m, &limited, &Message::text("nope"));
         assert_eq!(reply(&mut m)["op"], "error");
@@ -302,5 +481,69 @@ mod tests {
             &Message::text(r#"{"op":"subscribe","channel":""}"#),
         );
         assert_eq!(reply(&mut m)["error"], "invalid channel name");
+    }
+
+    #[test]
+    fn history_and_presence_answer_where_the_route_keeps_them() {
+        let hub = Arc::new(Hub::new(8).retaining(Retention {
+            history_size: 2,
+            history_ttl: None,
+            presence: true,
+        }));
+        let engine = Memory(hub.clone());
+        let grants = Grants::all();
+        let rights = Rights {
+            grants: &grants,
+            max_subscriptions: 8,
+            max_reply: 1 << 20,
+            engine: &engine,
+        };
+        let mut m = hub.member_as(Some("ann".into()));
+        for n in 1..=3 {
+            publish(&engine, "news", &json!(n), None);
+        }
+        handle(
+            &mut m,
+            &rights,
+            &Message::text(r#"{"op":"history","channel":"news","id":7}"#),
+        );
+        let h = reply(&mut m);
+        assert_eq!(h["op"], "history");
+        assert_eq!(h["id"], 7);
+        assert_eq!(h["offset"], 3);
+        let data: Vec<_> = h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["offset"].clone(), m["data"].clone()))
+            .collect();
+        assert_eq!(data, [(json!(2), json!(2)), (json!(3), json!(3))]);
+        handle(
+            &mut m,
+            &rights,
+            &Message::text(r#"{"op":"subscribe","channel":"news"}"#),
+        );
+        reply(&mut m);
+        handle(
+            &mut m,
+            &rights,
+            &Message::text(r#"{"op":"presence","channel":"news"}"#),
+        );
+        assert_eq!(
+            reply(&mut m),
+            json!({"op":"presence","channel":"news","clients":[{"client":m.id.to_string(),"user":"ann"}]})
+        );
+        // A route without them says which setting turns them on.
+        let plain = Arc::new(Hub::new(8));
+        let mut p = plain.member();
+        for op in ["history", "presence"] {
+            handle(
+                &mut p,
+                &rights,
+                &Message::text(format!(r#"{{"op":"{op}","channel":"news"}}"#)),
+            );
+            let e = reply(&mut p);
+            assert!(e["error"].as_str().unwrap().contains("on the route"), "{e}");
+        }
     }
 }

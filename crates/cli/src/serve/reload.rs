@@ -14,8 +14,10 @@
 //! routes that still exist: a hub is found again by virtual host, path and
 //! kind, not by the route's position in the file.
 
+use super::config::EngineKind;
 use super::config::{ListenerConfig, RawConfig, Route, RouteKind, ServerConfig};
-use super::hub::{Budget, Hub};
+use super::engine::{Engine, Memory};
+use super::hub::{self, Budget, Hub, Retention};
 use super::metrics::{Metrics, RouteMetrics};
 use super::policy::ConnLimiter;
 use super::{prepare, pubsub, ServeArgs, State};
@@ -164,6 +166,7 @@ pub fn build(
         }
     }
     let mut hubs = vec![None; config.route_count];
+    let mut engines = vec![None; config.route_count];
     let old_hubs: Vec<(HubKey, Arc<Hub>)> = previous
         .map(|old| {
             keyed_routes(&old.config)
@@ -175,25 +178,50 @@ pub fn build(
         if !matches!(r.kind, RouteKind::Room | RouteKind::Pubsub { .. }) {
             continue;
         }
-        let hub = match old_hubs.iter().find(|(k, _)| *k == key) {
-            Some((_, h)) => h.clone(),
+        let retention = match &r.kind {
+            RouteKind::Pubsub {
+                history_size,
+                history_ttl,
+                presence,
+                ..
+            } => Retention {
+                history_size: *history_size,
+                history_ttl: *history_ttl,
+                presence: *presence,
+            },
+            _ => Retention::default(),
+        };
+        let (hub, made) = match old_hubs.iter().find(|(k, _)| *k == key) {
+            Some((_, h)) => {
+                if *h.retention() != retention {
+                    warn!(route = %r.path, "`history_size`, `history_ttl` and `presence` changed: a reload keeps the route's channels as they are; restart to apply them");
+                }
+                (h.clone(), false)
+            }
             None => {
                 let limits = &config.limits;
-                let hub = Arc::new(Hub::with_limits(
+                let hub = Hub::with_limits(
                     limits.send_queue,
                     limits.max_queued_bytes_per_connection,
                     shared.budget.clone(),
-                ));
-                if let RouteKind::Pubsub {
-                    demo_ticker: Some(ch),
-                    ..
-                } = &r.kind
-                {
-                    tokio::spawn(pubsub::demo_ticker(hub.clone(), ch.clone()));
-                }
-                hub
+                );
+                (Arc::new(hub.retaining(retention)), true)
             }
         };
+        if let RouteKind::Pubsub { demo_ticker, .. } = &r.kind {
+            let engine: Arc<dyn Engine> = match config.engine {
+                EngineKind::Memory => Arc::new(Memory(hub.clone())),
+            };
+            if made {
+                if let Some(ch) = demo_ticker {
+                    tokio::spawn(pubsub::demo_ticker(hub.clone(), engine.clone(), ch.clone()));
+                }
+                if hub.retention().history_size > 0 {
+                    tokio::spawn(hub::sweep(Arc::downgrade(&hub)));
+                }
+            }
+            engines[r.id] = Some(engine);
+        }
         hubs[r.id] = Some(hub);
     }
     let mut route_metrics: Vec<Option<Arc<RouteMetrics>>> = vec![None; config.route_count];
@@ -209,6 +237,7 @@ pub fn build(
         builder: ServerBuilder::new().config(ws_config(&config)),
         acceptors,
         hubs,
+        engines,
         route_metrics: route_metrics.into_iter().map(Option::unwrap).collect(),
         metrics: shared.metrics.clone(),
         limiter: shared.limiter.clone(),
