@@ -1028,7 +1028,10 @@ impl Member {
         sub.floor = floor;
         let key = self.subs.insert(sub);
         match &mut self.multi {
-            Some(multi) => arm(multi, &mut self.subs[key], key),
+            Some(multi) => {
+                multi.names.insert(name.to_owned(), key);
+                arm(multi, &mut self.subs[key], key);
+            }
             None if self.subs.len() >= 2 => self.enter_multi(),
             None => {}
         }
@@ -1582,6 +1585,25 @@ mod tests {
             "{CHANNELS} subscribes took {:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn every_channel_of_a_member_of_many_can_be_found_and_left() {
+        let hub = Arc::new(Hub::new(8));
+        let mut m = hub.member();
+        for i in 0..5 {
+            assert!(m.join(&format!("c{i}")));
+        }
+        for i in 0..5 {
+            assert!(!m.join(&format!("c{i}")), "c{i} joined twice");
+            assert!(m.is_in(&format!("c{i}")));
+        }
+        assert_eq!(m.subscriptions(), 5);
+        for i in (0..5).rev() {
+            assert!(m.leave(&format!("c{i}")), "c{i} could not be left");
+        }
+        assert_eq!(m.subscriptions(), 0);
+        assert!(hub.lock().is_empty());
     }
 
     #[test]
