@@ -78,6 +78,35 @@ try {
     await bob.screenshot({ path: `${shots}/chat-bob.png`, fullPage: true });
   });
 
+  await check("a page that joins later shows the room's recent messages", async () => {
+    const carol = await context.newPage();
+    await carol.goto(`${base}/?name=carol&room=browser`);
+    await waitOpen(carol, "chat");
+    await logHas(carol, "#chat-log", "alice: hello from alice");
+    await logHas(carol, "#chat-log", "bob: hi alice, bob here");
+    await carol.close();
+  });
+
+  await check("after a reconnect the chat resumes without a gap or a repeat", async () => {
+    // Alice's chat socket drops; Bob talks while it reconnects.
+    await alice.evaluate(() => chat.ws.close(4000, "test drop"));
+    await bob.fill("#chat-input", "while alice was away");
+    await bob.click("#chat-send");
+    await logHas(alice, "#events", "chat: closed 4000");
+    await waitOpen(alice, "chat");
+    await logHas(alice, "#chat-log", "bob: while alice was away");
+    await bob.fill("#chat-input", "and after");
+    await bob.click("#chat-send");
+    await logHas(alice, "#chat-log", "bob: and after");
+    const text = await alice.textContent("#chat-log");
+    for (const line of ["bob: while alice was away", "bob: hi alice, bob here"]) {
+      const n = text.split(line).length - 1;
+      assert(n === 1, `"${line}" shown ${n} times`);
+    }
+    assert(!text.includes("messages were missed"), "the resume was not recovered");
+    await alice.screenshot({ path: `${shots}/chat-resumed.png`, fullPage: true });
+  });
+
   await check("the ticker receives server-pushed prices every second", async () => {
     await alice.waitForFunction(() => Number(document.querySelector("#ticker-count").textContent) >= 2, null, {
       timeout: 15000,

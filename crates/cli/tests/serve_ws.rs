@@ -658,6 +658,13 @@ async fn anonymous_clients_cannot_publish_into_the_demo_ticker() {
     let real = next_json(&mut watcher).await;
     assert_eq!(real["op"], "message");
     assert_ne!(real["data"]["quotes"][0]["price"], 0.01, "{real}");
+    // The demo's chat rooms are where clients may publish.
+    send_json(
+        &mut attacker,
+        json!({"op": "publish", "channel": "chat.lobby", "data": {"text": "hi"}}),
+    )
+    .await;
+    assert_eq!(next_json(&mut attacker).await["op"], "ack");
 }
 
 #[tokio::test]

@@ -14,7 +14,9 @@
 //!
 //! With no file at all, [`RawConfig::builtin`] gives the demo setup: the
 //! page at `/`, `/echo`, chat rooms at `/chat/{room}` and a pub/sub endpoint
-//! at `/pubsub` that a simulated stock ticker publishes into.
+//! at `/pubsub` that a simulated stock ticker publishes into, with the
+//! page's chat rooms on its `chat.*` channels (history kept, clients may
+//! publish there and only there).
 
 use super::auth::{ClaimRules, JwtVerifier, KeySource};
 use crate::size::parse_size;
@@ -450,6 +452,10 @@ impl RawConfig {
                     publish_path: Some("/api/publish".into()),
                     publish_token: Some(publish_token),
                     demo_ticker: Some("ticker".into()),
+                    // The page's chat rooms; the ticker stays the server's.
+                    client_publish: Some(ClientPublish::Patterns(vec!["chat.*".into()])),
+                    history_size: Some(50),
+                    history_ttl: Some(DurationValue::Text("1h".into())),
                     ..route("/pubsub", "pubsub")
                 },
             ],
@@ -1532,12 +1538,12 @@ mod tests {
         let e = effective("[[route]]\npath = \"/e\"\nkind = \"echo\"\nclient_publish = true\n")
             .unwrap_err();
         assert!(e.contains("client_publish"), "{e}");
-        // The built-in demo lets no client publish (its ticker is the
-        // server's own).
+        // The built-in demo lets clients publish into its chat rooms only
+        // (its ticker is the server's own).
         let raw = RawConfig::builtin("t".into()).with_args(&ServeArgs::default());
         let builtin = ServerConfig::from_raw(&raw).unwrap();
         assert!(builtin.routes.iter().all(|r| match &r.kind {
-            RouteKind::Pubsub { client_publish, .. } => client_publish.is_empty(),
+            RouteKind::Pubsub { client_publish, .. } => client_publish == &["chat.*"],
             _ => true,
         }));
     }
