@@ -32,7 +32,12 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Policy checks return the refusal (`Reject`, an HTTP response) as their
+// error; it is built at most once per handshake, off the data path.
+#![allow(clippy::result_large_err)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod browser;
 mod client;
 mod config;
@@ -40,7 +45,10 @@ mod echo;
 mod error;
 mod extensions;
 mod head;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod message;
+mod origin;
 mod pool;
 pub mod proxy;
 pub mod reconnect;
@@ -55,6 +63,7 @@ pub use config::{Keepalive, WebSocketConfig};
 pub use echo::Echoed;
 pub use error::{Error, Result, REFUSAL_BODY_LIMIT};
 pub use message::Message;
+pub use origin::OriginPolicy;
 pub use server::{accept, Accept, Incoming, Reject, ServerBuilder};
 pub use socket::WebSocket;
 pub use stream::MaybeTlsStream;

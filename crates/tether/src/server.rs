@@ -13,11 +13,13 @@
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::head::read_head;
+use crate::origin::OriginPolicy;
 use crate::socket::WebSocket;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tether_proto::handshake::{
-    build_accept_response, build_reject_response, parse_request, validate_request, UpgradeRequest,
+    build_accept_response, build_reject_response, parse_request, validate_request, HandshakeError,
+    UpgradeRequest,
 };
 use tether_proto::Role;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -226,6 +228,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
         self.request.headers().get(name)
     }
 
+    /// Apply an origin policy: `Err` is the `403` to [`reject`](Self::reject) with.
+    pub fn check_origin(&self, policy: &OriginPolicy) -> Result<(), Reject> {
+        policy.check(&self.upgrade)
+    }
+
     /// The underlying stream (e.g. for the peer address).
     pub fn stream(&self) -> &S {
         &self.stream
@@ -233,16 +240,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
 
     /// Complete the handshake and start speaking WebSocket.
     pub async fn accept(mut self, accept: Accept) -> Result<WebSocket<S>> {
-        if let Some(p) = &accept.protocol {
-            if !self.upgrade.protocols.iter().any(|o| o == p) {
-                let resp = build_reject_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &HeaderMap::new(),
-                    b"server chose a subprotocol the client did not offer\n",
-                );
-                let _ = self.stream.write_all(&resp).await;
-                return Err(Error::Rejected(StatusCode::INTERNAL_SERVER_ERROR));
-            }
+        if unoffered_protocol(&self.upgrade, &accept) {
+            let resp = build_reject_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &HeaderMap::new(),
+                b"server chose a subprotocol the client did not offer\n",
+            );
+            let _ = self.stream.write_all(&resp).await;
+            return Err(Error::Rejected(StatusCode::INTERNAL_SERVER_ERROR));
         }
         let extensions = crate::extensions::server_negotiate(&mut self.config, &self.upgrade);
         let response = build_accept_response(
@@ -268,6 +273,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
         self.stream.shutdown().await?;
         Ok(())
     }
+}
+
+/// Whether `accept` names a subprotocol the client did not offer (which the
+/// client would fail the connection for, RFC 6455 §4.1).
+pub(crate) fn unoffered_protocol(upgrade: &UpgradeRequest, accept: &Accept) -> bool {
+    accept
+        .protocol
+        .as_ref()
+        .is_some_and(|p| !upgrade.protocols.iter().any(|o| o == p))
 }
 
 /// How to accept: the chosen subprotocol and extra response headers.
@@ -312,6 +326,26 @@ impl Reject {
             headers: HeaderMap::new(),
             body: body.into(),
         }
+    }
+
+    /// The answer to an invalid upgrade request: its status (400, or 426
+    /// with `Upgrade: websocket` and `Sec-WebSocket-Version: 13`) and the
+    /// broken rule as the body.
+    pub fn from_handshake_error(error: &HandshakeError) -> Self {
+        let mut r = Self::new(error.status(), format!("{error}\n"));
+        if r.status == StatusCode::UPGRADE_REQUIRED {
+            r.headers
+                .insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+            r.headers.insert(
+                http::header::CONNECTION,
+                HeaderValue::from_static("Upgrade"),
+            );
+            r.headers.insert(
+                HeaderName::from_static("sec-websocket-version"),
+                HeaderValue::from_static("13"),
+            );
+        }
+        r
     }
 
     /// 403 Forbidden (e.g. a disallowed Origin).

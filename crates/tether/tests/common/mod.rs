@@ -259,3 +259,40 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     p.extend_from_slice(reason.as_bytes());
     p
 }
+
+/// Send `request` (a raw HTTP/1.1 head) to `addr` and return the response
+/// head and whatever body arrives before the server closes or 5 s pass.
+pub async fn raw_http(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        // A complete response with Content-Length: stop without waiting for close.
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok());
+            if len.is_some_and(|len| body.len() >= len) {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A client for `url` that never uses a proxy from the environment.
+pub fn client(url: String) -> ClientBuilder {
+    ClientBuilder::new(url).no_proxy()
+}
