@@ -118,12 +118,26 @@ tether_client_checks() {
     python3 "$HERE/check_jsonl.py" "$label" "$out" "$status" 4000 | record
 }
 
+# tether connect with 100 piped lines: every reply arrives, exit status 0.
+# (A server may answer the Close at once and drop replies not yet sent.)
+piped_100_check() {
+    local label="$1: 100 piped lines, 100 replies" url=$2 out="$TMP/pipe-$RANDOM" status
+    seq 1 100 | timeout 30 "$BIN" connect "$url" >"$out" 2>"$out.err"
+    status=$?
+    if [ "$status" -eq 0 ] && seq 1 100 | cmp -s - "$out"; then
+        pass "$label"
+    else
+        fail "$label" "status $status, $(wc -l <"$out") replies: $(tail -2 "$out.err")"
+    fi
+}
+
 # ---------------------------------------------- Tether client -> peers
 note "Tether client -> Python websockets echo server"
 "$PY" "$ROOT/scripts/autobahn/py_echo_server.py" --port 0 --max-size $((4 << 20)) >"$TMP/py-server.log" 2>&1 &
 PIDS+=($!)
 if port=$(wait_listening "$TMP/py-server.log" $!); then
     tether_client_checks "python websockets server" "ws://127.0.0.1:$port/"
+    piped_100_check "python websockets server" "ws://127.0.0.1:$port/"
 else
     fail "python websockets server" "did not start"
 fi
@@ -133,6 +147,7 @@ node "$HERE/node_echo_server.js" 0 >"$TMP/node-server.log" 2>&1 &
 PIDS+=($!)
 if port=$(wait_listening "$TMP/node-server.log" $!); then
     tether_client_checks "node ws server" "ws://127.0.0.1:$port/"
+    piped_100_check "node ws server" "ws://127.0.0.1:$port/"
 else
     fail "node ws server" "did not start"
 fi
@@ -147,6 +162,7 @@ if wait_port "$SERVE_PORT"; then
     "$PY" "$HERE/py_client.py" "ws://127.0.0.1:$SERVE_PORT/echo" | record
     node "$HERE/node_client.js" "ws://127.0.0.1:$SERVE_PORT/echo" | record
     tether_client_checks "tether serve" "ws://127.0.0.1:$SERVE_PORT/echo"
+    piped_100_check "tether serve /echo" "ws://127.0.0.1:$SERVE_PORT/echo"
 else
     fail "tether serve" "did not start"; cat "$TMP/serve.log" >&2
 fi

@@ -1,7 +1,11 @@
 //! `tether connect` driven by a script: piped stdin, stdout lines, `--jsonl`,
-//! exit statuses, `--listen`. The servers are in-process Tether servers.
+//! exit statuses, `--listen`. The servers are in-process Tether servers,
+//! and `tether serve` for its own echo and exec routes.
+
+mod serve_support;
 
 use futures_util::StreamExt;
+use serve_support::Server;
 use std::process::Stdio;
 use std::time::Duration;
 use tether::{CloseCode, CloseFrame, Message};
@@ -53,6 +57,21 @@ async fn server() -> u16 {
                             return;
                         }
                         "/drop" => return,
+                        "/sink" => {}
+                        "/paced" => return paced_echo(ws, m).await,
+                        "/late-close" => {
+                            // Answer and close 1.5 s later, unless the client closed meanwhile.
+                            let late = tokio::time::sleep(Duration::from_millis(1500));
+                            tokio::select! {
+                                _ = late => {
+                                    ws.send(Message::text("late answer")).await.unwrap();
+                                    let _ = ws.close(None).await;
+                                    while ws.next().await.is_some() {}
+                                    return;
+                                }
+                                _ = ws.next() => return,
+                            }
+                        }
                         "/late" => {
                             // Answer 100 ms later, unless the client closed meanwhile.
                             let late = tokio::time::sleep(Duration::from_millis(100));
@@ -68,6 +87,31 @@ async fn server() -> u16 {
         }
     });
     port
+}
+
+/// Echo like a server whose reader runs ahead of its handler (Python
+/// `websockets`): messages are queued as they arrive and echoed one every
+/// 5 ms; the client's Close is answered at once and the queue dropped.
+async fn paced_echo<S>(mut ws: tether::WebSocket<S>, first: Message)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut queue = std::collections::VecDeque::from([first]);
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    loop {
+        tokio::select! {
+            m = ws.next() => match m {
+                Some(Ok(m)) if m.is_data() => queue.push_back(m),
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+            _ = tick.tick(), if !queue.is_empty() => {
+                if ws.send(queue.pop_front().unwrap()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// A server that completes the handshake and then sends text that is not
@@ -201,6 +245,98 @@ async fn connect_linger_waits_for_late_answers_before_closing() {
     .await;
     assert_eq!(run.stdout, "late answer\n", "stderr: {}", run.stderr);
     assert_eq!(run.code, 0);
+}
+
+fn hundred_lines() -> String {
+    (1..=100).map(|i| format!("line {i}\n")).collect()
+}
+
+#[tokio::test]
+async fn connect_returns_every_reply_of_a_server_that_answers_the_close_at_once() {
+    let port = server().await;
+    let input = hundred_lines();
+    let run = tether_connect(
+        &[&format!("ws://127.0.0.1:{port}/paced")],
+        input.as_bytes(),
+    )
+    .await;
+    assert_eq!(run.stdout.lines().count(), 100, "stderr: {}", run.stderr);
+    assert_eq!(run.stdout, input);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+}
+
+#[tokio::test]
+async fn connect_linger_0_closes_at_once_and_reports_replies_cut_off() {
+    let port = server().await;
+    let run = tether_connect(
+        &["--linger", "0", &format!("ws://127.0.0.1:{port}/paced")],
+        hundred_lines().as_bytes(),
+    )
+    .await;
+    let got = run.stdout.lines().count();
+    assert!(got < 100, "the server answered our Close at once: {got}");
+    assert_eq!(run.code, 6, "stderr: {}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("sent 100 messages, received {got} replies")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn connect_closes_after_a_quiet_second_when_the_server_never_answers() {
+    let port = server().await;
+    let started = std::time::Instant::now();
+    let run = tether_connect(&[&format!("ws://127.0.0.1:{port}/sink")], b"a\nb\n").await;
+    assert_eq!(run.stdout, "");
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn connect_no_close_waits_for_the_server_to_close() {
+    let port = server().await;
+    let run = tether_connect(
+        &["--no-close", &format!("ws://127.0.0.1:{port}/late-close")],
+        b"question\n",
+    )
+    .await;
+    assert_eq!(run.stdout, "late answer\n", "stderr: {}", run.stderr);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+}
+
+#[tokio::test]
+async fn connect_pipe_gets_every_reply_from_tether_serve_echo_and_exec_routes() {
+    let server = Server::with_config(
+        r#"
+[[route]]
+path = "/echo"
+kind = "echo"
+
+[[route]]
+path = "/cat"
+kind = "exec"
+command = ["cat"]
+"#,
+    );
+    let input = hundred_lines();
+    for path in ["/echo", "/cat"] {
+        let url = server.ws_url(path);
+        let run = tether_connect(&[&url], input.as_bytes()).await;
+        assert_eq!(
+            run.stdout.lines().count(),
+            100,
+            "{path}: stderr: {}",
+            run.stderr
+        );
+        assert_eq!(run.stdout, input, "{path}");
+        assert_eq!(run.code, 0, "{path}: stderr: {}", run.stderr);
+    }
 }
 
 #[tokio::test]

@@ -5,9 +5,10 @@
 //!   direction and time, and `/` commands (`/ping`, `/close`, `/binary`).
 //! * Otherwise it is a filter: each stdin line is a message, each received
 //!   message a stdout line (or a JSON object with `--jsonl`). At the end of
-//!   stdin it sends a Close and keeps reading until the closing handshake is
-//!   complete, so nothing the server sent before its Close is lost. The exit
-//!   status says how the connection ended (see [`exit`]).
+//!   stdin it waits for the replies (see [`session::AtEof`]), then sends a
+//!   Close and keeps reading until the closing handshake is complete, so
+//!   nothing the server sent before its Close is lost. The exit status says
+//!   how the connection ended (see [`exit`]).
 //! * `--listen ADDR` turns it around: accept one WebSocket connection and
 //!   pipe it the same way.
 
@@ -17,7 +18,7 @@ mod session;
 
 use crate::size::parse_size;
 use output::{Output, OutputMode};
-use session::{Input, Outcome};
+use session::{AtEof, Input, Outcome};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,10 @@ pub mod exit {
     /// The peer broke the protocol; we failed the connection (1002, 1007,
     /// 1009, ...).
     pub const PROTOCOL_ERROR: i32 = 5;
+    /// Closed cleanly, but our Close went out before every message sent
+    /// had a reply (`--linger 0`, `/close`) and the server's Close ended the
+    /// connection with fewer replies than messages sent.
+    pub const REPLIES_CUT_OFF: i32 = 6;
 }
 
 const LONG_ABOUT: &str = "\
@@ -63,8 +68,13 @@ Ctrl-D or Ctrl-C closes the connection with 1000.
 
 When stdin is not a terminal, each input line is sent as one message and each
 received message is written as one stdout line (binary messages raw, followed
-by a newline); status goes to stderr. At the end of input a Close (1000) is
-sent and output continues until the server completes the closing handshake.
+by a newline); status goes to stderr. At the end of input, tether connect
+waits for the replies: once as many messages have arrived as were sent (and
+0.1 s passed without another), or once nothing has arrived for 1 s (--linger),
+it sends a Close (1000) and output continues until the server completes the
+closing handshake. Servers may answer a Close at once and drop replies not yet
+sent, so closing at the end of input (--linger 0) can lose them; --no-close
+never sends a Close and waits for the server's.
 With --jsonl every event is a JSON object on stdout instead; with --commands
 input lines starting with / are the commands above.
 
@@ -79,10 +89,16 @@ Exit status:
   3  closed cleanly with another close code (e.g. 1008, 4000)
   4  abnormal closure (1006: connection lost without a Close, or a timeout)
   5  the peer broke the WebSocket protocol (we closed with 1002/1007/1009...)
+  6  closed cleanly, but our Close went out before every message had a reply
+     (--linger 0 or /close) and fewer replies than messages arrived; stderr
+     says how many were sent and received
 
 Examples:
   # Chat interactively with an echo server
   tether connect ws://127.0.0.1:8080/echo
+
+  # Every reply to every input line (closes once each line has its reply)
+  seq 1 100 | tether connect ws://127.0.0.1:8080/echo
 
   # One request, its answers, in a script (wait for 0.5 s of quiet before closing)
   echo '{\"op\":\"subscribe\"}' | tether connect --linger 0.5 wss://example.com/feed
@@ -179,16 +195,30 @@ pub struct ConnectArgs {
     pub idle_timeout: Option<f64>,
 
     /// After the end of input, keep receiving until nothing has arrived for
-    /// SECS, then close. Some servers (e.g. Python `websockets` echo
-    /// handlers) drop replies still being produced when our Close arrives.
+    /// SECS, then close (0: close at once). Without it: close once every
+    /// message sent has a reply, or after 1 s without any message. Servers
+    /// (e.g. Python `websockets`) drop replies not yet sent when our Close
+    /// arrives.
     #[arg(long, value_name = "SECS")]
     pub linger: Option<f64>,
+
+    /// Never send a Close at the end of input; keep receiving until the
+    /// server closes (or --idle-timeout).
+    #[arg(long, conflicts_with = "linger")]
+    pub no_close: bool,
 
     /// Reconnect with jittered exponential backoff when the connection
     /// fails or drops abnormally (not after a clean close).
     #[arg(long)]
     pub reconnect: bool,
 }
+
+/// Without --linger: after the end of input, close once nothing has arrived
+/// for this long.
+const DEFAULT_LINGER: Duration = Duration::from_secs(1);
+/// Without --linger: once every message sent has a reply, close after this
+/// long without another (servers that answer one message with several).
+const REPLY_SETTLE: Duration = Duration::from_millis(100);
 
 fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("{flag}: `{v}` is not a duration"))
@@ -224,12 +254,20 @@ async fn run_inner(args: ConnectArgs, interactive: bool) -> anyhow::Result<i32> 
             timeout: interval,
         });
     }
+    let at_eof = match (args.no_close, args.linger) {
+        (true, _) => AtEof::NoClose,
+        (false, Some(s)) => AtEof::Linger(secs(s, "--linger")?),
+        (false, None) => AtEof::Replies {
+            settle: REPLY_SETTLE,
+            quiet: DEFAULT_LINGER,
+        },
+    };
     let idle = session::Timing {
         idle: args
             .idle_timeout
             .map(|s| secs(s, "--idle-timeout"))
             .transpose()?,
-        linger: args.linger.map(|s| secs(s, "--linger")).transpose()?,
+        at_eof,
     };
 
     let (input_tx, mut input) = mpsc::channel::<Input>(64);

@@ -188,8 +188,18 @@ impl Output {
     /// The connection is over.
     pub fn closed(&self, outcome: &Outcome) {
         let Outcome::Closed {
-            peer_close, error, ..
+            peer_close,
+            error,
+            counts,
+            ..
         } = outcome;
+        if counts.cut_off() {
+            self.error(&format!(
+                "sent {} messages, received {} replies: the server's Close cut off the rest \
+                 (our Close went out at once; without --linger 0 tether connect waits for replies)",
+                counts.sent, counts.received
+            ));
+        }
         let code = outcome.close_code();
         let clean = error.is_none() && peer_close.is_some();
         let reason = peer_close
@@ -202,6 +212,7 @@ impl Output {
                 "event": "close", "time": now_ms(), "code": code, "reason": reason,
                 "clean": clean, "error": error.as_ref().map(|e| e.to_string()),
                 "exit_status": outcome.exit_code(),
+                "sent": counts.sent, "received": counts.received,
             })),
             _ => {
                 let mut line = format!(
