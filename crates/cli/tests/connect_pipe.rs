@@ -255,11 +255,7 @@ fn hundred_lines() -> String {
 async fn connect_returns_every_reply_of_a_server_that_answers_the_close_at_once() {
     let port = server().await;
     let input = hundred_lines();
-    let run = tether_connect(
-        &[&format!("ws://127.0.0.1:{port}/paced")],
-        input.as_bytes(),
-    )
-    .await;
+    let run = tether_connect(&[&format!("ws://127.0.0.1:{port}/paced")], input.as_bytes()).await;
     assert_eq!(run.stdout.lines().count(), 100, "stderr: {}", run.stderr);
     assert_eq!(run.stdout, input);
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
