@@ -494,3 +494,58 @@ dir = "$DIR/www"
     }
     assert!(got < SIZE, "the whole file arrived after the deadline");
 }
+
+#[test]
+fn plain_http_connections_are_limited_per_ip() {
+    let server = Server::with_config(
+        r#"
+[limits]
+max_http_connections_per_ip = 2
+
+[[route]]
+path = "/echo"
+kind = "echo"
+"#,
+    );
+    let h = server.addr;
+    // A keep-alive connection that was answered, and one that sent nothing:
+    // both hold a slot.
+    let mut kept = TcpStream::connect(h).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(kept, "GET /healthz HTTP/1.1\r\nHost: {h}\r\n\r\n").unwrap();
+    let mut buf = [0u8; 512];
+    let n = kept.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Two more that send nothing: one of them (whichever the server starts
+    // on second) is answered on arrival and closed, the other waits.
+    let answers: Vec<(TcpStream, String)> = (0..2)
+        .map(|_| TcpStream::connect(h).unwrap())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            (s, String::from_utf8_lossy(&out).into_owned())
+        })
+        .collect();
+    let refused: Vec<&String> = answers
+        .iter()
+        .map(|(_, a)| a)
+        .filter(|a| !a.is_empty())
+        .collect();
+    assert_eq!(refused.len(), 1, "{answers:?}");
+    assert_eq!(status_of(refused[0]), 429, "{}", refused[0]);
+    assert!(
+        refused[0].to_ascii_lowercase().contains("retry-after: "),
+        "{}",
+        refused[0]
+    );
+    drop(kept);
+    drop(answers);
+    assert!(serve_support::eventually(
+        Duration::from_secs(10),
+        || server.metric("tether_http_connections_refused_total{reason=\"limit_ip\"}") >= 1
+    ));
+}

@@ -261,6 +261,14 @@ pub struct RawLimits {
     /// long is dropped (default 30s; 0 = never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_timeout: Option<DurationValue>,
+    /// Most connections in the HTTP phase at once (plain HTTP, keep-alive
+    /// included, and upgrades until they are WebSockets); default 10000.
+    /// Beyond: closed with 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_http_connections: Option<usize>,
+    /// The same per client IP (default 1000); beyond: 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_http_connections_per_ip: Option<usize>,
     /// Time allowed to send one HTTP response, plus one second per
     /// `min_send_rate` bytes of its body (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -559,6 +567,8 @@ impl RawConfig {
         fill_size(&mut l.min_send_rate, "16K");
         l.max_connections.get_or_insert(10_000);
         l.max_connections_per_ip.get_or_insert(1_000);
+        l.max_http_connections.get_or_insert(10_000);
+        l.max_http_connections_per_ip.get_or_insert(1_000);
         l.send_queue.get_or_insert(256);
         fill_size(&mut l.max_queued_bytes_per_connection, "8M");
         fill_size(&mut l.max_queued_bytes, "256M");
@@ -677,6 +687,10 @@ pub struct Limits {
     pub write_buffer: usize,
     /// Drop a WebSocket whose peer takes no queued byte for this long.
     pub send_timeout: Option<Duration>,
+    /// Most connections in the HTTP phase.
+    pub max_http_connections: usize,
+    /// The same per IP.
+    pub max_http_connections_per_ip: usize,
     /// An HTTP response's deadline: this, plus its body at `min_send_rate`.
     pub http_response_timeout: Duration,
     /// Bytes per second an HTTP response body is given.
@@ -947,6 +961,11 @@ impl ServerConfig {
             max_subscriptions: req(l.max_subscriptions, "max_subscriptions")?,
             write_buffer: size(&l.write_buffer, "write_buffer")?,
             send_timeout: Some(dur(&l.send_timeout, "send_timeout")?).filter(|d| !d.is_zero()),
+            max_http_connections: req(l.max_http_connections, "max_http_connections")?,
+            max_http_connections_per_ip: req(
+                l.max_http_connections_per_ip,
+                "max_http_connections_per_ip",
+            )?,
             http_response_timeout: dur(&l.http_response_timeout, "http_response_timeout")?,
             min_send_rate: size(&l.min_send_rate, "min_send_rate")?,
             max_body_size: size(&l.max_body_size, "max_body_size")?,
@@ -1627,6 +1646,30 @@ mod tests {
         assert_eq!(off.limits.send_timeout, None);
         let e = effective("[limits]\nsend_timeout = \"1 week\"\n").unwrap_err();
         assert!(e.contains("limits.send_timeout"), "{e}");
+    }
+
+    #[test]
+    fn http_connection_limits_are_their_own() {
+        // A low WebSocket limit does not refuse plain HTTP (nor handshakes
+        // before the WebSocket limit answers them).
+        let l = effective("[limits]\nmax_connections = 7\nmax_connections_per_ip = 3\n")
+            .unwrap()
+            .limits;
+        assert_eq!(
+            (l.max_http_connections, l.max_http_connections_per_ip),
+            (10_000, 1_000)
+        );
+        let l = effective("[limits]\nmax_http_connections = 5\nmax_http_connections_per_ip = 2\n")
+            .unwrap()
+            .limits;
+        assert_eq!(
+            (l.max_http_connections, l.max_http_connections_per_ip),
+            (5, 2)
+        );
+        assert_eq!(
+            (l.max_connections, l.max_connections_per_ip),
+            (10_000, 1_000)
+        );
     }
 
     #[test]

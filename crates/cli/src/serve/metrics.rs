@@ -166,6 +166,7 @@ pub struct Metrics {
     pub last_reload_refused: AtomicU64,
     closes: Mutex<BTreeMap<u16, u64>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    http_refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -195,7 +196,17 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// A handshake was refused.
+    /// A connection was closed on arrival, over an HTTP connection limit.
+    pub fn http_refused(&self, reason: &'static str) {
+        *self
+            .http_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// A WebSocket handshake was refused for `reason`.
     pub fn rejected(&self, reason: &'static str) {
         *self
             .rejected
@@ -247,6 +258,24 @@ impl Metrics {
             "tether_http_requests_total {}",
             self.http_requests.load(Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP tether_http_connections_refused_total Connections closed on arrival over limits.max_http_connections (limit_total) or max_http_connections_per_ip (limit_ip)."
+        );
+        let _ = writeln!(out, "# TYPE tether_http_connections_refused_total counter");
+        for reason in ["limit_total", "limit_ip"] {
+            let n = self
+                .http_refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(reason)
+                .copied()
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "tether_http_connections_refused_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
         type Field = fn(&RouteMetrics) -> u64;
         let per_route: [(&str, &str, &str, Field); 8] = [
             (

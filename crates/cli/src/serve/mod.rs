@@ -80,6 +80,8 @@ pub struct State {
     limiter: Arc<ConnLimiter>,
     /// Per route id: the engine of pubsub routes.
     engines: Vec<Option<Arc<dyn engine::Engine>>>,
+    /// Connections in the HTTP phase (plain HTTP, keep-alive, handshakes).
+    http_limiter: Arc<ConnLimiter>,
     shutdown: watch::Receiver<bool>,
     /// WebSocket connections being served (for the shutdown wait).
     active: Arc<AtomicUsize>,
@@ -93,6 +95,7 @@ impl State {
         reload::Shared {
             metrics: self.metrics.clone(),
             limiter: self.limiter.clone(),
+            http_limiter: self.http_limiter.clone(),
             shutdown: self.shutdown.clone(),
             active: self.active.clone(),
             budget: self.budget.clone(),
@@ -119,6 +122,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limiter: ConnLimiter::new(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
+        ),
+        http_limiter: ConnLimiter::new(
+            config.limits.max_http_connections,
+            config.limits.max_http_connections_per_ip,
         ),
         shutdown: shutdown_rx,
         active: Arc::new(AtomicUsize::new(0)),
@@ -394,6 +401,17 @@ async fn http_phase(
     let started = Instant::now();
     let _ = tcp.set_nodelay(true);
     let listener = &state.config.listeners[idx];
+    // Held until the connection ends or becomes a WebSocket (which takes a
+    // WebSocket slot). A trusted proxy's connection carries many clients:
+    // it counts in the total only.
+    let by_ip = (!proxy_addr::trusted(&listener.trusted_proxies, peer.ip())).then_some(peer.ip());
+    let _http_slot = match state.http_limiter.acquire_for(by_ip) {
+        Ok(slot) => slot,
+        Err(e) => {
+            refuse_http_connection(state, listener, acceptor.is_some(), &mut tcp, e).await;
+            return None;
+        }
+    };
     if listener.proxy_protocol {
         let trusted = &listener.trusted_proxies;
         if !trusted.is_empty() && !proxy_addr::trusted(trusted, peer.ip()) {
@@ -518,6 +536,35 @@ async fn http_phase(
         }
     }
     None
+}
+
+/// A connection over `max_http_connections` (503) or
+/// `max_http_connections_per_ip` (429): counted, answered with one
+/// small write (bounded in time) where the listener speaks plain HTTP, and
+/// closed. Nothing is read.
+async fn refuse_http_connection(
+    state: &State,
+    listener: &ListenerConfig,
+    tls: bool,
+    tcp: &mut TcpStream,
+    e: LimitError,
+) {
+    let (reason, answer): (_, &[u8]) = match e {
+        LimitError::Total => (
+            "limit_total",
+            b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\ncontent-type: text/plain\r\n\
+              connection: close\r\ncontent-length: 21\r\n\r\ntoo many connections\n",
+        ),
+        LimitError::PerIp => (
+            "limit_ip",
+            b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 5\r\ncontent-type: text/plain\r\n\
+              connection: close\r\ncontent-length: 39\r\n\r\ntoo many connections from your address\n",
+        ),
+    };
+    state.metrics.http_refused(reason);
+    if !tls && !listener.proxy_protocol {
+        let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer)).await;
+    }
 }
 
 /// Counts a WebSocket connection as active for the shutdown wait.

@@ -210,7 +210,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Counts of open WebSocket connections, total and per IP.
+/// Counts of open connections, total and per IP: one for WebSockets, one
+/// for connections in the HTTP phase.
 #[derive(Debug)]
 pub struct ConnLimiter {
     /// Changed by a reload; slots already held stay held.
@@ -232,7 +233,8 @@ pub enum LimitError {
 #[derive(Debug)]
 pub struct ConnSlot {
     limiter: Arc<ConnLimiter>,
-    ip: IpAddr,
+    /// `None`: counted in the total only.
+    ip: Option<IpAddr>,
 }
 
 impl ConnLimiter {
@@ -253,15 +255,23 @@ impl ConnLimiter {
 
     /// Take a slot for `ip`.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, LimitError> {
+        self.acquire_for(Some(ip))
+    }
+
+    /// Take a slot for `ip`, or in the total only (`None`: a connection
+    /// from a trusted proxy carries many clients).
+    pub fn acquire_for(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnSlot, LimitError> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.0 >= self.max_total.load(Ordering::Relaxed) {
             return Err(LimitError::Total);
         }
-        let n = g.1.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip.load(Ordering::Relaxed) {
-            return Err(LimitError::PerIp);
+        if let Some(ip) = ip {
+            let n = g.1.entry(ip).or_insert(0);
+            if *n >= self.max_per_ip.load(Ordering::Relaxed) {
+                return Err(LimitError::PerIp);
+            }
+            *n += 1;
         }
-        *n += 1;
         g.0 += 1;
         Ok(ConnSlot {
             limiter: self.clone(),
@@ -274,10 +284,13 @@ impl Drop for ConnSlot {
     fn drop(&mut self) {
         let mut g = self.limiter.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.0 -= 1;
-        if let Some(n) = g.1.get_mut(&self.ip) {
+        let Some(ip) = self.ip else {
+            return;
+        };
+        if let Some(n) = g.1.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                g.1.remove(&self.ip);
+                g.1.remove(&ip);
             }
         }
     }
@@ -403,6 +416,18 @@ mod tests {
         assert_eq!(l.acquire(b).unwrap_err(), LimitError::Total);
         drop(s1);
         assert!(l.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn unkeyed_slots_count_in_the_total_only() {
+        let l = ConnLimiter::new(3, 1);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let _p1 = l.acquire_for(None).unwrap();
+        let _p2 = l.acquire_for(None).unwrap();
+        let s = l.acquire(a).unwrap();
+        assert_eq!(l.acquire_for(None).unwrap_err(), LimitError::Total);
+        drop(s);
+        assert!(l.acquire_for(None).is_ok());
     }
 
     #[test]

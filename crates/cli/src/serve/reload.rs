@@ -36,6 +36,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// WebSocket connection counts (its limits follow the configuration).
     pub limiter: Arc<ConnLimiter>,
+    /// Connections in the HTTP phase.
+    pub http_limiter: Arc<ConnLimiter>,
     /// Set once at shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// WebSocket connections being served (for the shutdown wait).
@@ -232,6 +234,10 @@ pub fn build(
         config.limits.max_connections,
         config.limits.max_connections_per_ip,
     );
+    shared.http_limiter.set_limits(
+        config.limits.max_http_connections,
+        config.limits.max_http_connections_per_ip,
+    );
     shared.budget.set_limit(config.limits.max_queued_bytes);
     State {
         builder: ServerBuilder::new().config(ws_config(&config)),
@@ -241,6 +247,7 @@ pub fn build(
         route_metrics: route_metrics.into_iter().map(Option::unwrap).collect(),
         metrics: shared.metrics.clone(),
         limiter: shared.limiter.clone(),
+        http_limiter: shared.http_limiter.clone(),
         shutdown: shared.shutdown.clone(),
         active: shared.active.clone(),
         budget: shared.budget.clone(),
