@@ -283,7 +283,7 @@ impl Connection {
     /// already queued, and the transport should flush the output and close.
     ///
     /// Inlined: the common event, a small message in one frame, is taken
-    /// by [`small_message`](Self::small_message) without leaving the
+    /// by [`poll_small_message`](Self::poll_small_message) without leaving the
     /// caller; everything else goes through the general path.
     #[inline]
     pub fn poll_event(&mut self) -> Result<Option<Event>, ProtocolError> {

@@ -1,7 +1,7 @@
 //! # tether
 //!
 //! Async WebSocket client and server on tokio, built on the sans-IO
-//! [`tether_proto`] core.
+//! [`tether_proto`] core (RFC 6455, permessage-deflate RFC 7692).
 //!
 //! * [`connect`] / [`ClientBuilder`] — open a connection to a `ws://` or
 //!   `wss://` URL, through a proxy if the environment names one
@@ -10,19 +10,23 @@
 //!   (states, `bufferedAmount`, close events, WHATWG validation);
 //! * [`accept`] / [`ServerBuilder`] — accept one on any stream, with a policy
 //!   hook ([`Incoming`]) for origin, subprotocol and authentication checks;
+//! * `tether::axum::WebSocketUpgrade` and `tether::hyper::Upgrade` (features
+//!   `axum`, `hyper`) — the same server side inside an axum or hyper app;
 //! * [`WebSocket`] — a `Stream` + `Sink` of [`Message`]s with backpressure,
 //!   automatic pongs, keepalive and a proper closing handshake.
 //!
-//! A complete echo server:
+//! ## Quick start: a server
+//!
+//! A complete echo server on a plain TCP listener:
 //!
 //! ```no_run
-//! use futures_util::{SinkExt, StreamExt};
 //! # async fn run() -> tether::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
 //! while let Ok((tcp, _)) = listener.accept().await {
 //!     tokio::spawn(async move {
 //!         let mut ws = tether::accept(tcp).await?;
-//!         while let Some(Ok(msg)) = ws.next().await {
+//!         while let Some(msg) = ws.recv().await {
+//!             let msg = msg?;
 //!             if msg.is_data() { ws.send(msg).await?; }
 //!         }
 //!         Ok::<_, tether::Error>(())
@@ -30,6 +34,125 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! [`WebSocket::recv`] and [`WebSocket::send`] need no imports; the socket
+//! is also a `futures` `Stream` and `Sink` (`StreamExt::split` gives halves
+//! for a reader task and a writer task). Pings are answered and the closing
+//! handshake completed for you: `recv` returns `None` once the connection is
+//! closed cleanly, [`WebSocket::peer_close`] tells the peer's code and
+//! reason.
+//!
+//! ## Quick start: a client
+//!
+//! ```no_run
+//! # async fn run() -> tether::Result<()> {
+//! use tether::{ClientBuilder, Message};
+//! let (mut ws, response) = ClientBuilder::new("wss://echo.example/chat")
+//!     .protocol("chat.v1")
+//!     .connect()
+//!     .await?;
+//! assert_eq!(response.status(), 101);
+//! ws.send(Message::text("hello")).await?;
+//! if let Some(reply) = ws.recv().await {
+//!     println!("{:?}", reply?.as_text());
+//! }
+//! ws.close(None).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Client options live on [`ClientBuilder`]: `origin`, `protocol` (each
+//! offered subprotocol), `header` (cookies, `Authorization`), `config`,
+//! `connect_timeout`, `proxy`/`no_proxy` (default: `http_proxy`,
+//! `https_proxy`, `all_proxy`, `no_proxy` from the environment), and with
+//! the `tls` feature `tls` ([`tls::TlsOptions`]: extra CA files, client
+//! certificates, server name) or `tls_config` (your own rustls config).
+//! [`ClientBuilder::connect_on`] runs the handshake over a stream you
+//! opened yourself. [`reconnect::connect_with_backoff`] retries what a retry
+//! can fix (network errors, 5xx, 429) with jittered backoff.
+//!
+//! ## Server policy: deciding who gets in
+//!
+//! [`ServerBuilder::read_request`] reads and validates the request (invalid
+//! ones are answered 400 / 426 / 431 and never reach you) and returns an
+//! [`Incoming`]: look at its path, `Host`, `Origin`, headers and offered
+//! subprotocols, decide (asynchronously if you like), then
+//! [`Incoming::accept`] with an [`Accept`] (subprotocol, extra headers) or
+//! [`Incoming::reject`] with a [`Reject`] (status, headers, body).
+//!
+//! ```no_run
+//! # async fn run(tcp: tokio::net::TcpStream) -> tether::Result<()> {
+//! use tether::{Accept, OriginPolicy, Reject, ServerBuilder};
+//! let incoming = ServerBuilder::new().read_request(tcp).await?;
+//! if let Err(refusal) = incoming.check_origin(&OriginPolicy::SameOrigin) {
+//!     return incoming.reject(refusal).await; // 403
+//! }
+//! if incoming.header("authorization").is_none() {
+//!     return incoming.reject(Reject::unauthorized("token required\n")).await;
+//! }
+//! let protocol = incoming.upgrade().select_protocol(&["chat.v2", "chat.v1"]).map(str::to_owned);
+//! let mut accept = Accept::default();
+//! if let Some(p) = protocol { accept = accept.protocol(p); }
+//! let ws = incoming.accept(accept).await?;
+//! # drop(ws); Ok(()) }
+//! ```
+//!
+//! [`OriginPolicy`] is the defence against cross-site WebSocket hijacking
+//! (a page on another site opening a socket with the user's cookies):
+//! `SameOrigin` (the `Origin` must match `Host`), an allow-list, or `Any`.
+//! Requests without `Origin` (non-browser clients) pass every policy.
+//!
+//! ## In axum and hyper
+//!
+//! With the `axum` feature, `tether::axum::WebSocketUpgrade` is a handler
+//! argument with the shape axum users know:
+//! `upgrade.protocols(["chat.v1"]).on_upgrade(|ws| async move { .. })`.
+//! Non-upgrade requests are refused by the extractor (426 with
+//! `Sec-WebSocket-Version: 13`, or 400); `check_origin`, `config`,
+//! `max_message_size` and `deflate` carry the policy and limits below. With
+//! the `hyper` feature, `tether::hyper::Upgrade::new(request, config)` does
+//! the same for a hyper 1.x service: `accept` returns the 101 response to
+//! return and a future of the socket. Both validate with the same rules and
+//! decide with the same [`Accept`] / [`Reject`] as [`Incoming`]. The
+//! examples `axum_chat` and `hyper_server` are complete apps.
+//!
+//! ## Configuration
+//!
+//! [`WebSocketConfig`] holds every limit and timer, for both roles:
+//! `protocol` ([`proto::Config`]: `max_frame_size`, `max_message_size`,
+//! `deflate` to offer or accept permessage-deflate, `defer_close_reply`),
+//! `handshake_limits` and `handshake_timeout` (slow or oversized requests),
+//! `close_timeout`, `write_buffer_limit` (backpressure: `send` waits while
+//! more is queued), `keepalive` ([`Keepalive`] pings, failing a silent
+//! peer) and `send_timeout` (failing a peer that stops reading). Defaults
+//! are safe for a public server: 64 MiB messages at most, a 10 s handshake,
+//! no compression unless configured.
+//!
+//! ## Errors
+//!
+//! Everything returns [`Error`] ([`Result`]), split by who is to blame:
+//!
+//! * the network: [`Error::Io`], [`Error::Timeout`] (what and after how
+//!   long), [`Error::AbnormalClosure`] (the transport ended without a Close),
+//!   [`Error::Tls`], [`Error::Proxy`];
+//! * the peer: [`Error::Protocol`] (the connection was failed with the
+//!   matching close code, see [`Error::close_code`]), [`Error::Handshake`]
+//!   (an invalid request or response), [`Error::Refused`] (the server
+//!   answered the handshake with this status and body);
+//! * the application: [`Error::Send`] (e.g. a control frame too long),
+//!   [`Error::ConnectionClosed`] (sending after the close),
+//!   [`Error::Rejected`] (your policy refused the handshake), [`Error::Url`].
+//!
+//! ## Where each feature lives
+//!
+//! | feature | default | gives |
+//! |---|---|---|
+//! | `tls` | yes | `wss://` with rustls (ring) and the system plus Mozilla roots; [`tls`] |
+//! | `hyper` | no | `tether::hyper`: upgrade a request served by hyper 1.x (HTTP/1.1) |
+//! | `axum` | no | `tether::axum::WebSocketUpgrade`, an axum 0.8 extractor; implies `hyper` |
+//!
+//! The protocol itself (frames, masking, UTF-8, the handshake rules,
+//! permessage-deflate) is [`tether_proto`], re-exported as [`proto`], for
+//! use without tokio.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // Policy checks return the refusal (`Reject`, an HTTP response) as their
