@@ -34,9 +34,113 @@ use tether_proto::Role;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Connect to `url` with default settings.
-pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, http::Response<()>)> {
-    ClientBuilder::new(url).connect().await
+/// Connect with default settings to a URL (`&str`, `String`, `url::Url`,
+/// `http::Uri`) or as an `http::Request` describes (its headers, `Origin`
+/// and `Sec-WebSocket-Protocol` included); see [`IntoClientRequest`].
+pub async fn connect(
+    request: impl IntoClientRequest,
+) -> Result<(WebSocket<MaybeTlsStream>, http::Response<()>)> {
+    request.into_client_request()?.connect().await
+}
+
+/// What [`connect`] accepts: anything that describes a client handshake.
+///
+/// An `http::Request<()>` gives its URI (`ws://`, `wss://`, `http(s)://`),
+/// its `Origin`, its `Sec-WebSocket-Protocol` values as the offered
+/// subprotocols (in order), and its other headers as extra request headers.
+/// The headers the handshake writes itself (`Host`, `Upgrade`,
+/// `Connection`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version`,
+/// `Sec-WebSocket-Extensions`) are ignored, so requests built for
+/// tungstenite work unchanged.
+///
+/// ```no_run
+/// # async fn run() -> tether::Result<()> {
+/// let request = http::Request::get("wss://api.example/stream")
+///     .header("authorization", "Bearer s3cret")
+///     .header("sec-websocket-protocol", "v2.stream, v1.stream")
+///     .body(())
+///     .expect("a valid request");
+/// let (ws, response) = tether::connect(request).await?;
+/// # drop((ws, response)); Ok(()) }
+/// ```
+pub trait IntoClientRequest {
+    /// The client this describes, with default settings otherwise.
+    fn into_client_request(self) -> Result<ClientBuilder>;
+}
+
+impl IntoClientRequest for &str {
+    fn into_client_request(self) -> Result<ClientBuilder> {
+        Ok(ClientBuilder::new(self))
+    }
+}
+
+impl IntoClientRequest for String {
+    fn into_client_request(self) -> Result<ClientBuilder> {
+        Ok(ClientBuilder::new(self))
+    }
+}
+
+impl IntoClientRequest for &String {
+    fn into_client_request(self) -> Result<ClientBuilder> {
+        Ok(ClientBuilder::new(self.as_str()))
+    }
+}
+
+impl IntoClientRequest for url::Url {
+    fn into_client_request(self) -> Result<ClientBuilder> {
+        Ok(ClientBuilder::new(String::from(self)))
+    }
+}
+
+impl IntoClientRequest for http::Uri {
+    fn into_client_request(self) -> Result<ClientBuilder> {
+        Ok(ClientBuilder::new(self.to_string()))
+    }
+}
+
+impl IntoClientRequest for ClientBuilder {
+    fn into_client_request(self) -> Result<ClientBuilder> {
+        Ok(self)
+    }
+}
+
+impl IntoClientRequest for http::Request<()> {
+    fn into_client_request(self) -> Result<ClientBuilder> {
+        use http::header::{
+            CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
+            SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+        };
+        let mut builder = ClientBuilder::new(self.uri().to_string());
+        for (name, value) in self.headers() {
+            if name == ORIGIN {
+                let origin = value.to_str().map_err(|_| {
+                    Error::Url(format!("the request's Origin {value:?} is not ASCII text"))
+                })?;
+                builder = builder.origin(origin);
+            } else if name == SEC_WEBSOCKET_PROTOCOL {
+                let list = value.to_str().map_err(|_| {
+                    Error::Url(format!(
+                        "the request's Sec-WebSocket-Protocol {value:?} is not ASCII text"
+                    ))
+                })?;
+                for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    builder = builder.protocol(p);
+                }
+            } else if ![
+                HOST,
+                UPGRADE,
+                CONNECTION,
+                SEC_WEBSOCKET_KEY,
+                SEC_WEBSOCKET_VERSION,
+                SEC_WEBSOCKET_EXTENSIONS,
+            ]
+            .contains(name)
+            {
+                builder = builder.header(name.clone(), value.clone());
+            }
+        }
+        Ok(builder)
+    }
 }
 
 /// A client connection being configured.

@@ -181,7 +181,7 @@ mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use client::{connect, ClientBuilder};
+pub use client::{connect, ClientBuilder, IntoClientRequest};
 pub use config::{Keepalive, WebSocketConfig};
 pub use echo::Echoed;
 pub use error::{Error, Result, REFUSAL_BODY_LIMIT};
