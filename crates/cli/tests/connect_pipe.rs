@@ -336,6 +336,59 @@ command = ["cat"]
 }
 
 #[tokio::test]
+async fn connect_takes_urls_without_a_scheme_as_ws() {
+    let port = server().await;
+    for url in [format!("127.0.0.1:{port}/echo"), format!("localhost:{port}")] {
+        let run = tether_connect(&[&url], b"plain\n").await;
+        assert_eq!(run.stdout, "plain\n", "{url}: stderr: {}", run.stderr);
+        assert_eq!(run.code, 0, "{url}: stderr: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("using ws://{url}")),
+            "{url}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn connect_listen_accepts_a_host_name() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(BIN)
+        .args(["connect", "--listen", "localhost:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), stderr.next_line())
+        .await
+        .expect("a line within 10 s")
+        .unwrap()
+        .unwrap_or_default();
+    let url = line
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let (mut ws, _) = tether::ClientBuilder::new(&url)
+        .no_proxy()
+        .connect()
+        .await
+        .unwrap();
+    ws.send(Message::text("hello listener")).await.unwrap();
+    drop(child.stdin.take());
+    while ws.next().await.is_some() {}
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello listener\n");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[tokio::test]
 async fn connect_sends_extra_headers() {
     let port = server().await;
     let run = tether_connect(

@@ -20,7 +20,6 @@ use crate::size::parse_size;
 use output::{Output, OutputMode};
 use session::{AtEof, Input, Outcome};
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tether::reconnect::{connect_with_backoff, Backoff};
@@ -117,14 +116,15 @@ Examples:
 #[derive(clap::Args, Debug, Clone)]
 #[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
 pub struct ConnectArgs {
-    /// WebSocket URL: ws://, wss://, or http(s):// (mapped to ws(s)://).
+    /// WebSocket URL: ws://, wss://, http(s):// (mapped to ws(s)://), or
+    /// HOST:PORT[/PATH] without a scheme (taken as ws://).
     #[arg(required_unless_present = "listen")]
     pub url: Option<String>,
 
     /// Instead of connecting, accept one WebSocket connection on ADDR
-    /// (e.g. 127.0.0.1:9000) and pipe it to stdin/stdout.
+    /// (e.g. 127.0.0.1:9000, localhost:9000) and pipe it to stdin/stdout.
     #[arg(long, value_name = "ADDR", conflicts_with = "url")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
 
     /// Extra request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
@@ -285,7 +285,7 @@ async fn run_inner(args: ConnectArgs, interactive: bool) -> anyhow::Result<i32> 
     };
 
     let code = if let Some(addr) = args.listen {
-        listen_once(addr, config, &mut input, &output, idle).await?
+        listen_once(addr.as_str(), config, &mut input, &output, idle).await?
     } else {
         let builder = client_builder(&args, config)?;
         connect_loop(builder, &args, &mut input, &output, idle).await
@@ -296,11 +296,23 @@ async fn run_inner(args: ConnectArgs, interactive: bool) -> anyhow::Result<i32> 
     Ok(code)
 }
 
+/// A URL as people type it: without a scheme (`localhost:8080/echo`) it
+/// is taken as `ws://`; the second value is a note saying so.
+fn with_scheme(url: &str) -> (String, Option<String>) {
+    if url.contains("://") {
+        return (url.to_owned(), None);
+    }
+    let mapped = format!("ws://{url}");
+    let note = format!("no scheme in `{url}`: using {mapped} (write wss:// for TLS)");
+    (mapped, Some(note))
+}
+
 fn client_builder(args: &ConnectArgs, config: WebSocketConfig) -> anyhow::Result<ClientBuilder> {
-    let url = args
-        .url
-        .clone()
-        .expect("clap requires URL without --listen");
+    let typed = args.url.as_deref().expect("clap requires URL without --listen");
+    let (url, note) = with_scheme(typed);
+    if let Some(note) = note {
+        eprintln!("tether connect: {note}");
+    }
     let mut b = ClientBuilder::new(url)
         .config(config)
         .connect_timeout(secs(args.connect_timeout, "--connect-timeout")?);
@@ -408,7 +420,7 @@ async fn connect_loop(
 }
 
 async fn listen_once(
-    addr: SocketAddr,
+    addr: &str,
     config: WebSocketConfig,
     input: &mut mpsc::Receiver<Input>,
     output: &Output,
@@ -431,6 +443,22 @@ async fn listen_once(
     let outcome = session::run(ws, input, output, idle).await;
     output.closed(&outcome);
     Ok(outcome.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_scheme;
+
+    #[test]
+    fn urls_without_a_scheme_are_ws_with_a_note() {
+        let (url, note) = with_scheme("localhost:8080/echo");
+        assert_eq!(url, "ws://localhost:8080/echo");
+        assert!(note.unwrap().contains("using ws://localhost:8080/echo"));
+        assert_eq!(with_scheme("127.0.0.1:9000").0, "ws://127.0.0.1:9000");
+        for full in ["ws://h/", "wss://h:1/x", "http://h/"] {
+            assert_eq!(with_scheme(full), (full.to_owned(), None));
+        }
+    }
 }
 
 /// Scriptable input: one message per stdin line (without its line ending).
