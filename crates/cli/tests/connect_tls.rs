@@ -113,3 +113,66 @@ async fn connect_wss_with_cacert_without_it_and_insecure() {
 
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A self-signed certificate from the usual `openssl req -x509` one-liner
+/// (CA:TRUE, as openssl marks it) into server.pem / server.key.
+fn openssl_self_signed(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tether-connect-tls-{name}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .arg("-keyout")
+        .arg(dir.join("server.key"))
+        .arg("-out")
+        .arg(dir.join("server.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success());
+    dir
+}
+
+#[tokio::test]
+async fn connect_cacert_trusts_an_openssl_self_signed_server_certificate() {
+    let dir = openssl_self_signed("pinned");
+    let other = openssl_self_signed("other");
+    let port = wss_echo(&dir).await;
+    let cert = dir.join("server.pem");
+    let cacert = cert.to_str().unwrap();
+
+    let url = format!("wss://localhost:{port}/");
+    let (code, out, err) = run(&["--cacert", cacert, &url], b"pinned\n").await;
+    assert_eq!((code, out.as_str()), (0, "pinned\n"), "{err}");
+
+    // The certificate is for `localhost`, not for the address.
+    let by_address = format!("wss://127.0.0.1:{port}/");
+    let (code, _, err) = run(&["--cacert", cacert, &by_address], b"x\n").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not valid for that name"), "{err}");
+
+    // Another self-signed certificate in --cacert is not the server's.
+    let wrong = other.join("server.pem");
+    let (code, _, err) = run(&["--cacert", wrong.to_str().unwrap(), &url], b"x\n").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("not the one in a CA file") && err.contains("--cacert"),
+        "{err}"
+    );
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+}
+
+#[tokio::test]
+async fn connect_ws_to_a_tls_port_asks_whether_it_is_wss() {
+    let dir = openssl_self_signed("plain");
+    let port = wss_echo(&dir).await;
+    let (code, _, err) = run(&[&format!("ws://localhost:{port}/")], b"x\n").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is it wss://"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -378,7 +378,15 @@ impl ClientBuilder {
             stream.write_all(&bytes).await?;
             stream.flush().await?;
             let mut buf = BytesMut::new();
-            let response = read_head(&mut stream, &mut buf, &limits, parse_response).await?;
+            let response = read_head(&mut stream, &mut buf, &limits, parse_response)
+                .await
+                .map_err(|e| match (target.secure, looks_like_tls(&buf)) {
+                    (false, true) => Error::Tls(format!(
+                        "{}:{} answered with TLS, not HTTP; is it wss://?",
+                        target.host, target.port
+                    )),
+                    _ => e,
+                })?;
             if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
                 let body = read_refusal_body(&mut stream, buf, response.headers()).await;
                 return Err(Error::Refused {
@@ -405,6 +413,12 @@ impl ClientBuilder {
 
 /// How long a refusal's body is waited for.
 const REFUSAL_BODY_WAIT: Duration = Duration::from_secs(1);
+
+/// The bytes start like a TLS record (handshake or alert, version 3.x): a
+/// TLS server answering a plain `ws://` request.
+fn looks_like_tls(buf: &[u8]) -> bool {
+    matches!(buf, [0x15 | 0x16, 0x03, ..])
+}
 
 /// The start of a refusal's body (what follows the head in `buf`, then the
 /// stream), at most [`REFUSAL_BODY_LIMIT`] bytes: up to `Content-Length`,

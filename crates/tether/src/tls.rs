@@ -17,6 +17,8 @@
 
 use crate::error::{Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::server::ParsedCertificate;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
@@ -77,6 +79,8 @@ impl TlsOptions {
     }
 
     /// Also trust the CA certificate(s) in this PEM file (call again for more).
+    /// A server whose own certificate is in the file (self-signed, e.g. from
+    /// `openssl req -x509`) is trusted too, for the names in it.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_files.push(path.into());
         self
@@ -123,7 +127,20 @@ impl TlsOptions {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
         } else {
-            builder.with_root_certificates(self.root_store()?)
+            let webpki = WebPkiServerVerifier::builder_with_provider(
+                Arc::new(self.root_store()?),
+                provider,
+            )
+            .build()
+            .map_err(|e| Error::Tls(format!("cannot set up certificate checks: {e}")))?;
+            let pinned = self.ca_file_certs()?;
+            if pinned.is_empty() {
+                builder.with_webpki_verifier(webpki)
+            } else {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(PinnedOrWebpki { webpki, pinned }))
+            }
         };
         let mut config = match &self.client_cert {
             None => builder.with_no_client_auth(),
@@ -140,6 +157,15 @@ impl TlsOptions {
         // WebSocket runs over HTTP/1.1 (RFC 8441's HTTP/2 variant aside).
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+
+    /// Every certificate of the CA files.
+    fn ca_file_certs(&self) -> Result<Vec<CertificateDer<'static>>> {
+        let mut all = Vec::new();
+        for path in &self.ca_files {
+            all.extend(load_certs(path)?);
+        }
+        Ok(all)
     }
 
     fn root_store(&self) -> Result<RootCertStore> {
@@ -160,8 +186,7 @@ impl TlsOptions {
             Roots::None => {}
         }
         for path in &self.ca_files {
-            let certs = load_certs(path)?;
-            for cert in certs {
+            for cert in load_certs(path)? {
                 store.add(cert).map_err(|e| {
                     Error::Tls(format!(
                         "{} holds a certificate that cannot be used as a CA: {e}",
@@ -258,8 +283,9 @@ pub(crate) fn describe_handshake_error(e: io::Error, server_name: &str) -> Error
     let what = match tls {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::UnknownIssuer => format!(
-                "the certificate of {server_name} is not signed by a trusted CA \
-                 (self-signed or private CA? trust it with a CA file / --cacert)"
+                "the certificate of {server_name} is not signed by a trusted CA, nor is it \
+                 the one in a CA file (self-signed or private CA? trust its CA, or the \
+                 server's own certificate, with a CA file / --cacert)"
             ),
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!("the certificate of {server_name} is not valid for that name ({c:?})")
@@ -271,6 +297,11 @@ pub(crate) fn describe_handshake_error(e: io::Error, server_name: &str) -> Error
                 format!("the certificate of {server_name} is not valid yet (check the clock)")
             }
             CertificateError::Revoked => format!("the certificate of {server_name} is revoked"),
+            CertificateError::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => format!(
+                "the certificate of {server_name} is a self-signed CA certificate (as \
+                 `openssl req -x509` makes) and not the one in a CA file: to trust exactly \
+                 this certificate, give it as a CA file / --cacert"
+            ),
             other => format!("the certificate of {server_name} was refused: {other:?}"),
         },
         rustls::Error::AlertReceived(alert) => format!(
@@ -283,6 +314,69 @@ pub(crate) fn describe_handshake_error(e: io::Error, server_name: &str) -> Error
         other => format!("TLS handshake with {server_name} failed: {other}"),
     };
     Error::Tls(what)
+}
+
+/// The usual verification (webpki: chain to a trusted root, name, validity),
+/// and a server certificate that is itself in a CA file (a self-signed
+/// certificate from `openssl req -x509`, which webpki refuses as
+/// `CaUsedAsEndEntity` or `UnknownIssuer`) accepted as pinned: byte for byte
+/// the same certificate, still checked against the server name, and the
+/// handshake still signed by its key.
+#[derive(Debug)]
+struct PinnedOrWebpki {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinnedOrWebpki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let checked = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match checked {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer | CertificateError::Other(_),
+            )) if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
+                let parsed = ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// `danger_accept_invalid_certs`: skips chain and name checks, but still

@@ -161,7 +161,9 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
 
-    /// Trust the CA certificate(s) in this PEM file (repeatable).
+    /// Trust the CA certificate(s) in this PEM file (repeatable). A server
+    /// certificate in it (self-signed, e.g. from `openssl req -x509`) is
+    /// trusted as that server's, for the names it lists.
     #[arg(long, value_name = "FILE")]
     pub cacert: Vec<PathBuf>,
 
