@@ -338,7 +338,10 @@ command = ["cat"]
 #[tokio::test]
 async fn connect_takes_urls_without_a_scheme_as_ws() {
     let port = server().await;
-    for url in [format!("127.0.0.1:{port}/echo"), format!("localhost:{port}")] {
+    for url in [
+        format!("127.0.0.1:{port}/echo"),
+        format!("localhost:{port}"),
+    ] {
         let run = tether_connect(&[&url], b"plain\n").await;
         assert_eq!(run.stdout, "plain\n", "{url}: stderr: {}", run.stderr);
         assert_eq!(run.code, 0, "{url}: stderr: {}", run.stderr);

@@ -117,14 +117,19 @@ async fn connect_wss_with_cacert_without_it_and_insecure() {
 /// A self-signed certificate from the usual `openssl req -x509` one-liner
 /// (CA:TRUE, as openssl marks it) into server.pem / server.key.
 fn openssl_self_signed(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tether-connect-tls-{name}-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("tether-connect-tls-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let status = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
         .arg("-keyout")
         .arg(dir.join("server.key"))
         .arg("-out")

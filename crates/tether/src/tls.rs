@@ -18,9 +18,9 @@
 use crate::error::{Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::server::ParsedCertificate;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -127,12 +127,10 @@ impl TlsOptions {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
         } else {
-            let webpki = WebPkiServerVerifier::builder_with_provider(
-                Arc::new(self.root_store()?),
-                provider,
-            )
-            .build()
-            .map_err(|e| Error::Tls(format!("cannot set up certificate checks: {e}")))?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(self.root_store()?), provider)
+                    .build()
+                    .map_err(|e| Error::Tls(format!("cannot set up certificate checks: {e}")))?;
             let pinned = self.ca_file_certs()?;
             if pinned.is_empty() {
                 builder.with_webpki_verifier(webpki)
@@ -347,7 +345,11 @@ impl ServerCertVerifier for PinnedOrWebpki {
         match checked {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::UnknownIssuer | CertificateError::Other(_),
-            )) if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
+            )) if self
+                .pinned
+                .iter()
+                .any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
                 let parsed = ParsedCertificate::try_from(end_entity)?;
                 rustls::client::verify_server_name(&parsed, server_name)?;
                 Ok(ServerCertVerified::assertion())

@@ -310,7 +310,10 @@ fn with_scheme(url: &str) -> (String, Option<String>) {
 }
 
 fn client_builder(args: &ConnectArgs, config: WebSocketConfig) -> anyhow::Result<ClientBuilder> {
-    let typed = args.url.as_deref().expect("clap requires URL without --listen");
+    let typed = args
+        .url
+        .as_deref()
+        .expect("clap requires URL without --listen");
     let (url, note) = with_scheme(typed);
     if let Some(note) = note {
         eprintln!("tether connect: {note}");
@@ -447,22 +450,6 @@ async fn listen_once(
     Ok(outcome.exit_code())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_scheme;
-
-    #[test]
-    fn urls_without_a_scheme_are_ws_with_a_note() {
-        let (url, note) = with_scheme("localhost:8080/echo");
-        assert_eq!(url, "ws://localhost:8080/echo");
-        assert!(note.unwrap().contains("using ws://localhost:8080/echo"));
-        assert_eq!(with_scheme("127.0.0.1:9000").0, "ws://127.0.0.1:9000");
-        for full in ["ws://h/", "wss://h:1/x", "http://h/"] {
-            assert_eq!(with_scheme(full), (full.to_owned(), None));
-        }
-    }
-}
-
 /// Scriptable input: one message per stdin line (without its line ending).
 async fn read_stdin(tx: mpsc::Sender<Input>, binary: bool, commands: bool) {
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
@@ -511,4 +498,20 @@ async fn read_stdin(tx: mpsc::Sender<Input>, binary: bool, commands: bool) {
         }
     }
     let _ = tx.send(Input::Eof).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_scheme;
+
+    #[test]
+    fn urls_without_a_scheme_are_ws_with_a_note() {
+        let (url, note) = with_scheme("localhost:8080/echo");
+        assert_eq!(url, "ws://localhost:8080/echo");
+        assert!(note.unwrap().contains("using ws://localhost:8080/echo"));
+        assert_eq!(with_scheme("127.0.0.1:9000").0, "ws://127.0.0.1:9000");
+        for full in ["ws://h/", "wss://h:1/x", "http://h/"] {
+            assert_eq!(with_scheme(full), (full.to_owned(), None));
+        }
+    }
 }
