@@ -647,3 +647,41 @@ command = ["sh", "-c", "printf 'a\\033[31mred\\rINFO forged\\n' >&2; head -c 100
     assert!(longest < 4096 + 300, "a log line of {longest} bytes");
     assert!(log.contains("[... 5904 more bytes]"), "{log}");
 }
+
+#[test]
+fn a_client_that_stops_reading_a_programs_output_is_dropped_and_the_program_ended() {
+    let server = Server::with_config(
+        r#"
+[limits]
+send_timeout = "1s"
+write_buffer = "16K"
+
+[[route]]
+path = "/flood"
+kind = "exec"
+command = ["yes", "a line the client never reads"]
+"#,
+    );
+    // Handshake done, then nothing is ever read: the program's output fills
+    // the socket, then the server's write buffer.
+    let _s = server.raw_websocket("/flood");
+    let series = r#"tether_exec_processes{route="/flood",kind="exec"}"#;
+    assert!(
+        eventually(Duration::from_secs(5), || server.metric(series) == 1),
+        "the program never started; log:\n{}",
+        server.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || server
+            .metric("tether_connections_open")
+            == 0
+            && server.metric(series) == 0),
+        "the stalled exec session was kept; log:\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("timed out: sending"),
+        "{}",
+        server.log()
+    );
+}
