@@ -22,8 +22,10 @@ use clap::{Parser, Subcommand};
 ///   tether connect ws://127.0.0.1:8080/echo
 ///   printf 'a\nb\n' | tether connect --jsonl ws://127.0.0.1:8080/echo
 ///   tether bench -c 100 -s 20 -d 16 -t 5s ws://127.0.0.1:8080/echo
+///   tether serve --example-config > tether.toml   (the annotated reference configuration)
 #[derive(Parser, Debug)]
-#[command(name = "tether", version, about, propagate_version = true)]
+// verbatim: the examples keep one command per line.
+#[command(name = "tether", version, about, propagate_version = true, verbatim_doc_comment)]
 struct Cli {
     /// Log filter (e.g. `info`, `debug`, `tether=trace`). Also `RUST_LOG`.
     #[arg(long, global = true, env = "TETHER_LOG", default_value = "info")]

@@ -182,6 +182,40 @@ fn print_config_shows_the_effective_file() {
 }
 
 #[test]
+fn example_config_prints_the_documented_reference() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["serve", "--example-config"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/serve/assets/example.toml"
+    ))
+    .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), reference);
+}
+
+#[test]
+fn top_level_help_shows_one_example_per_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for example in [
+        "tether serve",
+        "tether connect ws://127.0.0.1:8080/echo",
+        "printf 'a\\nb\\n' | tether connect --jsonl ws://127.0.0.1:8080/echo",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim() == example),
+            "no line {example:?} in:\n{help}"
+        );
+    }
+}
+
+#[test]
 fn bad_config_fails_naming_the_key() {
     let dir = serve_support::TempDir::new();
     let cfg = dir.write("bad.toml", "[[route]]\npath = \"/x\"\nkind = \"exec\"\n");

@@ -33,7 +33,7 @@ pub const MAX_NAME: usize = 128;
 /// Options of `tether serve` that can also come from flags and env vars.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ServeArgs {
-    /// TOML configuration file (see `--print-config` for the format).
+    /// TOML configuration file (`--example-config` prints every option).
     /// SIGHUP reads it again (and the TLS files): new connections use it,
     /// open ones keep theirs; one that fails to load is refused.
     #[arg(long, env = "TETHER_CONFIG")]
@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// server would start with it, 1 with the error otherwise. Binds nothing.
     #[arg(long, conflicts_with = "print_config")]
     pub check_config: bool,
+
+    /// Print the annotated reference configuration (every option with its
+    /// default and meaning) and exit; a starting point for `--config`.
+    #[arg(long, conflicts_with_all = ["print_config", "check_config"])]
+    pub example_config: bool,
 
     /// Address to listen on (replaces the file's listeners); port 0 picks a
     /// free port, printed as `listening on http://ADDR`.

@@ -103,8 +103,15 @@ impl State {
     }
 }
 
+/// The annotated reference configuration (`--example-config`).
+const EXAMPLE_CONFIG: &str = include_str!("assets/example.toml");
+
 /// Run the server until SIGINT/SIGTERM; SIGHUP reloads the configuration.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.example_config {
+        print!("{}", EXAMPLE_CONFIG);
+        return Ok(());
+    }
     let raw = load_raw(&args)?;
     if args.print_config {
         print!("{}", raw.to_toml());
