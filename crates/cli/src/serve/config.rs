@@ -1154,9 +1154,16 @@ fn validate_routes(
     table: &str,
     next_id: &mut usize,
 ) -> Result<Vec<Route>, String> {
-    let mut routes = Vec::new();
+    let mut routes: Vec<Route> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let at = format!("{table}[{i}] ({})", r.path);
+        // A second route on one path could never be reached.
+        if let Some(first) = routes.iter().find(|f| f.path == r.path) {
+            return Err(format!(
+                "{at}: `path` {} is already the path of {}; each path is one route",
+                r.path, first.name
+            ));
+        }
         let route = validate_route(r).map_err(|e| format!("{at}: {e}"))?;
         routes.push(Route {
             id: *next_id,
@@ -1570,6 +1577,23 @@ mod tests {
             RouteKind::Pubsub { client_publish, .. } => client_publish == &["chat.*"],
             _ => true,
         }));
+    }
+
+    #[test]
+    fn the_same_route_path_twice_in_a_host_is_refused_naming_both() {
+        let routes = "[[route]]\npath = \"/a\"\nkind = \"echo\"\n\
+                      [[route]]\npath = \"/b\"\nkind = \"echo\"\n\
+                      [[route]]\npath = \"/a\"\nkind = \"room\"\n";
+        let e = effective(routes).unwrap_err();
+        assert!(
+            e.contains("route[0] (/a)") && e.contains("route[2] (/a)"),
+            "{e}"
+        );
+        // One path in two virtual hosts is two routes.
+        let vhost = "[[route]]\npath = \"/a\"\nkind = \"echo\"\n\
+                     [[vhost]]\nhosts = [\"a.example\"]\n\
+                     [[vhost.route]]\npath = \"/a\"\nkind = \"echo\"\n";
+        effective(vhost).unwrap();
     }
 
     #[test]
