@@ -25,7 +25,13 @@ use clap::{Parser, Subcommand};
 ///   tether serve --example-config > tether.toml   (the annotated reference configuration)
 #[derive(Parser, Debug)]
 // verbatim: the examples keep one command per line.
-#[command(name = "tether", version, about, propagate_version = true, verbatim_doc_comment)]
+#[command(
+    name = "tether",
+    version,
+    about,
+    propagate_version = true,
+    verbatim_doc_comment
+)]
 struct Cli {
     /// Log filter (e.g. `info`, `debug`, `tether=trace`). Also `RUST_LOG`.
     #[arg(long, global = true, env = "TETHER_LOG", default_value = "info")]

@@ -187,7 +187,11 @@ fn example_config_prints_the_documented_reference() {
         .args(["serve", "--example-config"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reference = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/src/serve/assets/example.toml"
