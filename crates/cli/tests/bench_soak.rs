@@ -56,6 +56,9 @@ fn soak(server: &Server, extra: &[&str]) -> (bool, Value, String) {
             "10s",
         ])
         .args(["--publish-token", "soak-token", "--publish-rate", "50"])
+        // Three seconds of two dozen connections say nothing about growth:
+        // the memory checks run, but on a loose bound.
+        .args(["--tolerance", "100"])
         .args(["--json", "--log", "warn"])
         .args(extra)
         .output()
