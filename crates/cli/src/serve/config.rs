@@ -174,6 +174,10 @@ pub struct RawAdmin {
     /// Bearer token that `/metrics` requires (wherever it is served).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_token: Option<String>,
+    /// Accepted `Host` names on a non-loopback `addr` (`["*"]`: any).
+    /// Required there unless `metrics_token` is set (DNS rebinding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// `[cluster]`: where pub/sub positions, history and presence live.
@@ -1122,9 +1126,20 @@ fn validate_admin(
     if matches!(&raw.metrics_token, Some(t) if t.is_empty()) {
         return Err("`admin.metrics_token` is empty (leave it out for no token)".into());
     }
-    let hosts = match addr {
-        Some(a) if !a.ip().is_loopback() => HostRule::Any,
-        _ => HostRule::Loopback,
+    let hosts = match (&raw.allowed_hosts, addr) {
+        (Some(h), _) if h.iter().any(|h| h == "*") => HostRule::Any,
+        (Some(h), _) => HostRule::Names(h.iter().map(|h| h.to_ascii_lowercase()).collect()),
+        (None, Some(a)) if a.ip().is_loopback() => HostRule::Loopback,
+        (None, None) => HostRule::Loopback,
+        (None, Some(_)) if raw.metrics_token.is_some() => HostRule::Any,
+        (None, Some(a)) => {
+            return Err(format!(
+                "`admin.addr` ({a}) is not a loopback address, so it needs `admin.allowed_hosts` \
+                 (the names or addresses scrapers use, or [\"*\"]) or `admin.metrics_token`: \
+                 otherwise a web page on any domain that resolves here can read /metrics \
+                 (DNS rebinding)"
+            ))
+        }
     };
     Ok(AdminConfig {
         addr,
@@ -1829,8 +1844,19 @@ mod tests {
         assert_eq!(cfg.admin.addr, Some("127.0.0.1:9090".parse().unwrap()));
         assert_eq!(cfg.admin.hosts, HostRule::Loopback);
         assert_eq!(cfg.admin.metrics_token.as_deref(), Some("t"));
-        let public = effective("[admin]\naddr = \"0.0.0.0:9090\"\n").unwrap();
-        assert_eq!(public.admin.hosts, HostRule::Any);
+        let e = effective("[admin]\naddr = \"0.0.0.0:9090\"\n").unwrap_err();
+        assert!(e.contains("admin.allowed_hosts"), "{e}");
+        let named =
+            effective("[admin]\naddr = \"0.0.0.0:9090\"\nallowed_hosts = [\"Mon.Example\"]\n")
+                .unwrap();
+        assert_eq!(
+            named.admin.hosts,
+            HostRule::Names(vec!["mon.example".into()])
+        );
+        let any = effective("[admin]\naddr = \"0.0.0.0:9090\"\nallowed_hosts = [\"*\"]\n").unwrap();
+        assert_eq!(any.admin.hosts, HostRule::Any);
+        let token = effective("[admin]\naddr = \"0.0.0.0:9090\"\nmetrics_token = \"t\"\n").unwrap();
+        assert_eq!(token.admin.hosts, HostRule::Any);
         let e = effective("[admin]\naddr = \"9090\"\n").unwrap_err();
         assert!(e.contains("`admin.addr`"), "{e}");
         let e = effective("[admin]\naddr = \"127.0.0.1:8080\"\n").unwrap_err();
