@@ -251,12 +251,14 @@ pub struct RawLimits {
     pub send_queue: Option<usize>,
     /// Most bytes that may wait for one room/pubsub connection, across its
     /// rooms, channels and replies, while its socket is full; more: closed
-    /// with 1008 as a slow consumer (default 8M).
+    /// with 1008 as a slow consumer (default 8M, or twice
+    /// `max_message_size` if that is more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queued_bytes_per_connection: Option<SizeValue>,
     /// Most bytes held for subscribers by all rooms and channels together;
     /// beyond it a broadcast drops its group's oldest messages, and whoever
-    /// had not taken them is closed with 1008 (default 256M).
+    /// had not taken them is closed with 1008 (default 256M, or twice
+    /// `max_message_size` if that is more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queued_bytes: Option<SizeValue>,
     /// Most channels one pubsub connection may subscribe to; more are
@@ -579,8 +581,17 @@ impl RawConfig {
         l.max_http_connections.get_or_insert(10_000);
         l.max_http_connections_per_ip.get_or_insert(1_000);
         l.send_queue.get_or_insert(256);
-        fill_size(&mut l.max_queued_bytes_per_connection, "8M");
-        fill_size(&mut l.max_queued_bytes, "256M");
+        // Room for at least two of the largest messages, so that raising
+        // `max_message_size` alone never makes the defaults invalid.
+        let largest = l
+            .max_message_size
+            .as_ref()
+            .and_then(|v| parse_size_value(v, "max_message_size").ok())
+            .map_or(0, |n| n as u64);
+        l.max_queued_bytes_per_connection
+            .get_or_insert(SizeValue::Bytes((8 << 20).max(2 * largest)));
+        l.max_queued_bytes
+            .get_or_insert(SizeValue::Bytes((256 << 20).max(2 * largest)));
         l.max_subscriptions.get_or_insert(128);
         let routes = self
             .route
@@ -1525,6 +1536,10 @@ mod tests {
                 && e.contains("limits.max_message_size"),
             "{e}"
         );
+        // Raising the message size alone keeps the defaults valid.
+        let big = effective("[limits]\nmax_message_size = \"64M\"\n").unwrap();
+        assert_eq!(big.limits.max_queued_bytes_per_connection, 128 << 20);
+        assert_eq!(big.limits.max_queued_bytes, 256 << 20);
         let e = effective("[limits]\nmax_subscriptions = 0\n").unwrap_err();
         assert!(e.contains("limits.max_subscriptions"), "{e}");
     }
