@@ -57,7 +57,7 @@ if [ $(( (N + SHARDS - 1) / SHARDS )) -gt $(( HI - LO )) ]; then
 fi
 
 echo "== building (release)"
-cargo build --release -q -p tether-cli
+cargo build --release -q -p tether-ws-cli
 TETHER="$ROOT/target/release/tether"
 if [ "$SERVER" = lib ]; then
     cargo build --release -q --manifest-path benches/peers/Cargo.toml --bin tether-echo

@@ -68,7 +68,7 @@ if [ "$(ulimit -n)" -lt $((IDLE + 512)) ] || [ "$(ulimit -n)" -lt $((BCAST + 512
 fi
 
 echo "== building (release)"
-cargo build --release -q -p tether-cli
+cargo build --release -q -p tether-ws-cli
 cargo build --release -q --manifest-path benches/peers/Cargo.toml
 TETHER="$ROOT/target/release/tether"
 PEERS="$ROOT/benches/peers/target/release"

@@ -51,7 +51,7 @@ if [ "$CONNECTIONS" -gt $(( $(ulimit -n) - 2000 )) ]; then
 fi
 
 echo "== building (release)"
-cargo build --release -q -p tether-cli
+cargo build --release -q -p tether-ws-cli
 TETHER="$ROOT/target/release/tether"
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

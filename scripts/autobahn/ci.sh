@@ -29,7 +29,7 @@ if [[ -z ${AUTOBAHN_CASES:-} && ${AUTOBAHN_FULL:-0} != 1 ]]; then
 fi
 
 "$HERE/setup.sh"
-cargo build --release -q -p tether-cli -p tether --bin tether --example autobahn_client
+cargo build --release -q -p tether-ws-cli -p tether-ws --bin tether --example autobahn_client
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 target/release/tether serve --listen "127.0.0.1:$port" --max-message-size 64M --log warn \

@@ -25,7 +25,7 @@ if ! [ -d "$here/node_modules/playwright-core" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --silent)
 fi
 
-(cd "$root" && cargo build --release -q -p tether-cli --bin tether)
+(cd "$root" && cargo build --release -q -p tether-ws-cli --bin tether)
 bin="$root/target/release/tether"
 
 work=$(mktemp -d /tmp/tether-browser.XXXXXX)

@@ -86,7 +86,7 @@ if [ -n "${TETHER_BIN:-}" ]; then
     BIN=$TETHER_BIN
 else
     note "building tether (release)"
-    cargo build --release -q -p tether-cli || { echo "build failed" >&2; exit 2; }
+    cargo build --release -q -p tether-ws-cli || { echo "build failed" >&2; exit 2; }
     BIN="$ROOT/target/release/tether"
 fi
 # Peers on 127.0.0.1 must never go through a proxy from the environment.

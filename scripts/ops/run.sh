@@ -34,7 +34,7 @@ fail() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
 
 BIN=${TETHER_BIN:-}
 if [ -z "$BIN" ]; then
-    cargo build -q -p tether-cli || { echo "cargo build failed" >&2; exit 2; }
+    cargo build -q -p tether-ws-cli || { echo "cargo build failed" >&2; exit 2; }
     BIN=$ROOT/target/debug/tether
 fi
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
@@ -138,7 +138,7 @@ froms=$(grep -c '^FROM ' "$CF")
 user=$(sed -n 's/^USER \([^:]*\).*/\1/p' "$CF" | tail -1)
 if [ -n "$user" ] && [ "$user" != 0 ] && [ "$user" != root ]; then pass "$CF runs as $user"; else fail "$CF runs as non-root" "USER ${user:-missing}"; fi
 # The build stage builds the package whose binary is `tether`.
-grep -q 'cargo build --release --locked -p tether-cli' "$CF" \
+grep -q 'cargo build --release --locked -p tether-ws-cli' "$CF" \
     && grep -A1 '^\[\[bin\]\]' crates/cli/Cargo.toml | grep -q 'name = "tether"' \
     && grep -q 'target/release/tether ' "$CF" \
     && pass "$CF builds the tether binary" || fail "$CF builds the tether binary"

@@ -54,7 +54,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 BIN=${TETHER_BIN:-}
 if [ -z "$BIN" ]; then
-    cargo build -q -p tether-cli || { echo "cargo build failed" >&2; exit 2; }
+    cargo build -q -p tether-ws-cli || { echo "cargo build failed" >&2; exit 2; }
     BIN=$ROOT/target/debug/tether
 fi
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")

@@ -1,7 +1,7 @@
 //! permessage-deflate: compression/decompression throughput and memory per
 //! connection.
 //!
-//! `cargo bench -p tether-proto --bench deflate` prints, before the criterion
+//! `cargo bench -p tether-ws-proto --bench deflate` prints, before the criterion
 //! runs, the heap held by a connection's deflate state (compressor +
 //! decompressor, after one message each way, so lazily allocated windows are
 //! counted) for several settings, measured with a counting allocator.

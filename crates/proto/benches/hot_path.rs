@@ -1,6 +1,6 @@
 //! Micro benchmarks of the per-message hot path of `tether-proto`.
 //!
-//! `cargo bench -p tether-proto --bench hot_path` (add `-- mask` etc. to
+//! `cargo bench -p tether-ws-proto --bench hot_path` (add `-- mask` etc. to
 //! pick a group). Throughput is reported in bytes (GB/s) or elements
 //! (messages/s) so the numbers compare across sizes:
 //!

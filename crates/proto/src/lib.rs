@@ -1,4 +1,4 @@
-//! # tether-proto
+//! # tether-proto (package `tether-ws-proto`)
 //!
 //! A sans-IO implementation of the WebSocket protocol (RFC 6455): bytes in,
 //! events and bytes out. No sockets, no async runtime, no clock — so the same

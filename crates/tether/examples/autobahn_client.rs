@@ -1,5 +1,5 @@
 //! Runs every case of an Autobahn|Testsuite `fuzzingserver` against Tether's
-//! client: `cargo run --release -p tether --example autobahn_client -- URL [--agent NAME]`.
+//! client: `cargo run --release -p tether-ws --example autobahn_client -- URL [--agent NAME]`.
 //!
 //! For each case it connects to `URL/runCase?case=N&agent=NAME` and echoes
 //! every message back until the server closes; then it asks the server to

@@ -2,8 +2,8 @@
 //! relayed to everyone connected, the sender included.
 //!
 //! ```text
-//! cargo run -p tether --features axum --example axum_chat -- 127.0.0.1:3000
-//! cargo run -p tether --example client -- ws://127.0.0.1:3000/chat   (in two terminals)
+//! cargo run -p tether-ws --features axum --example axum_chat -- 127.0.0.1:3000
+//! cargo run -p tether-ws --example client -- ws://127.0.0.1:3000/chat   (in two terminals)
 //! ```
 //!
 //! `/chat` speaks the `chat.v1` subprotocol when the client offers it,

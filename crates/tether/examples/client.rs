@@ -2,7 +2,7 @@
 //! message and prints every message received, until either side closes.
 //!
 //! ```text
-//! cargo run -p tether --example client -- ws://127.0.0.1:3000/chat
+//! cargo run -p tether-ws --example client -- ws://127.0.0.1:3000/chat
 //! ```
 
 use futures_util::{SinkExt, StreamExt};

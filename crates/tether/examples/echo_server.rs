@@ -1,5 +1,5 @@
 //! A minimal echo server, e.g. for the Autobahn|Testsuite fuzzing client:
-//! `cargo run --release -p tether --example echo_server -- --listen 127.0.0.1:9001 [--deflate]`.
+//! `cargo run --release -p tether-ws --example echo_server -- --listen 127.0.0.1:9001 [--deflate]`.
 //!
 //! Every text and binary message is sent back unchanged; messages that are
 //! already buffered are echoed together and flushed once. `--deflate`

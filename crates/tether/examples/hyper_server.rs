@@ -2,8 +2,8 @@
 //! WebSocket echoing every message back.
 //!
 //! ```text
-//! cargo run -p tether --features hyper --example hyper_server -- 127.0.0.1:3001
-//! cargo run -p tether --example client -- ws://127.0.0.1:3001/echo
+//! cargo run -p tether-ws --features hyper --example hyper_server -- 127.0.0.1:3001
+//! cargo run -p tether-ws --example client -- ws://127.0.0.1:3001/echo
 //! ```
 //!
 //! `/echo` speaks the `echo.v1` subprotocol when offered and agrees to
