@@ -1,9 +1,17 @@
 //! Behaviour tests for the connection state machine, named after what the
 //! peer does and what must happen. Frames are written with a small builder so
 //! each test shows the bytes that matter.
+//!
+//! One file over 800 lines: one short test per protocol rule, all sharing
+//! the frame builder below.
 
 use super::*;
 use crate::close::CloseCode;
+use crate::error::SendError;
+use crate::frame::{FrameHeader, OpCode};
+use crate::mask::apply_mask;
+use crate::message::{Message, MessageRef};
+use bytes::Buf;
 
 /// Builds raw frames, including malformed ones.
 #[derive(Clone)]
