@@ -23,9 +23,12 @@ async fn case_count(base: &str, agent: &str) -> tether::Result<u32> {
     let mut count = 0;
     while let Some(msg) = ws.next().await {
         if let Message::Text(t) = msg? {
-            count = t
-                .parse()
-                .map_err(|_| tether::Error::Url(format!("bad case count {t:?}")))?;
+            count = t.parse().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("bad case count {t:?}"),
+                )
+            })?;
         }
     }
     Ok(count)

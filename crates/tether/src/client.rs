@@ -28,7 +28,7 @@ use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
 use tether_proto::handshake::{
-    generate_key, parse_response, parse_target, validate_response, Target,
+    generate_key, parse_response, parse_target, validate_response, HandshakeError, Target,
 };
 use tether_proto::Role;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -113,14 +113,14 @@ impl IntoClientRequest for http::Request<()> {
         let mut builder = ClientBuilder::new(self.uri().to_string());
         for (name, value) in self.headers() {
             if name == ORIGIN {
-                let origin = value.to_str().map_err(|_| {
-                    Error::Url(format!("the request's Origin {value:?} is not ASCII text"))
-                })?;
+                let origin = value
+                    .to_str()
+                    .map_err(|_| Error::InvalidRequest(HandshakeError::InvalidOrigin))?;
                 builder = builder.origin(origin);
             } else if name == SEC_WEBSOCKET_PROTOCOL {
                 let list = value.to_str().map_err(|_| {
-                    Error::Url(format!(
-                        "the request's Sec-WebSocket-Protocol {value:?} is not ASCII text"
+                    Error::InvalidRequest(HandshakeError::InvalidSubprotocol(
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
                     ))
                 })?;
                 for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -262,7 +262,7 @@ impl ClientBuilder {
 
     /// The parsed target of the URL.
     pub fn target(&self) -> Result<Target> {
-        Ok(parse_target(&self.url)?)
+        parse_target(&self.url).map_err(Error::InvalidRequest)
     }
 
     /// Connect (through a proxy if one applies), set up TLS for `wss://`,
@@ -340,8 +340,8 @@ impl ClientBuilder {
     #[cfg(not(feature = "tls"))]
     async fn wrap_tls(&self, tcp: TcpStream, target: &Target) -> Result<MaybeTlsStream> {
         if target.secure {
-            return Err(Error::Tls(
-                "wss:// needs the `tls` feature of tether, which this build lacks".into(),
+            return Err(Error::Config(
+                "wss:// needs the `tls` feature of tether-ws, which this build lacks".into(),
             ));
         }
         Ok(MaybeTlsStream::Plain(tcp))
@@ -371,7 +371,7 @@ impl ClientBuilder {
         let (offer, offered_extensions) = crate::extensions::client_offer(&self.config);
         req.extensions = offer;
         let key = generate_key();
-        let bytes = req.encode(&key)?;
+        let bytes = req.encode(&key).map_err(Error::InvalidRequest)?;
         let timeout = self.config.handshake_timeout;
         let limits = self.config.handshake_limits.clone();
         let exchange = async {

@@ -129,18 +129,27 @@
 //!
 //! ## Errors
 //!
-//! Everything returns [`Error`] ([`Result`]), split by who is to blame:
+//! Everything returns [`Error`] ([`Result`]), grouped by who is to blame
+//! ([`Error::blame`], or [`Error::is_io`], [`Error::is_peer`],
+//! [`Error::is_application`], [`Error::is_timeout`], [`Error::is_closed`]):
 //!
-//! * the network: [`Error::Io`], [`Error::Timeout`] (what and after how
-//!   long), [`Error::AbnormalClosure`] (the transport ended without a Close),
-//!   [`Error::Tls`], [`Error::Proxy`];
+//! * the transport: [`Error::Io`] (including a transport that ended without
+//!   a Close, close code 1006), [`Error::Timeout`] (what and after how
+//!   long), [`Error::Proxy`]; a retry may help ([`reconnect`]);
 //! * the peer: [`Error::Protocol`] (the connection was failed with the
 //!   matching close code, see [`Error::close_code`]), [`Error::Handshake`]
 //!   (an invalid request or response), [`Error::Refused`] (the server
-//!   answered the handshake with this status and body);
-//! * the application: [`Error::Send`] (e.g. a control frame too long),
-//!   [`Error::ConnectionClosed`] (sending after the close),
-//!   [`Error::Rejected`] (your policy refused the handshake), [`Error::Url`].
+//!   answered the handshake with this status and body), [`Error::Tls`];
+//! * the application: [`Error::Closed`] (the one "closed" error: the
+//!   connection is closed or closing and cannot be used any more; it holds
+//!   the peer's Close frame if one arrived), [`Error::Send`] (e.g. a control
+//!   frame too long), [`Error::InvalidRequest`] (a URL or header that cannot
+//!   be used), [`Error::Config`] (a CA file, proxy URL or other setting that
+//!   cannot be used), [`Error::Rejected`] (your policy refused the
+//!   handshake).
+//!
+//! A clean close is not an error: [`WebSocket::recv`] returns `None` and
+//! [`WebSocket::peer_close`] has the peer's code and reason.
 //!
 //! ## Where each feature lives
 //!

@@ -74,25 +74,25 @@ impl Proxy {
             format!("http://{s}")
         };
         let url = url::Url::parse(&with_scheme)
-            .map_err(|e| Error::Proxy(format!("invalid proxy URL `{s}`: {e}")))?;
+            .map_err(|e| Error::Config(format!("invalid proxy URL `{s}`: {e}")))?;
         let (kind, default_port) = match url.scheme() {
             "http" => (ProxyKind::Http, 80),
             "socks5" => (ProxyKind::Socks5, 1080),
             "socks5h" => (ProxyKind::Socks5h, 1080),
             "https" => {
-                return Err(Error::Proxy(
+                return Err(Error::Config(
                     "TLS to the proxy itself (https:// proxy URL) is not supported; \
                      use http:// (the tunnel still carries wss:// end to end)"
                         .into(),
                 ))
             }
-            other => return Err(Error::Proxy(format!("unsupported proxy scheme `{other}`"))),
+            other => return Err(Error::Config(format!("unsupported proxy scheme `{other}`"))),
         };
         let host = match url.host() {
             Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
             Some(url::Host::Ipv4(a)) => a.to_string(),
             Some(url::Host::Ipv6(a)) => a.to_string(),
-            _ => return Err(Error::Proxy(format!("proxy URL `{s}` has no host"))),
+            _ => return Err(Error::Config(format!("proxy URL `{s}` has no host"))),
         };
         let auth = if url.username().is_empty() && url.password().is_none() {
             None

@@ -110,7 +110,7 @@ fn random_u64() -> u64 {
 /// Whether retrying could fix this error (see the module docs).
 pub fn is_retryable(e: &Error) -> bool {
     match e {
-        Error::Io(_) | Error::Timeout { .. } | Error::AbnormalClosure | Error::Proxy(_) => true,
+        Error::Io(_) | Error::Timeout { .. } | Error::Proxy(_) => true,
         Error::Refused { status: s, .. }
         | Error::Handshake(HandshakeError::UnexpectedStatus(s)) => {
             s.is_server_error() || *s == http::StatusCode::TOO_MANY_REQUESTS
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn only_transient_failures_are_retryable() {
-        assert!(is_retryable(&Error::AbnormalClosure));
+        assert!(is_retryable(&Error::abnormal_closure()));
         let refused = |status| Error::Refused {
             status,
             body: String::new(),

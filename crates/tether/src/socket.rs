@@ -27,7 +27,9 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
-use tether_proto::{CloseFrame, CloseState, Connection, Event, MessageRef, ProtocolError, Role};
+use tether_proto::{
+    CloseFrame, CloseState, Connection, Event, MessageRef, ProtocolError, Role, SendError,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
@@ -318,7 +320,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         while let Some(item) = self.recv().await {
             if let Err(e) = item {
                 return match e {
-                    Error::ConnectionClosed => Ok(()),
+                    Error::Closed(_) => Ok(()),
                     e => Err(e),
                 };
             }
@@ -789,7 +791,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Poll::Ready(Ok(0)) => {
                 self.read_eof = true;
                 self.transport_ended(cx);
-                Poll::Ready(Err(Error::AbnormalClosure))
+                Poll::Ready(Err(Error::abnormal_closure()))
             }
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => Poll::Ready(Err(self.io_failed(cx, e))),
@@ -837,7 +839,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     pub(crate) fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if self.shutdown == Shutdown::Done {
-            return Poll::Ready(Err(Error::ConnectionClosed));
+            return Poll::Ready(Err(self.closed()));
         }
         if self.conn.buffered_amount() >= self.config.write_buffer_limit {
             let written = self.poll_write_output(cx);
@@ -851,17 +853,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     #[inline]
     pub(crate) fn start_send_inner(&mut self, msg: Message) -> Result<()> {
         if self.shutdown == Shutdown::Done {
-            return Err(Error::ConnectionClosed);
+            return Err(self.closed());
         }
         self.borrow_output_buffer();
-        match msg {
-            Message::Text(t) => self.conn.send(tether_proto::Message::Text(t))?,
-            Message::Binary(b) => self.conn.send(tether_proto::Message::Binary(b))?,
-            Message::Ping(p) => self.conn.send_ping(p)?,
-            Message::Pong(p) => self.conn.send_pong(p)?,
-            Message::Close(f) => self.conn.close(f)?,
+        let queued = match msg {
+            Message::Text(t) => self.conn.send(tether_proto::Message::Text(t)),
+            Message::Binary(b) => self.conn.send(tether_proto::Message::Binary(b)),
+            Message::Ping(p) => self.conn.send_ping(p),
+            Message::Pong(p) => self.conn.send_pong(p),
+            Message::Close(f) => self.conn.close(f),
+        };
+        queued.map_err(|e| self.send_refused(e))
+    }
+
+    /// [`Error::Closed`], with the peer's Close frame if one arrived.
+    #[cold]
+    fn closed(&self) -> Error {
+        Error::Closed(self.conn.peer_close().cloned())
+    }
+
+    /// A send the protocol core refused: after our Close it is
+    /// [`Error::Closed`] like any use of a closed connection.
+    #[cold]
+    fn send_refused(&self, e: SendError) -> Error {
+        match e {
+            SendError::Closing => self.closed(),
+            e => Error::Send(e),
         }
-        Ok(())
     }
 
     pub(crate) fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -990,7 +1008,7 @@ mod tests {
         assert!(!std::future::poll_fn(|cx| server.poll_read_ahead(cx)).await);
         assert!(matches!(
             server.recv().await,
-            Some(Err(Error::AbnormalClosure))
+            Some(Err(Error::Io(e))) if e.kind() == io::ErrorKind::UnexpectedEof
         ));
         assert!(server.recv().await.is_none());
         assert_eq!(read_ahead_now(&mut server), Poll::Ready(false));

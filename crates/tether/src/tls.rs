@@ -12,8 +12,10 @@
 //! public server works anywhere. [`TlsOptions`] adds private CAs, a client
 //! certificate, an SNI override, or (loudly named) turns verification off.
 //!
-//! Every TLS failure becomes [`Error::Tls`] with a sentence that names the
-//! cause and, where there is one, the fix (`describe_handshake_error`).
+//! Every failed TLS handshake becomes [`Error::Tls`] with a sentence that
+//! names the cause and, where there is one, the fix
+//! (`describe_handshake_error`); files and settings that cannot be used are
+//! [`Error::Config`], naming the file.
 
 use crate::error::{Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -113,7 +115,7 @@ impl TlsOptions {
     pub(crate) fn server_name_for(&self, host: &str) -> Result<ServerName<'static>> {
         let name = self.server_name.as_deref().unwrap_or(host);
         ServerName::try_from(name.to_owned())
-            .map_err(|_| Error::Tls(format!("`{name}` is not a valid TLS server name")))
+            .map_err(|_| Error::Config(format!("`{name}` is not a valid TLS server name")))
     }
 
     /// Build the rustls client configuration (reads the files now).
@@ -121,7 +123,7 @@ impl TlsOptions {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))?;
+            .map_err(|e| Error::Config(format!("cannot set up TLS: {e}")))?;
         let builder = if self.insecure {
             builder
                 .dangerous()
@@ -130,7 +132,7 @@ impl TlsOptions {
             let webpki =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(self.root_store()?), provider)
                     .build()
-                    .map_err(|e| Error::Tls(format!("cannot set up certificate checks: {e}")))?;
+                    .map_err(|e| Error::Config(format!("cannot set up certificate checks: {e}")))?;
             let pinned = self.ca_file_certs()?;
             if pinned.is_empty() {
                 builder.with_webpki_verifier(webpki)
@@ -145,7 +147,7 @@ impl TlsOptions {
             Some((chain, key)) => builder
                 .with_client_auth_cert(load_certs(chain)?, load_key(key)?)
                 .map_err(|e| {
-                    Error::Tls(format!(
+                    Error::Config(format!(
                         "client certificate {} does not match key {}: {e}",
                         chain.display(),
                         key.display()
@@ -186,7 +188,7 @@ impl TlsOptions {
         for path in &self.ca_files {
             for cert in load_certs(path)? {
                 store.add(cert).map_err(|e| {
-                    Error::Tls(format!(
+                    Error::Config(format!(
                         "{} holds a certificate that cannot be used as a CA: {e}",
                         path.display()
                     ))
@@ -194,7 +196,7 @@ impl TlsOptions {
             }
         }
         if store.is_empty() {
-            return Err(Error::Tls(
+            return Err(Error::Config(
                 "no trusted root certificates (add a CA file or use the system roots)".into(),
             ));
         }
@@ -210,16 +212,16 @@ fn provider() -> Arc<CryptoProvider> {
 /// Read every certificate in a PEM file; an error if there is none.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let data = std::fs::read(path).map_err(|e| {
-        Error::Tls(format!(
+        Error::Config(format!(
             "cannot read certificate file {}: {e}",
             path.display()
         ))
     })?;
     let certs = rustls_pemfile::certs(&mut data.as_slice())
         .collect::<io::Result<Vec<_>>>()
-        .map_err(|e| Error::Tls(format!("{} is not valid PEM: {e}", path.display())))?;
+        .map_err(|e| Error::Config(format!("{} is not valid PEM: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(Error::Tls(format!(
+        return Err(Error::Config(format!(
             "{} contains no PEM certificate (-----BEGIN CERTIFICATE-----)",
             path.display()
         )));
@@ -230,11 +232,11 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 /// Read the first private key in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let data = std::fs::read(path)
-        .map_err(|e| Error::Tls(format!("cannot read key file {}: {e}", path.display())))?;
+        .map_err(|e| Error::Config(format!("cannot read key file {}: {e}", path.display())))?;
     rustls_pemfile::private_key(&mut data.as_slice())
-        .map_err(|e| Error::Tls(format!("{} is not valid PEM: {e}", path.display())))?
+        .map_err(|e| Error::Config(format!("{} is not valid PEM: {e}", path.display())))?
         .ok_or_else(|| {
-            Error::Tls(format!(
+            Error::Config(format!(
                 "{} contains no private key (PKCS#8, PKCS#1 or SEC1 PEM)",
                 path.display()
             ))
@@ -249,11 +251,11 @@ pub fn acceptor_from_pem(cert_chain: &Path, key: &Path) -> Result<TlsAcceptor> {
     let key_der = load_key(key)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))?
+        .map_err(|e| Error::Config(format!("cannot set up TLS: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
         .map_err(|e| {
-            Error::Tls(format!(
+            Error::Config(format!(
                 "certificate {} does not match key {}: {e}",
                 cert_chain.display(),
                 key.display()
@@ -275,7 +277,10 @@ pub(crate) fn describe_handshake_error(e: io::Error, server_name: &str) -> Error
                 "{server_name} closed the connection during the TLS handshake \
                  (is it a TLS server? for a plain server use ws://)"
             )),
-            _ => Error::Tls(format!("TLS handshake with {server_name} failed: {e}")),
+            kind => Error::Io(io::Error::new(
+                kind,
+                format!("TLS handshake with {server_name} failed: {e}"),
+            )),
         };
     };
     let what = match tls {

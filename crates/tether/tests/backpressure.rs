@@ -205,7 +205,7 @@ async fn a_parked_writer_hears_of_the_end_seen_by_the_read_half() {
         .expect("the parked writer was never woken")
         .unwrap();
     assert!(
-        matches!(err, tether::Error::Io(_) | tether::Error::ConnectionClosed),
+        matches!(err, tether::Error::Io(_) | tether::Error::Closed(_)),
         "{err}"
     );
     reader.await.unwrap();

@@ -171,7 +171,8 @@ async fn abrupt_tcp_close_is_an_abnormal_closure() {
     let (server, mut client) = default_tcp_pair().await;
     drop(server);
     let err = client.recv().await.unwrap().unwrap_err();
-    assert!(matches!(err, Error::AbnormalClosure), "{err:?}");
+    assert!(is_abnormal_closure(&err), "{err:?}");
+    assert!(err.is_io() && !err.is_closed(), "{err:?}");
     assert_eq!(err.close_code(), CloseCode::ABNORMAL);
     // The stream is over after that.
     assert!(client.recv().await.is_none());
@@ -185,7 +186,7 @@ async fn transport_closed_mid_frame_is_an_abnormal_closure() {
     raw.io.write_all(&frame[..50]).await.unwrap();
     drop(raw);
     let err = ws.recv().await.unwrap().unwrap_err();
-    assert!(matches!(err, Error::AbnormalClosure), "{err:?}");
+    assert!(is_abnormal_closure(&err), "{err:?}");
 }
 
 #[tokio::test]
@@ -239,4 +240,37 @@ async fn split_halves_both_finish_when_the_sink_half_closes() {
         assert_eq!(seen.first(), Some(&Message::text("last words")));
         echo.await.unwrap().unwrap();
     }
+}
+
+fn is_abnormal_closure(e: &Error) -> bool {
+    matches!(e, Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof)
+}
+
+#[tokio::test]
+async fn sending_after_the_peer_closed_is_closed_with_the_peers_frame() {
+    let (mut server, mut client) = default_tcp_pair().await;
+    let server = tokio::spawn(async move {
+        server
+            .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restart")))
+            .await
+    });
+    assert!(matches!(client.recv().await, Some(Ok(Message::Close(_)))));
+    assert!(client.recv().await.is_none());
+    let err = client.send(Message::text("late")).await.unwrap_err();
+    assert!(err.is_closed() && err.is_application(), "{err:?}");
+    assert_eq!(
+        err.close_frame(),
+        Some(&CloseFrame::new(CloseCode::GOING_AWAY, "restart"))
+    );
+    assert_eq!(err.close_code(), CloseCode::GOING_AWAY);
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn sending_after_our_own_close_is_the_same_closed_error() {
+    let (_server, mut client) = default_tcp_pair().await;
+    client.send(Message::Close(None)).await.unwrap();
+    // Our Close is out but the peer has not answered: closing, not closed.
+    let err = client.send(Message::text("late")).await.unwrap_err();
+    assert!(matches!(err, Error::Closed(None)), "{err:?}");
 }

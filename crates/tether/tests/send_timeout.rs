@@ -49,7 +49,7 @@ async fn a_sender_whose_peer_never_reads_fails_with_a_timeout() {
     assert_eq!(ws.buffered_amount(), 0);
     assert!(matches!(
         ws.send(Message::text("more")).await,
-        Err(Error::ConnectionClosed)
+        Err(Error::Closed(None))
     ));
 }
 

@@ -86,7 +86,7 @@ impl Subscriber<'_> {
                 Poll::Ready(Some(Ok(_))) => {}
                 Poll::Ready(Some(Err(e))) => break Poll::Ready(Err(Ended::Failed(e))),
                 Poll::Ready(None) => {
-                    break Poll::Ready(Err(Ended::Failed(tether::Error::ConnectionClosed)))
+                    break Poll::Ready(Err(Ended::Failed(tether::Error::Closed(None))))
                 }
                 Poll::Pending => break Poll::Pending,
             }

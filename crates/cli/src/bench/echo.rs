@@ -186,9 +186,7 @@ impl EchoConn<'_> {
                         }
                         Poll::Ready(None) => {
                             self.account(got, bytes);
-                            return Poll::Ready(Err(Ended::Failed(
-                                tether::Error::ConnectionClosed,
-                            )));
+                            return Poll::Ready(Err(Ended::Failed(tether::Error::Closed(None))));
                         }
                         Poll::Pending => break,
                     }

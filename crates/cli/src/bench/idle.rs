@@ -40,9 +40,8 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
             loop {
                 match ws.next().await {
                     Some(Ok(m)) if m.is_data() => return Ok((ws, m.len() as u64)),
-                    Some(Ok(Message::Close(_))) | None => {
-                        return Err(tether::Error::ConnectionClosed)
-                    }
+                    Some(Ok(Message::Close(frame))) => return Err(tether::Error::Closed(frame)),
+                    None => return Err(tether::Error::Closed(None)),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(e),
                 }

@@ -219,7 +219,8 @@ where
                 let data = msg.is_data();
                 match ws.send(msg).await {
                     Ok(()) if data => counts.sent += 1,
-                    Ok(()) | Err(Error::ConnectionClosed) => {}
+                    // The connection's end is reported once, when the session ends.
+                    Ok(()) | Err(Error::Closed(_)) => {}
                     Err(e @ Error::Send(_)) => output.error(&format!("not sent: {e}")),
                     Err(e) => {
                         error.get_or_insert(e);
