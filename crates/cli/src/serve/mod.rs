@@ -40,6 +40,7 @@ mod reload;
 mod room;
 mod session;
 mod signals;
+mod sse;
 mod stream;
 mod tls;
 
@@ -412,7 +413,7 @@ async fn http_phase(
     // WebSocket slot). A trusted proxy's connection carries many clients:
     // it counts in the total only.
     let by_ip = (!proxy_addr::trusted(&listener.trusted_proxies, peer.ip())).then_some(peer.ip());
-    let _http_slot = match state.http_limiter.acquire_for(by_ip) {
+    let http_slot = match state.http_limiter.acquire_for(by_ip) {
         Ok(slot) => slot,
         Err(e) => {
             refuse_http_connection(state, listener, acceptor.is_some(), &mut tcp, e).await;
@@ -516,6 +517,12 @@ async fn http_phase(
         }
         let (name, _) = policy::split_host(&host);
         let routes = state.config.routes_for(&name);
+        if let Some((route, sse)) = sse::route_for(routes, req.uri().path()) {
+            let peer = client.addr;
+            let served = sse::serve(state, conn, req, route, sse, peer, client.https, http_slot);
+            Box::pin(served).await;
+            return None;
+        }
         if is_upgrade(&req) {
             let opened = Box::pin(open_websocket(
                 state,

@@ -475,3 +475,200 @@ pub fn upgrade_raw(addr: SocketAddr, host: &str, path: &str, extra: &str) -> (u1
         .unwrap_or_default();
     (status_of(&text), body)
 }
+
+/// One Server-Sent Event block: its fields as received (comment lines
+/// kept, `data` lines joined with `\n`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub data: Option<String>,
+    pub retry: Option<u64>,
+    pub comment: Option<String>,
+}
+
+impl SseEvent {
+    /// The data as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let d = self.data.as_deref().unwrap_or("null");
+        serde_json::from_str(d).unwrap_or_else(|e| panic!("data is not JSON ({e}): {d}"))
+    }
+}
+
+/// An event stream read with a raw HTTP/1.1 GET: the response head, then
+/// the chunked body decoded and split into events.
+pub struct SseStream {
+    pub s: TcpStream,
+    /// Status line and headers (lowercase names).
+    pub head: String,
+    raw: Vec<u8>,
+    body: Vec<u8>,
+    /// The final chunk arrived.
+    pub complete: bool,
+}
+
+impl SseStream {
+    /// `GET path` with extra header lines (each ending in `\r\n`); panics
+    /// unless the answer is a 200 event stream.
+    pub fn open(addr: SocketAddr, path: &str, headers: &str) -> SseStream {
+        let (status, stream) = Self::request(addr, path, headers);
+        assert_eq!(status, 200, "{}", stream.head);
+        assert!(
+            stream.head.contains("content-type: text/event-stream"),
+            "{}",
+            stream.head
+        );
+        stream
+    }
+
+    /// `GET path`; the status and the stream (whose body, for a refusal,
+    /// is read with [`SseStream::rest`]).
+    pub fn request(addr: SocketAddr, path: &str, headers: &str) -> (u16, SseStream) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{headers}\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = loop {
+            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            let n = s.read(&mut buf).expect("a response head");
+            assert!(n > 0, "closed before a response head");
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        raw.drain(..end + 4);
+        let status = status_of(&head);
+        let stream = SseStream {
+            s,
+            head,
+            raw,
+            body: Vec::new(),
+            complete: false,
+        };
+        (status, stream)
+    }
+
+    /// Everything left until the server closes (a refusal's body).
+    pub fn rest(mut self) -> String {
+        let _ = self.s.read_to_end(&mut self.raw);
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+
+    /// Decode whole chunks from `raw` into `body`.
+    fn decode(&mut self) {
+        loop {
+            let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size = std::str::from_utf8(&self.raw[..eol]).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size {size:?}"));
+            if self.raw.len() < eol + 2 + size + 2 {
+                return;
+            }
+            if size == 0 {
+                self.complete = true;
+            }
+            self.body
+                .extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
+            self.raw.drain(..eol + 2 + size + 2);
+        }
+    }
+
+    /// The next event (or comment), waiting at most `limit`; `None` when
+    /// the stream ended or nothing came in time.
+    pub fn next(&mut self, limit: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.decode();
+            if let Some(i) = self.body.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.body.drain(..i + 2).collect();
+                return Some(parse_sse_block(&String::from_utf8_lossy(&block)));
+            }
+            if self.complete {
+                return None;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.s.set_read_timeout(Some(left)).unwrap();
+            let mut buf = [0u8; 16384];
+            match self.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next event that is not a comment.
+    pub fn next_event(&mut self, limit: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = self.next(left)?;
+            if e.comment.is_none() || e.data.is_some() || e.event.is_some() {
+                return Some(e);
+            }
+        }
+    }
+
+    /// Read until the server ends the stream (within `limit`): true if
+    /// it ended with the final chunk, then closed the connection.
+    pub fn ends_within(&mut self, limit: Duration) -> bool {
+        self.closes_within(limit) && self.complete
+    }
+
+    /// Read until the server closes the connection (within `limit`),
+    /// with or without the final chunk.
+    pub fn closes_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.next(deadline - Instant::now()).is_none() {
+                break;
+            }
+        }
+        let mut rest = Vec::new();
+        self.s
+            .set_read_timeout(Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ))
+            .unwrap();
+        let closed = self.s.read_to_end(&mut rest).is_ok();
+        self.raw.extend_from_slice(&rest);
+        self.decode();
+        closed
+    }
+}
+
+/// Fields of one event block.
+pub fn parse_sse_block(block: &str) -> SseEvent {
+    let mut e = SseEvent::default();
+    for line in block.lines().filter(|l| !l.is_empty()) {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+        match field {
+            "" => e.comment = Some(value),
+            "event" => e.event = Some(value),
+            "id" => e.id = Some(value),
+            "retry" => e.retry = value.parse().ok(),
+            "data" => {
+                e.data = Some(match e.data.take() {
+                    Some(d) => format!("{d}\n{value}"),
+                    None => value,
+                })
+            }
+            other => panic!("unknown field {other:?} in {block:?}"),
+        }
+    }
+    e
+}

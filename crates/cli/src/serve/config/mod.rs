@@ -34,7 +34,7 @@ pub use args::ServeArgs;
 pub use raw::RawConfig;
 pub use resolved::{
     AuthConfig, EngineKind, ExecRoute, HostRule, ListenerConfig, OriginRule, Route, RouteKind,
-    ServerConfig,
+    ServerConfig, SseRoute,
 };
 
 /// Longest room or channel name, in bytes.

@@ -254,6 +254,22 @@ pub struct RawRoute {
     /// `GET /api/presence` (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence: Option<bool>,
+    /// pubsub: also serve the channels as Server-Sent Events at
+    /// `PATH/events?channel=...` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<bool>,
+    /// pubsub with `sse`: the reconnection delay sent to clients in
+    /// `retry:` (default 2s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_retry: Option<DurationValue>,
+    /// pubsub with `sse`: a comment line is sent after this much silence,
+    /// so proxies keep the stream open (default 15s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_heartbeat: Option<DurationValue>,
+    /// pubsub with `sse`: a stream is ended after this long (the client
+    /// reconnects and resumes, perhaps on another server); default 0: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_max_lifetime: Option<DurationValue>,
     /// pubsub: channels every client may publish to over the WebSocket:
     /// `true` (all), `false` (none, the default) or patterns (`["chat.*"]`).
     /// A JWT's `publish` claim adds to these; an opaque token allows all.
@@ -368,6 +384,7 @@ impl RawConfig {
                     client_publish: Some(ClientPublish::Patterns(vec!["chat.*".into()])),
                     history_size: Some(50),
                     history_ttl: Some(DurationValue::Text("1h".into())),
+                    sse: Some(true),
                     ..route("/pubsub", "pubsub")
                 },
             ],
@@ -490,10 +507,17 @@ impl RawConfig {
             .route
             .iter_mut()
             .chain(self.vhost.iter_mut().flat_map(|v| v.route.iter_mut()));
-        for r in routes.filter(|r| r.kind == "exec") {
-            r.max_processes.get_or_insert(256);
-            fill_dur(&mut r.stdin_timeout, "10s");
-            fill_dur(&mut r.exit_grace, "2s");
+        for r in routes {
+            if r.kind == "exec" {
+                r.max_processes.get_or_insert(256);
+                fill_dur(&mut r.stdin_timeout, "10s");
+                fill_dur(&mut r.exit_grace, "2s");
+            }
+            if r.sse == Some(true) {
+                fill_dur(&mut r.sse_retry, "2s");
+                fill_dur(&mut r.sse_heartbeat, "15s");
+                r.sse_max_lifetime.get_or_insert(DurationValue::Secs(0));
+            }
         }
         self.cluster.engine.get_or_insert_with(|| "memory".into());
         self

@@ -188,9 +188,24 @@ pub enum RouteKind {
         history_ttl: Option<Duration>,
         /// Keep who is subscribed.
         presence: bool,
+        /// Server-Sent Events for the channels, if offered.
+        sse: Option<SseRoute>,
     },
     /// A program per connection.
     Exec(ExecRoute),
+}
+
+/// How a pubsub route serves its channels as Server-Sent Events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseRoute {
+    /// `GET` this path (`PATH/events`) with `channel` parameters.
+    pub path: String,
+    /// Sent as `retry:`, the client's reconnection delay.
+    pub retry: Duration,
+    /// A comment goes out after this much silence.
+    pub heartbeat: Duration,
+    /// Streams end after this long (`None`: never).
+    pub max_lifetime: Option<Duration>,
 }
 
 /// What an `exec` route runs, and how.

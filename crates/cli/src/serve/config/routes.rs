@@ -4,7 +4,7 @@
 
 use super::pattern::PathPattern;
 use super::raw::{ClientPublish, DurationValue, OneOrMany, RawAuth, RawRoute};
-use super::resolved::{AuthConfig, ExecRoute, OriginRule, Route, RouteKind};
+use super::resolved::{AuthConfig, ExecRoute, OriginRule, Route, RouteKind, SseRoute};
 use super::values::duration_at;
 use super::MAX_NAME;
 use crate::serve::auth::{ClaimRules, JwtVerifier, KeySource};
@@ -101,10 +101,11 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
         || r.client_publish.is_some()
         || r.history_size.is_some()
         || r.history_ttl.is_some()
-        || r.presence.is_some();
+        || r.presence.is_some()
+        || r.sse.is_some();
     only(
         pubsub_only && kind != "pubsub",
-        "publish_path/publish_token/demo_ticker/client_publish/history_size/history_ttl/presence",
+        "publish_path/publish_token/demo_ticker/client_publish/history_size/history_ttl/presence/sse",
         "\"pubsub\"",
     )?;
     let kind = match kind {
@@ -174,6 +175,7 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
                 history_size,
                 history_ttl,
                 presence: r.presence.unwrap_or(false),
+                sse: validate_sse(r)?,
             }
         }
         "exec" => {
@@ -317,4 +319,41 @@ fn validate_jwt(a: &RawAuth) -> Result<Option<JwtVerifier>, String> {
     JwtVerifier::load(source, rules)
         .map(Some)
         .map_err(|e| format!("`{key}`: {e}"))
+}
+
+/// The `sse*` keys of a pubsub route.
+fn validate_sse(r: &RawRoute) -> Result<Option<SseRoute>, String> {
+    if r.sse != Some(true) {
+        let set = [
+            ("sse_retry", r.sse_retry.is_some()),
+            ("sse_heartbeat", r.sse_heartbeat.is_some()),
+            ("sse_max_lifetime", r.sse_max_lifetime.is_some()),
+        ];
+        return match set.iter().find(|(_, present)| *present) {
+            Some((key, _)) => Err(format!("`{key}` needs `sse = true`")),
+            None => Ok(None),
+        };
+    }
+    if r.path.contains('{') {
+        return Err(format!(
+            "`sse` needs a path without `{{name}}` captures (got `{}`)",
+            r.path
+        ));
+    }
+    let dur = |v: &Option<DurationValue>, key: &str| match v {
+        Some(v) => duration_at(v, key),
+        None => Err(format!("`{key}` is missing")),
+    };
+    let retry = dur(&r.sse_retry, "sse_retry")?;
+    let heartbeat = dur(&r.sse_heartbeat, "sse_heartbeat")?;
+    if heartbeat.is_zero() {
+        return Err("`sse_heartbeat` must be more than 0 (proxies close silent streams)".into());
+    }
+    let max_lifetime = dur(&r.sse_max_lifetime, "sse_max_lifetime")?;
+    Ok(Some(SseRoute {
+        path: format!("{}/events", r.path.trim_end_matches('/')),
+        retry,
+        heartbeat,
+        max_lifetime: (!max_lifetime.is_zero()).then_some(max_lifetime),
+    }))
 }

@@ -59,6 +59,50 @@ fn queue_limits_have_defaults_and_are_checked_against_the_message_size() {
 }
 
 #[test]
+fn sse_is_a_pubsub_route_option_with_defaults() {
+    let sse_of = |cfg: &ServerConfig| match &cfg.routes[0].kind {
+        RouteKind::Pubsub { sse, .. } => sse.clone(),
+        other => panic!("{other:?}"),
+    };
+    let pubsub = "[[route]]\npath = \"/p/\"\nkind = \"pubsub\"\n";
+    assert_eq!(sse_of(&effective(pubsub).unwrap()), None);
+    let on = effective(&format!("{pubsub}sse = true\n")).unwrap();
+    assert_eq!(
+        sse_of(&on),
+        Some(SseRoute {
+            path: "/p/events".into(),
+            retry: Duration::from_secs(2),
+            heartbeat: Duration::from_secs(15),
+            max_lifetime: None,
+        })
+    );
+    let set = effective(&format!(
+        "{pubsub}sse = true\nsse_retry = \"500ms\"\nsse_heartbeat = \"1s\"\nsse_max_lifetime = \"1h\"\n"
+    ))
+    .unwrap();
+    let set = sse_of(&set).unwrap();
+    assert_eq!(
+        (set.retry, set.heartbeat, set.max_lifetime),
+        (
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+            Some(Duration::from_secs(3600))
+        )
+    );
+    let e = effective(&format!("{pubsub}sse_heartbeat = \"1s\"\n")).unwrap_err();
+    assert!(e.contains("`sse_heartbeat` needs `sse = true`"), "{e}");
+    let e = effective(&format!("{pubsub}sse = true\nsse_heartbeat = 0\n")).unwrap_err();
+    assert!(
+        e.contains("route[0] (/p/)") && e.contains("`sse_heartbeat`"),
+        "{e}"
+    );
+    let e = effective("[[route]]\npath = \"/r\"\nkind = \"room\"\nsse = true\n").unwrap_err();
+    assert!(e.contains("sse"), "{e}");
+    let e = effective("[[route]]\npath = \"/p/{x}\"\nkind = \"pubsub\"\nsse = true\n").unwrap_err();
+    assert!(e.contains("captures"), "{e}");
+}
+
+#[test]
 fn history_and_presence_are_pubsub_route_options() {
     let cfg = effective(
         "[[route]]\npath = \"/p\"\nkind = \"pubsub\"\nhistory_size = 100\nhistory_ttl = \"10m\"\npresence = true\n",
