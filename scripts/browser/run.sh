@@ -6,7 +6,8 @@
 # starts `tether serve` on a free port plus a second server on another port
 # (another origin), then drives the page with scripts/browser/test.mjs:
 # chat between two tabs, ticker updates, readyState, echo, close codes and
-# reconnect, and a cross-origin page that must be refused (403).
+# reconnect, a cross-origin page that must be refused (403), and an
+# EventSource that the server cuts off and that resumes with no gap.
 # Screenshots go to reports/browser/. Servers are stopped by PID on exit.
 #
 # Usage: scripts/browser/run.sh     (prints `browser: N passed, M failed`)
@@ -25,8 +26,13 @@ if ! [ -d "$here/node_modules/playwright-core" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --silent)
 fi
 
-(cd "$root" && cargo build --release -q -p tether-ws-cli --bin tether)
-bin="$root/target/release/tether"
+# TETHER_BIN: a tether binary already built (else the release one is built).
+if [ -n "${TETHER_BIN:-}" ]; then
+  bin=$TETHER_BIN
+else
+  (cd "$root" && cargo build --release -q -p tether-ws-cli --bin tether)
+  bin="$root/target/release/tether"
+fi
 
 work=$(mktemp -d /tmp/tether-browser.XXXXXX)
 pids=()
@@ -88,12 +94,34 @@ TOML
 pids+=($!)
 evil=$(listen_url "$work/evil.out" "${pids[-1]}")
 
+# Server-Sent Events: streams cut off every 1.5 s (sse_max_lifetime), which
+# the page's EventSource must survive by resuming with Last-Event-ID.
+cat >"$work/sse.toml" <<TOML
+[[route]]
+path = "/"
+kind = "demo"
+
+[[route]]
+path = "/pubsub"
+kind = "pubsub"
+publish_token = "browser-test"
+history_size = 1000
+sse = true
+sse_retry = "200ms"
+sse_max_lifetime = "1500ms"
+TOML
+"$bin" serve --config "$work/sse.toml" --listen 127.0.0.1:0 >"$work/sse.out" 2>"$work/sse.log" &
+pids+=($!)
+sse=$(listen_url "$work/sse.out" "${pids[-1]}")
+
 mkdir -p "$root/reports/browser"
-echo "demo server: $base   other origin: $evil"
+echo "demo server: $base   other origin: $evil   event streams: $sse"
 status=0
-node "$here/test.mjs" "$base" "$evil" "$root/reports/browser" || status=$?
+node "$here/test.mjs" "$base" "$evil" "$root/reports/browser" "$sse" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server log (last 40 lines)"
   tail -n 40 "$work/serve.log" | sed 's/\x1b\[[0-9;]*m//g'
+  echo "--- event stream server log (last 20 lines)"
+  tail -n 20 "$work/sse.log" | sed 's/\x1b\[[0-9;]*m//g'
 fi
 exit "$status"

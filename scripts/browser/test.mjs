@@ -1,11 +1,13 @@
 // Drives the `tether serve` demo page in headless Chromium (see run.sh).
-// Usage: node test.mjs BASE_URL OTHER_ORIGIN_URL SCREENSHOT_DIR
+// Usage: node test.mjs BASE_URL OTHER_ORIGIN_URL SCREENSHOT_DIR [SSE_URL]
+// SSE_URL: a server whose /pubsub route has `sse = true`, history and a
+// short `sse_max_lifetime`, publish token "browser-test".
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-const [base, evil, shots] = process.argv.slice(2);
+const [base, evil, shots, sseBase] = process.argv.slice(2);
 if (!base || !evil || !shots) {
   console.error("usage: node test.mjs BASE_URL OTHER_ORIGIN_URL SCREENSHOT_DIR");
   process.exit(2);
@@ -149,6 +151,56 @@ try {
     await alice.click("#chat-send");
     await logHas(bob, "#chat-log", "alice: still here");
   });
+
+  if (sseBase) {
+    await check("an EventSource cut off by the server resumes by itself with no gap or repeat", async () => {
+      const page = await context.newPage();
+      await page.goto(`${sseBase}/`);
+      await page.evaluate(() => {
+        window.sse = { got: [], opens: 0, resets: 0, errors: 0 };
+        const es = new EventSource("/pubsub/events?channel=seq");
+        es.onopen = () => { window.sse.opens += 1; };
+        es.onerror = () => { window.sse.errors += 1; };
+        es.onmessage = (e) => { window.sse.got.push(JSON.parse(e.data).data); };
+        es.addEventListener("reset", () => { window.sse.resets += 1; });
+        window.es = es;
+      });
+      await page.waitForFunction(() => window.sse.opens >= 1, null, { timeout: 15000 });
+      // 120 messages over about 6 s: several streams end (sse_max_lifetime
+      // 1.5 s) and some messages are published while the page reconnects.
+      const N = 120;
+      for (let i = 1; i <= N; i++) {
+        const r = await fetch(`${sseBase}/api/publish`, {
+          method: "POST",
+          headers: { Authorization: "Bearer browser-test", "Content-Type": "application/json" },
+          body: JSON.stringify({ channel: "seq", data: i }),
+        });
+        assert(r.status === 200, `publish ${i}: ${r.status}`);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      await page.waitForFunction((n) => window.sse.got.length >= n, N, { timeout: 15000 });
+      const s = await page.evaluate(() => window.sse);
+      const want = Array.from({ length: N }, (_, i) => i + 1);
+      assert(JSON.stringify(s.got) === JSON.stringify(want), `got ${JSON.stringify(s.got)}`);
+      assert(s.opens >= 3, `only ${s.opens} opens: the server did not cut the stream off`);
+      assert(s.resets === 0, `${s.resets} reset events`);
+      await page.close();
+    });
+
+    await check("an EventSource answered 204 stops instead of retrying", async () => {
+      const page = await context.newPage();
+      await page.goto(`${sseBase}/`);
+      const state = await page.evaluate(
+        () =>
+          new Promise((resolve) => {
+            const es = new EventSource("/pubsub/events");
+            es.onerror = () => setTimeout(() => resolve(es.readyState), 1000);
+          }),
+      );
+      assert(state === 2, `readyState ${state}, not CLOSED`);
+      await page.close();
+    });
+  }
 } finally {
   await context.close();
   fs.rmSync(userDataDir, { recursive: true, force: true });
