@@ -1,5 +1,6 @@
-//! Shared by the cluster tests: a real `redis-server` and a fault proxy.
+//! Shared by the cluster tests: real `redis-server` and `nats-server` processes and a fault proxy.
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod nats_server;
 pub mod redis_server;

@@ -14,6 +14,7 @@
 //! carries publications over Redis PUB/SUB (see its module for the keys and
 //! the failure handling).
 
+pub mod nats;
 pub mod redis;
 mod subscriber;
 
