@@ -1,4 +1,5 @@
-//! Broadcast mode: `-c` subscribers on a room, one publisher.
+//! Broadcast mode: `-c` subscribers on a room (or a pub/sub channel with
+//! `--channel`, spread over `--subscribe-url`s), one publisher.
 //!
 //! Every published payload starts with a marker and the time it was queued
 //! (nanoseconds since the run's start, in this process's monotonic clock),
@@ -8,7 +9,7 @@
 use super::echo::{close_label, finish, ConnCounts, Ended, Shared};
 use super::report::{Summary, Window};
 use super::stats::LocalLatencies;
-use super::{client_config, connect_all, spawn_progress, BenchArgs};
+use super::{client_config, connect_over, pubsub, spawn_progress, BenchArgs};
 use bytes::{BufMut, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use std::pin::Pin;
@@ -60,6 +61,8 @@ struct Subscriber<'a> {
     ws: &'a mut tether::WebSocket<tether::MaybeTlsStream>,
     epoch: Instant,
     text: bool,
+    /// Pub/sub messages: the stamp is inside the `message` object.
+    channel: bool,
     counts: ConnCounts,
     latencies: LocalLatencies<'a>,
     shared: &'a Shared,
@@ -75,7 +78,12 @@ impl Subscriber<'_> {
                     break Poll::Ready(Err(Ended::PeerClosed(f)))
                 }
                 Poll::Ready(Some(Ok(m))) if m.is_data() => {
-                    if let Some(ns) = stamp_of(m.as_bytes(), self.text) {
+                    let stamp = if self.channel {
+                        pubsub::stamp_in(m.as_bytes())
+                    } else {
+                        stamp_of(m.as_bytes(), self.text)
+                    };
+                    if let Some(ns) = stamp {
                         let now = self.epoch.elapsed().as_nanos() as u64;
                         self.latencies
                             .push(Duration::from_nanos(now.saturating_sub(ns)));
@@ -103,7 +111,15 @@ impl Subscriber<'_> {
 /// Run broadcast mode.
 pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let shared = Arc::new(Shared::new());
-    let (subs, compressed) = connect_all(&args, &args.url, &shared.errors).await;
+    let (subs, compressed) = connect_over(&args, &args.subscriber_urls(), &shared.errors).await;
+    let subs = match &args.channel {
+        Some(channel) => pubsub::subscribe_all(subs, channel, &shared)
+            .await
+            .into_iter()
+            .map(|(i, ws, _)| (i, ws))
+            .collect(),
+        None => subs,
+    };
     if subs.is_empty() {
         anyhow::bail!(
             "no subscriber could connect to {}: {:?}",
@@ -135,6 +151,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
                 ws: &mut ws,
                 epoch,
                 text: args.text,
+                channel: args.channel.is_some(),
                 counts: ConnCounts::default(),
                 latencies: LocalLatencies::new(&shared.latencies, i),
                 shared: &shared,
@@ -164,11 +181,15 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
         (stream, None)
     });
     let mut published = 0u64;
+    let frame = || match &args.channel {
+        Some(channel) => pubsub::publish_frame(epoch, args.size, channel),
+        None => stamped(epoch, args.size, args.text),
+    };
     let publish = async {
         if args.rate == 0 {
             loop {
                 for _ in 0..32 {
-                    sink.feed(stamped(epoch, args.size, args.text)).await?;
+                    sink.feed(frame()).await?;
                     published += 1;
                 }
                 sink.flush().await?;
@@ -180,7 +201,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
                 tick.tick().await;
                 due += args.rate as f64 / 1000.0;
                 while due >= 1.0 {
-                    sink.feed(stamped(epoch, args.size, args.text)).await?;
+                    sink.feed(frame()).await?;
                     published += 1;
                     due -= 1.0;
                 }

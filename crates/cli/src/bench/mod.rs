@@ -1,6 +1,6 @@
 //! `tether bench`: a load generator for any WebSocket server.
 //!
-//! Five workloads share one set of flags and one summary:
+//! Six workloads share one set of flags and one summary:
 //!
 //! * **echo** (default): `-c` connections each keep `-d` messages of `-s`
 //!   bytes in flight against an echo endpoint; every echoed message is
@@ -17,6 +17,12 @@
 //! * **broadcast** (`--broadcast`): `-c` subscribers join a room URL and one
 //!   publisher sends into it; each payload starts with a send timestamp, so
 //!   subscribers measure fan-out latency and the delivered message rate.
+//!   With `--channel` they subscribe to a pub/sub channel instead, and
+//!   `--subscribe-url` spreads them over several nodes (the publisher on
+//!   `--publish-url`): cross-node fan-out and latency (see [`pubsub`]).
+//! * **recovery storm** (`--recovery-storm --channel`): every subscriber
+//!   resubscribes with `since` at once after missing `--backlog`
+//!   messages; reports the time until all have recovered.
 //! * **idle** (`--idle`): open `-c` connections, exchange one message on
 //!   each, then hold them and report the server's resident memory per
 //!   connection (`--server-pid`), read from `/proc/PID/status`.
@@ -32,6 +38,7 @@
 mod broadcast;
 mod echo;
 mod idle;
+mod pubsub;
 mod raw;
 mod report;
 mod soak;
@@ -106,6 +113,29 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0, requires = "broadcast")]
     pub rate: u64,
 
+    /// More URLs the subscribers are spread over, round-robin with URL
+    /// (--broadcast, --recovery-storm): subscribers on other nodes than the
+    /// publisher's measure cross-node delivery. Repeatable.
+    #[arg(long = "subscribe-url", value_name = "URL")]
+    pub subscribe_urls: Vec<String>,
+
+    /// Speak the pub/sub protocol on CHANNEL (a `kind = "pubsub"` route):
+    /// subscribers subscribe to it, the publisher publishes to it (the route
+    /// must let clients publish). Without it, --broadcast uses a room.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+
+    /// Recovery storm on --channel: every connection subscribes, then
+    /// unsubscribes; --backlog messages are published; then all resubscribe
+    /// with `since` at once. Reports the time until all have recovered.
+    #[arg(long, requires = "channel", conflicts_with_all = ["broadcast", "idle", "raw_tcp"])]
+    pub recovery_storm: bool,
+
+    /// Messages published while the storm's subscribers are away (the
+    /// route's `history_size` must keep them).
+    #[arg(long, default_value_t = 20, requires = "recovery_storm")]
+    pub backlog: u64,
+
     /// Idle mode: open the connections, exchange one message each, hold them, report memory.
     #[arg(long)]
     pub idle: bool,
@@ -144,11 +174,20 @@ impl BenchArgs {
         self.duration.unwrap_or(Duration::from_secs(10))
     }
 
+    /// Where subscribers connect: URL, then every --subscribe-url.
+    fn subscriber_urls(&self) -> Vec<String> {
+        std::iter::once(self.url.clone())
+            .chain(self.subscribe_urls.iter().cloned())
+            .collect()
+    }
+
     fn mode(&self) -> &'static str {
         if self.raw_tcp && self.raw_mask {
             "raw-tcp-masked"
         } else if self.raw_tcp {
             "raw-tcp"
+        } else if self.recovery_storm {
+            "recovery-storm"
         } else if self.broadcast {
             "broadcast"
         } else if self.idle {
@@ -212,6 +251,10 @@ pub fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(failed.is_empty(), "soak failed: {}", failed.join(", "));
         return Ok(());
     }
+    anyhow::ensure!(
+        args.channel.is_none() || args.broadcast || args.recovery_storm,
+        "--channel needs --broadcast or --recovery-storm"
+    );
     let summary = runtime.block_on(run(args.clone()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -227,6 +270,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Summary> {
     match args.mode() {
         "raw-tcp" | "raw-tcp-masked" => raw::run(args).await,
         "broadcast" => broadcast::run(args).await,
+        "recovery-storm" => pubsub::storm(args).await,
         "idle" => idle::run(args).await,
         _ => echo::run(args).await,
     }
@@ -258,11 +302,21 @@ async fn connect_all(
     url: &str,
     errors: &stats::Errors,
 ) -> (Vec<(usize, WebSocket<MaybeTlsStream>)>, u64) {
+    connect_over(args, &[url.to_owned()], errors).await
+}
+
+/// [`connect_all`] spread over `urls`: connection `i` goes to
+/// `urls[i % urls.len()]`.
+async fn connect_over(
+    args: &Arc<BenchArgs>,
+    urls: &[String],
+    errors: &stats::Errors,
+) -> (Vec<(usize, WebSocket<MaybeTlsStream>)>, u64) {
     let limit = Arc::new(Semaphore::new(args.connect_concurrency as usize));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.connections {
         let limit = limit.clone();
-        let builder = ClientBuilder::new(url).config(client_config(args));
+        let builder = ClientBuilder::new(&urls[i % urls.len()]).config(client_config(args));
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
             (i, builder.connect().await)
