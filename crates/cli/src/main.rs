@@ -66,7 +66,7 @@ enum Command {
     )]
     Connect(connect::ConnectArgs),
     /// Load-test a WebSocket server (echo, broadcast, idle memory) or a raw TCP echo baseline.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// Log to stderr with the filter and format chosen; colours only when
@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
             Command::Connect(args) => connect::run(args).await,
             // The load generator runs on its own runtime (--threads) on a plain thread.
             Command::Bench(args) => {
-                tokio::task::spawn_blocking(move || bench::run_blocking(args)).await?
+                tokio::task::spawn_blocking(move || bench::run_blocking(*args)).await?
             }
         }
     })
