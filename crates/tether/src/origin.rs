@@ -68,6 +68,30 @@ impl OriginPolicy {
         }
     }
 
+    /// The verdict when the scheme the client used is known (`https`: TLS
+    /// here, or the scheme a trusted proxy forwarded). [`SameOrigin`]
+    /// then also requires the origin's scheme to be that one, so a page
+    /// served over `http://` cannot open a connection that arrived over TLS
+    /// (and the reverse); the other policies ignore the scheme.
+    ///
+    /// [`SameOrigin`]: OriginPolicy::SameOrigin
+    ///
+    /// ```
+    /// use tether::OriginPolicy;
+    /// let same = OriginPolicy::SameOrigin;
+    /// assert!(same.allows_over(Some("https://example.com"), "example.com", true));
+    /// assert!(!same.allows_over(Some("https://example.com"), "example.com", false));
+    /// ```
+    pub fn allows_over(&self, origin: Option<&str>, host: &str, https: bool) -> bool {
+        if let (OriginPolicy::SameOrigin, Some(o)) = (self, origin) {
+            let scheme = if https { "https://" } else { "http://" };
+            if !normalize(o).starts_with(scheme) {
+                return false;
+            }
+        }
+        self.allows(origin, host)
+    }
+
     /// Check a request: `Ok` when allowed, else a `403` naming the origin.
     pub fn check(&self, upgrade: &UpgradeRequest) -> Result<(), Reject> {
         let origin = upgrade.origin.as_deref();
@@ -122,5 +146,22 @@ mod tests {
         assert!(p.allows(Some("HTTPS://a.example"), "x"));
         assert!(!p.allows(Some("https://a.example:8443"), "x"));
         assert!(OriginPolicy::Any.allows(Some("null"), "x"));
+    }
+
+    #[test]
+    fn same_origin_over_a_known_scheme_requires_that_scheme() {
+        let p = OriginPolicy::SameOrigin;
+        assert!(p.allows_over(None, "127.0.0.1:8080", false));
+        assert!(p.allows_over(Some("http://127.0.0.1:8080"), "127.0.0.1:8080", false));
+        assert!(p.allows_over(Some("http://Example.com"), "example.com:80", false));
+        assert!(p.allows_over(Some("https://example.com"), "example.com", true));
+        assert!(!p.allows_over(Some("http://127.0.0.1:9999"), "127.0.0.1:8080", false));
+        assert!(!p.allows_over(Some("http://evil.example"), "127.0.0.1", false));
+        assert!(!p.allows_over(Some("null"), "127.0.0.1", false));
+        assert!(!p.allows_over(Some("https://example.com"), "example.com", false));
+        assert!(!p.allows_over(Some("http://example.com"), "example.com", true));
+        let list = OriginPolicy::list(["https://app.example"]);
+        assert!(list.allows_over(Some("https://app.example/"), "x", false));
+        assert!(!list.allows_over(Some("https://app.example.evil"), "x", false));
     }
 }

@@ -233,6 +233,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
         policy.check(&self.upgrade)
     }
 
+    /// The settings the connection will have once accepted, to adjust them
+    /// for this request (e.g. by the route its path leads to).
+    pub fn config_mut(&mut self) -> &mut WebSocketConfig {
+        &mut self.config
+    }
+
     /// The underlying stream (e.g. for the peer address).
     pub fn stream(&self) -> &S {
         &self.stream

@@ -5,11 +5,12 @@
 //! never needs the token: it says nothing but `ok`. The admin listener
 //! serves at most [`MAX_CONNECTIONS`] connections at once.
 
+use super::auth::constant_time_eq;
 use super::http::{write_response, Response};
-use super::policy::{self, constant_time_eq};
+use super::policy::host;
 use super::reload::Live;
-use super::stream::{Conn, Transport};
-use super::State;
+use super::state::State;
+use super::transport::{Conn, Transport};
 use http::{Method, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,7 +135,7 @@ async fn serve_connection(state: Arc<State>, tcp: TcpStream, peer: SocketAddr) {
                 v.to_str()
                     .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
             });
-        let resp = if !policy::host_allowed(&state.config.admin.hosts, host) {
+        let resp = if !host::host_allowed(&state.config.admin.hosts, host) {
             info!(%peer, %host, "admin listener: refused: Host not allowed (421); a loopback admin address answers loopback names only");
             Response::text(
                 StatusCode::MISDIRECTED_REQUEST,

@@ -18,7 +18,8 @@
 //! The client is only told "invalid token"; the reason goes to the log.
 
 use super::config::AuthConfig;
-use super::policy::{constant_time_eq, query_param, Grants};
+use super::policy::Grants;
+use super::query::query_param;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -33,10 +34,14 @@ pub enum AuthError {
     Invalid(String),
 }
 
-/// Find the token in the request: `Authorization: Bearer`, the cookie, or
-/// the query parameter.
-pub fn find_token(auth: &AuthConfig, req: &http::Request<()>) -> Option<String> {
-    let headers = req.headers();
+/// Compare secrets without an early exit on the first different byte.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Find the token in a request's headers and query string (without `?`):
+/// `Authorization: Bearer`, the cookie, or the query parameter.
+pub fn find_token(auth: &AuthConfig, headers: &http::HeaderMap, query: &str) -> Option<String> {
     if let Some(v) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -59,7 +64,6 @@ pub fn find_token(auth: &AuthConfig, req: &http::Request<()>) -> Option<String> 
             }
         }
     }
-    let query = req.uri().query()?;
     query_param(query, &auth.query_param)
 }
 

@@ -5,8 +5,9 @@
 //! clients get their answers in as few writes as possible. This route adds
 //! the server's shutdown (1001) and its traffic metrics, counted per batch.
 
+use super::close::{close_with, CloseReason, Summary};
 use super::metrics::RouteMetrics;
-use super::session::{close_with, wait_shutdown, Outcome, SHUTTING_DOWN};
+use super::shutdown::wait_shutdown;
 use tether::{Echoed, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -16,8 +17,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
-) -> Outcome {
-    let mut out = Outcome::default();
+) -> Summary {
+    let mut out = Summary::default();
     // One shutdown future for the whole connection, not one per message.
     let stop = wait_shutdown(shutdown);
     tokio::pin!(stop);
@@ -38,7 +39,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         biased;
         r = echo => r,
         _ = &mut stop => {
-            close_with(ws, &mut out, SHUTTING_DOWN).await;
+            close_with(ws, &mut out, CloseReason::Shutdown).await;
             Ok(())
         }
     };

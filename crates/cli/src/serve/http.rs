@@ -8,12 +8,13 @@
 //! front could read differently is refused and the connection closed
 //! ([`body_length`]). Responses always carry `Content-Length`.
 
+use super::auth::constant_time_eq;
 use super::config::{Route, RouteKind};
-use super::policy::constant_time_eq;
-use super::policy::query_param;
+use super::policy::Refusal;
 use super::pubsub::{history_fields, presence_fields, publish, valid_channel};
-use super::stream::Conn;
-use super::State;
+use super::query::query_param;
+use super::state::State;
+use super::transport::Conn;
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
 use std::path::{Component, Path, PathBuf};
@@ -63,6 +64,19 @@ impl Response {
             headers: vec![("content-type", "application/json".into())],
             body: Body::Bytes(v.to_string().into_bytes()),
         }
+    }
+
+    /// The answer to a refused request.
+    pub fn refused(r: &Refusal) -> Response {
+        let mut resp = if r.status() == StatusCode::NO_CONTENT {
+            Response::typed(r.status(), "text/plain", Vec::new())
+        } else {
+            Response::text(r.status(), r.body())
+        };
+        for (name, value) in r.headers() {
+            resp = resp.header(name, *value);
+        }
+        resp
     }
 
     /// Its status.

@@ -36,12 +36,13 @@
 //! backend publishes with `POST /api/publish` (bearer token), body
 //! `{"channel": "news", "data": ..., "idempotency_key": "..."}`.
 
+use super::close::Summary;
 use super::config::MAX_NAME;
 use super::engine::Engine;
 use super::hub::{Hub, Joined, Member, Published};
 use super::metrics::RouteMetrics;
 use super::policy::Grants;
-use super::session::{hub_loop, Outcome};
+use super::session::hub_loop;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -337,7 +338,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     rights: &Rights<'_>,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
-) -> Outcome {
+) -> Summary {
     let user = rights.grants.subject.as_deref().map(Arc::from);
     let mut member = hub.member_as(user);
     hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {

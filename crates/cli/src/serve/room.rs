@@ -2,9 +2,10 @@
 //! room is named by the path's capture (`/chat/{room}`), or is the route
 //! itself when the path has none.
 
+use super::close::Summary;
 use super::hub::Hub;
 use super::metrics::RouteMetrics;
-use super::session::{hub_loop, Outcome};
+use super::session::hub_loop;
 use std::sync::Arc;
 use tether::WebSocket;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,7 +18,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     room: &str,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
-) -> Outcome {
+) -> Summary {
     let mut member = hub.member();
     member.join(room);
     hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {

@@ -1,167 +1,144 @@
-//! What every WebSocket connection shares: the summary logged and counted
-//! when it ends ([`Outcome`]), closing on shutdown (1001), and the loop that
-//! drives a room or pub/sub connection ([`hub_loop`]) over its
-//! [`Member`] of the [`Hub`](super::hub::Hub).
+//! One WebSocket connection from admission to its close log line
+//! ([`Session`], [`run_session`]), and the loop that drives a room or
+//! pub/sub connection ([`hub_loop`]) over its [`Member`] of the
+//! [`Hub`](super::hub::Hub).
 
+use super::close::{close_with, CloseReason, Summary};
+use super::config::{Route, RouteKind};
 use super::hub::{Member, Next};
+use super::logsafe::esc;
 use super::metrics::RouteMetrics;
+use super::policy::{ConnSlot, Grants};
+use super::shutdown::wait_shutdown;
+use super::state::{ActiveGuard, State};
+use super::transport::Conn;
+use super::{echo, exec, pubsub, room};
 use futures_util::{Sink, StreamExt};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
-use tether::{CloseCode, CloseFrame, Message, WebSocket};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tether::{Message, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
+use tracing::info;
 
-/// The close code and reason for a subscriber that cannot keep up.
-pub const SLOW_CONSUMER: (u16, &str) = (1008, "slow consumer: send queue full");
-/// The close code and reason on graceful shutdown.
-pub const SHUTTING_DOWN: (u16, &str) = (1001, "server shutting down");
-
-/// How a connection ended, for the log line and metrics.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// Data messages received.
-    pub messages_in: u64,
-    /// Their bytes.
-    pub bytes_in: u64,
-    /// Data messages sent.
-    pub messages_out: u64,
-    /// Their bytes.
-    pub bytes_out: u64,
-    /// The close code of the closing handshake (1006: none).
-    pub code: u16,
-    /// Its reason.
-    pub reason: String,
-    /// `client`, `server` or `error`.
-    pub closed_by: &'static str,
-    /// The error, if any.
-    pub error: Option<String>,
+/// An accepted WebSocket and what its route's session needs.
+pub struct Session<'a> {
+    /// The connection.
+    pub ws: tether::WebSocket<Conn>,
+    /// Its route.
+    pub route: &'a Route,
+    /// The path's capture (a room route's room).
+    pub capture: Option<String>,
+    /// What the client may do.
+    pub grants: Grants,
+    /// For an exec route: the request the program is told about, and its
+    /// process slot (boxed: other routes pay one pointer).
+    pub exec: Option<Box<exec::Admitted<'a>>>,
+    /// Held for its `Drop`: frees the connection-limit slot.
+    pub _slot: ConnSlot,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The request path (for the log).
+    pub path: String,
 }
 
-impl Outcome {
-    /// Record the peer's Close frame.
-    pub fn peer_closed(&mut self, frame: &Option<CloseFrame>) {
-        if self.closed_by.is_empty() {
-            self.closed_by = "client";
-            match frame {
-                Some(f) => {
-                    self.code = f.code.as_u16();
-                    self.reason = f.reason.to_string();
-                }
-                None => self.code = CloseCode::NO_STATUS.as_u16(),
+/// Run an accepted WebSocket's route until it closes; count and log it
+/// (nothing to do for `None`).
+// Not `async fn`: its arguments would be stored twice (idle memory).
+#[allow(clippy::manual_async_fn)]
+pub fn run_session<'a>(
+    state: &'a State,
+    mut opened: Option<Session<'a>>,
+) -> impl Future<Output = ()> + Send + 'a {
+    // An `async move` block: see `accept::handle_connection`.
+    async move {
+        let Some(session) = opened.as_mut() else {
+            return;
+        };
+        // Fields are used in place: moving them out (the WebSocket above all)
+        // would store them twice in this future, once as the argument and once
+        // as locals.
+        let Session {
+            ws,
+            route,
+            capture,
+            grants,
+            exec,
+            _slot: _,
+            peer,
+            path,
+        } = session;
+        let (route, peer) = (*route, *peer);
+        let _active = ActiveGuard::enter(&state.active);
+        let metrics = &*state.route_metrics[route.id];
+        metrics.connections.fetch_add(1, Ordering::Relaxed);
+        metrics.open.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        info!(%peer, path = %esc(path), kind = route.kind.name(), user = %esc(grants.subject.as_deref().unwrap_or("")), "open");
+        let mut shutdown = state.shutdown.clone();
+        // Each route's session is boxed: the task then holds only the running
+        // route's state, not the largest of all of them.
+        let outcome = match &route.kind {
+            RouteKind::Echo => Box::pin(echo::run(ws, &mut shutdown, metrics)).await,
+            RouteKind::Room => {
+                let hub = state.hubs[route.id].as_ref().expect("room hub");
+                let room = capture.take().unwrap_or_else(|| route.path.clone());
+                Box::pin(room::run(ws, hub, &room, &mut shutdown, metrics)).await
             }
-        }
-    }
-
-    /// Record a failure (unless a close was already recorded).
-    pub fn failed(&mut self, e: &tether::Error) {
-        if self.closed_by.is_empty() {
-            self.closed_by = "error";
-            self.code = e.close_code().as_u16();
-            self.error = Some(e.to_string());
-        }
-    }
-
-    /// Fill in a missing close (the transport just ended).
-    pub fn finish(mut self) -> Outcome {
-        if self.closed_by.is_empty() {
-            self.closed_by = "client";
-            self.code = CloseCode::ABNORMAL.as_u16();
-        }
-        self
-    }
-}
-
-/// Bumped (before the watch is set) whenever a server in this process
-/// starts shutting down; see [`WaitShutdown`].
-static SHUTDOWN_EPOCH: AtomicU64 = AtomicU64::new(0);
-
-/// Tell every connection of this server to close with 1001.
-pub fn signal_shutdown(tx: &watch::Sender<bool>) {
-    SHUTDOWN_EPOCH.fetch_add(1, Ordering::Release);
-    let _ = tx.send(true);
-}
-
-/// Wait until shutdown is signalled (never, if the sender is gone).
-///
-/// Every connection waits on the one watch channel beside its traffic, and
-/// polling a registered watch future again takes the channel's lock, once
-/// per wakeup of every connection (about 3% of server CPU in a 10,000-
-/// subscriber broadcast profile).
-/// So once registered, this future is polled through only when the shutdown
-/// epoch moved or the task's waker changed; otherwise it answers `Pending`
-/// from one atomic load, and the watch's registration wakes the task.
-pub fn wait_shutdown(
-    rx: &mut watch::Receiver<bool>,
-) -> WaitShutdown<impl Future<Output = ()> + '_> {
-    WaitShutdown {
-        inner: async move {
-            if rx.wait_for(|v| *v).await.is_err() {
-                std::future::pending::<()>().await;
+            RouteKind::Pubsub { .. } => {
+                let hub = state.hubs[route.id].as_ref().expect("pubsub hub");
+                let engine = state.engines[route.id].as_deref().expect("pubsub engine");
+                let rights = pubsub::Rights {
+                    grants,
+                    max_subscriptions: state.config.limits.max_subscriptions,
+                    max_reply: state.config.limits.max_message_size,
+                    engine,
+                };
+                Box::pin(pubsub::run(ws, hub, &rights, &mut shutdown, metrics)).await
             }
-        },
-        registered: None,
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// See [`wait_shutdown`].
-    pub struct WaitShutdown<F> {
-        #[pin]
-        inner: F,
-        // The epoch seen before the inner future last returned `Pending`,
-        // and the waker it registered.
-        registered: Option<(u64, Waker)>,
-    }
-}
-
-impl<F: Future<Output = ()>> Future for WaitShutdown<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        // Loaded before polling through: a signal during that poll either
-        // shows in the watch or moves the epoch past this value.
-        let epoch = SHUTDOWN_EPOCH.load(Ordering::Acquire);
-        if let Some((seen, waker)) = this.registered {
-            if *seen == epoch && waker.will_wake(cx.waker()) {
-                return Poll::Pending;
+            RouteKind::Exec(route) => {
+                let admitted = exec
+                    .as_ref()
+                    .expect("exec routes are admitted with a request");
+                let spec = exec::ExecSpec {
+                    route,
+                    request: &admitted.request,
+                    max_message_size: state.config.limits.max_message_size,
+                };
+                Box::pin(exec::run(ws, spec, &mut shutdown, metrics)).await
             }
-        }
-        match this.inner.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(()),
-            Poll::Pending => {
-                *this.registered = Some((epoch, cx.waker().clone()));
-                Poll::Pending
-            }
-        }
+            RouteKind::Demo | RouteKind::Static { .. } => unreachable!("filtered above"),
+        };
+        metrics.open.fetch_sub(1, Ordering::Relaxed);
+        let closed = outcome.close();
+        state.metrics.closed(closed.code);
+        let path = std::mem::take(path);
+        // Frees the connection slot (and the socket) before logging.
+        drop(opened.take());
+        info!(
+            %peer,
+            path = %esc(&path),
+            duration_ms = started.elapsed().as_millis() as u64,
+            messages_in = outcome.messages_in,
+            bytes_in = outcome.bytes_in,
+            messages_out = outcome.messages_out,
+            bytes_out = outcome.bytes_out,
+            code = closed.code,
+            reason = %esc(&closed.reason),
+            closed_by = closed.by.as_str(),
+            error = %esc(closed.error.as_deref().unwrap_or("")),
+            "close"
+        );
     }
-}
-
-/// Close with `code`/`reason` (bounded by the close timeout) and record it.
-/// After the peer's Close, this only completes the handshake: the reply
-/// already queued stands and the peer's close is what is recorded.
-pub async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocket<S>,
-    out: &mut Outcome,
-    (code, reason): (u16, &str),
-) {
-    if out.closed_by.is_empty() {
-        out.closed_by = "server";
-        out.code = code;
-        out.reason = reason.to_owned();
-    }
-    let limit = ws.config().close_timeout * 2 + Duration::from_secs(1);
-    let frame = CloseFrame::new(CloseCode::from(code), reason);
-    let _ = tokio::time::timeout(limit, ws.close(Some(frame))).await;
 }
 
 enum Event {
     /// Shutdown or a slow consumer: close with this.
-    Stop((u16, &'static str)),
+    Stop(CloseReason),
     Out(Message),
     In(Option<tether::Result<Message>>),
 }
@@ -171,7 +148,7 @@ enum Wrote {
     /// All written and flushed: messages, bytes.
     Sent(u64, u64),
     /// Interrupted by a kick or shutdown: close with this.
-    Stopped((u16, &'static str)),
+    Stopped(CloseReason),
     Failed(tether::Error),
 }
 
@@ -192,7 +169,7 @@ async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     let mut queued_all = false;
     std::future::poll_fn(|cx| {
         if stop.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Wrote::Stopped(SHUTTING_DOWN));
+            return Poll::Ready(Wrote::Stopped(CloseReason::Shutdown));
         }
         let mut ws = Pin::new(&mut *ws);
         // Take a message only once the socket can queue it: none is lost
@@ -216,7 +193,9 @@ async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
                         return Poll::Ready(Wrote::Failed(e));
                     }
                 }
-                Some(Next::SlowConsumer) => return Poll::Ready(Wrote::Stopped(SLOW_CONSUMER)),
+                Some(Next::SlowConsumer) => {
+                    return Poll::Ready(Wrote::Stopped(CloseReason::SlowConsumer))
+                }
                 None => queued_all = true,
             }
         }
@@ -232,7 +211,7 @@ async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
 /// The socket is full: wait, unless the member has fallen too far behind.
 fn blocked(member: &mut Member, cx: &mut Context<'_>) -> Poll<Wrote> {
     match member.poll_lagged(cx) {
-        Poll::Ready(()) => Poll::Ready(Wrote::Stopped(SLOW_CONSUMER)),
+        Poll::Ready(()) => Poll::Ready(Wrote::Stopped(CloseReason::SlowConsumer)),
         Poll::Pending => Poll::Pending,
     }
 }
@@ -240,11 +219,11 @@ fn blocked(member: &mut Member, cx: &mut Context<'_>) -> Poll<Wrote> {
 /// Close a fan-out connection for shutdown or as a slow consumer (counted).
 async fn stop_with<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
-    mut out: Outcome,
+    mut out: Summary,
     metrics: &RouteMetrics,
-    why: (u16, &'static str),
-) -> Outcome {
-    if why == SLOW_CONSUMER {
+    why: CloseReason,
+) -> Summary {
+    if why == CloseReason::SlowConsumer {
         metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
     close_with(ws, &mut out, why).await;
@@ -262,12 +241,12 @@ pub async fn hub_loop<S, F>(
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
     mut on_data: F,
-) -> Outcome
+) -> Summary
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnMut(&mut Member, Message),
 {
-    let mut out = Outcome::default();
+    let mut out = Summary::default();
     // One shutdown future for the whole connection (it stays registered),
     // not a new one per message.
     let stop = wait_shutdown(shutdown);
@@ -280,7 +259,7 @@ where
     loop {
         let event = std::future::poll_fn(|cx| {
             if stop.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::Stop(SHUTTING_DOWN));
+                return Poll::Ready(Event::Stop(CloseReason::Shutdown));
             }
             for read in [read_first, !read_first] {
                 if read {
@@ -290,7 +269,7 @@ where
                 } else if let Poll::Ready(next) = member.poll_next(cx) {
                     return Poll::Ready(match next {
                         Next::Message(m) => Event::Out(m),
-                        Next::SlowConsumer => Event::Stop(SLOW_CONSUMER),
+                        Next::SlowConsumer => Event::Stop(CloseReason::SlowConsumer),
                     });
                 }
             }
@@ -321,7 +300,7 @@ where
                 // Nothing more goes out after the peer's Close: finish the
                 // handshake (our Close follows what is already queued).
                 out.peer_closed(&f);
-                close_with(ws, &mut out, (1000, "")).await;
+                close_with(ws, &mut out, CloseReason::Reply).await;
                 return out.finish();
             }
             Event::In(Some(Ok(m))) if m.is_data() => {
@@ -337,32 +316,11 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::super::close::ClosedBy;
     use super::super::hub::Hub;
     use super::*;
     use std::sync::Arc;
-
-    #[tokio::test]
-    async fn a_waiter_polled_many_times_still_wakes_on_shutdown() {
-        let (tx, mut rx) = watch::channel(false);
-        let (polled_tx, polled) = tokio::sync::oneshot::channel();
-        let waiter = tokio::spawn(async move {
-            let stop = wait_shutdown(&mut rx);
-            tokio::pin!(stop);
-            // A busy connection polls it on every wakeup.
-            for _ in 0..5 {
-                assert!(futures_util::poll!(&mut stop).is_pending());
-                tokio::task::yield_now().await;
-            }
-            polled_tx.send(()).unwrap();
-            stop.await;
-        });
-        polled.await.unwrap();
-        signal_shutdown(&tx);
-        tokio::time::timeout(Duration::from_secs(10), waiter)
-            .await
-            .expect("woken by the shutdown")
-            .unwrap();
-    }
+    use std::time::Duration;
 
     /// A server WebSocket on one end of an in-memory pipe, a client on the
     /// other.
@@ -400,7 +358,8 @@ mod tests {
             .await
             .expect("the loop ends");
         drop(server);
-        assert_eq!((out.closed_by, out.code), ("client", 1005));
+        let closed = out.close();
+        assert_eq!((closed.by, closed.code), (ClosedBy::Client, 1005));
         assert!(
             out.messages_out <= BATCH,
             "{} messages written after the peer's Close was there to read",

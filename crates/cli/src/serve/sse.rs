@@ -17,23 +17,23 @@
 //! knows nothing of HTTP versions; [`serve`] admits an HTTP/1.1 request and
 //! writes those bytes as a chunked response.
 
-use super::auth::{self, AuthError};
 use super::config::{Route, RouteKind, SseRoute};
 use super::http::{write_response, Response};
 use super::hub::{Hub, Joined, Member, Next};
 use super::logsafe::esc;
 use super::metrics::RouteMetrics;
-use super::policy::{self, ConnSlot, Grants, LimitError};
+use super::policy::{self, ConnSlot, Endpoint, Grants, Refusal, Upgrade};
+use super::proxy_addr::Client;
 use super::pubsub::valid_channel;
-use super::session::wait_shutdown;
-use super::stream::Conn;
-use super::State;
+use super::query::{percent_decode, query_param};
+use super::shutdown::wait_shutdown;
+use super::state::{ActiveGuard, State};
+use super::transport::Conn;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::StatusCode;
 use serde::Deserialize;
 use std::future::Future;
 use std::io::IoSlice;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -427,43 +427,31 @@ fn subscribed(channel: &str, j: &Joined) -> Message {
     })
 }
 
-/// What a request asks for: its channels, or the answer that refuses it.
-fn channels_of(
-    query: &str,
-    grants: &Grants,
-    max: usize,
-) -> Result<Vec<String>, (StatusCode, &'static str, String)> {
+/// What a request asks for: its channels, or why it is refused.
+fn channels_of(query: &str, grants: &Grants, max: usize) -> Result<Vec<String>, Refusal> {
     let mut channels: Vec<String> = Vec::new();
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k != "channel" {
             continue;
         }
-        let c = policy::percent_decode(v);
+        let c = percent_decode(v);
         if !valid_channel(&c) {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                "bad_channel",
-                "invalid channel name (1 to 128 bytes, no control characters)\n".into(),
-            ));
+            return Err(Refusal::BadChannel);
         }
         if !grants.may_subscribe(&c) {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "forbidden_channel",
-                format!("not allowed to subscribe to {c}\n"),
-            ));
+            return Err(Refusal::ForbiddenChannel(c));
         }
         if !channels.contains(&c) {
             channels.push(c);
         }
     }
     if channels.len() > max {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            "too_many_channels",
-            format!("too many channels: at most {max} per stream (limits.max_subscriptions)\n"),
-        ));
+        return Err(Refusal::TooManyChannels(max));
+    }
+    if channels.is_empty() {
+        // Nothing to stream: 204 tells an EventSource to stop.
+        return Err(Refusal::NoChannel);
     }
     Ok(channels)
 }
@@ -489,34 +477,38 @@ impl Ended {
     }
 }
 
-/// Serve `GET PATH/events` of `route` on an HTTP/1.1 connection: admit it
-/// as a WebSocket subscriber would be (Origin, auth, channel grants,
-/// connection limits), then stream until the client leaves, the stream
+/// Serve `GET PATH/events` of `route` on an HTTP/1.1 connection that
+/// arrived on listener `listener`: admit it as a WebSocket subscriber
+/// would be ([`policy::admit`]: Host, Origin, auth, connection limits; then
+/// the token's channel grants), then stream until the client leaves, the stream
 /// ends (slow reader, lifetime) or the server shuts down. The connection
 /// is closed afterwards. `http_slot` (the HTTP-phase connection slot) is
 /// given up once the stream holds a connection slot.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     state: &State,
+    listener: usize,
     mut conn: Conn,
     req: http::Request<()>,
     route: &Route,
     sse: &SseRoute,
-    peer: SocketAddr,
-    tls: bool,
+    client: Client,
     http_slot: ConnSlot,
 ) {
+    let peer = client.addr;
     let path = req.uri().path().to_owned();
-    let refuse = |reason: &'static str, detail: &str, resp: Response| {
-        state.metrics.rejected(reason);
-        info!(%peer, path = %esc(&path), status = resp.status().as_u16(), "refused event stream: {reason}: {detail}");
-        resp
-    };
-    let admitted = admit(state, &req, route, peer, tls, refuse);
+    let admitted = admit(state, listener, &req, route, client);
     let (grants, channels, slot, cors) = match admitted {
         Ok(a) => a,
-        Err(resp) => {
-            let resp = *resp;
+        Err(refused) => {
+            let resp = match refused {
+                Some(r) => {
+                    r.record(&state.metrics, "event stream", peer, &path);
+                    Response::refused(&r)
+                }
+                None => Response::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+                    .header("allow", "GET"),
+            };
             let deadline = state.config.limits.http_response_deadline(resp.body_len());
             let _ =
                 tokio::time::timeout(deadline, write_response(&mut conn, resp, false, false)).await;
@@ -531,7 +523,7 @@ pub async fn serve(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| policy::query_param(req.uri().query().unwrap_or(""), "last_event_id"));
+        .or_else(|| query_param(req.uri().query().unwrap_or(""), "last_event_id"));
     let resume = Resume::parse(last_id.as_deref(), channels.len());
     let user = grants.subject.as_deref().map(Arc::from);
     let mut events = Events::open(hub, user, &channels, &resume, &Settings::of(sse));
@@ -550,8 +542,7 @@ pub async fn serve(
     }
     head.push_str("connection: close\r\n\r\n");
 
-    state.active.fetch_add(1, Ordering::AcqRel);
-    let _active = super::ActiveGuard(&state.active);
+    let _active = ActiveGuard::enter(&state.active);
     let metrics = &*state.route_metrics[route.id];
     metrics.connections.fetch_add(1, Ordering::Relaxed);
     metrics.open.fetch_add(1, Ordering::Relaxed);
@@ -616,121 +607,37 @@ pub async fn serve(
 /// connection slot and the origin to allow (CORS) if it is another one.
 type Admitted = (Grants, Vec<String>, ConnSlot, Option<String>);
 
-/// The WebSocket path's admission for an event stream request.
+/// The WebSocket path's admission, then the channels asked for; `None`:
+/// not a `GET` (answered 405, not counted as a refusal).
 fn admit(
     state: &State,
+    listener: usize,
     req: &http::Request<()>,
     route: &Route,
-    peer: SocketAddr,
-    tls: bool,
-    refuse: impl Fn(&'static str, &str, Response) -> Response,
-) -> Result<Admitted, Box<Response>> {
+    client: Client,
+) -> Result<Admitted, Option<Refusal>> {
     if req.method() != http::Method::GET {
-        return Err(Response::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
-            .header("allow", "GET")
-            .into());
+        return Err(None);
     }
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    let host = header("host").unwrap_or("");
-    let origin = header("origin");
-    if !policy::origin_allowed(&route.origins, origin, host, tls) {
-        let detail =
-            policy::origin_refusal(&route.origins, origin.unwrap_or(""), host, &route.name);
-        return Err(refuse(
-            "origin",
-            &detail,
-            Response::text(
-                StatusCode::FORBIDDEN,
-                "cross-origin event streams are not allowed here\n",
-            ),
-        )
-        .into());
-    }
-    // Another origin the route allows: let its page read the stream.
-    let cors = origin
-        .filter(|o| {
-            !policy::origin_allowed(&super::config::OriginRule::SameOrigin, Some(o), host, tls)
-        })
-        .map(str::to_owned);
-    let grants = match &route.auth {
-        None => Grants::anonymous(),
-        Some(a) => match auth::check_token(a, auth::find_token(a, req).as_deref()) {
-            Ok(g) => g,
-            Err(e) => {
-                let (detail, body) = match e {
-                    AuthError::Missing => (
-                        format!(
-                            "no token (Authorization: Bearer, cookie or `{}` query parameter)",
-                            a.query_param
-                        ),
-                        "authentication required\n",
-                    ),
-                    AuthError::Invalid(why) => {
-                        (format!("token refused: {}", esc(&why)), "invalid token\n")
-                    }
-                };
-                return Err(refuse(
-                    "auth",
-                    &detail,
-                    Response::text(StatusCode::UNAUTHORIZED, body)
-                        .header("www-authenticate", "Bearer"),
-                )
-                .into());
-            }
-        },
+    let up = Upgrade {
+        host: header("host").unwrap_or(""),
+        path: req.uri().path(),
+        query: req.uri().query().unwrap_or(""),
+        origin: header("origin"),
+        headers: req.headers(),
+        client: client.addr,
+        https: client.https,
     };
-    let query = req.uri().query().unwrap_or("");
+    let admission = policy::admit(state, listener, &up, Endpoint::Route(route))?;
     let max = state.config.limits.max_subscriptions;
-    let channels = match channels_of(query, &grants, max) {
-        Ok(c) if c.is_empty() => {
-            // Nothing to stream: 204 tells an EventSource to stop.
-            return Err(refuse(
-                "no_channel",
-                "no `channel` parameter",
-                Response::typed(StatusCode::NO_CONTENT, "text/plain", Vec::new()),
-            )
-            .into());
-        }
-        Ok(c) => c,
-        Err((status, reason, body)) => {
-            let detail = body.trim_end().to_owned();
-            return Err(refuse(reason, &detail, Response::text(status, body)).into());
-        }
-    };
-    let slot = match state.limiter.acquire(peer.ip()) {
-        Ok(s) => s,
-        Err(LimitError::Total) => {
-            let detail = format!(
-                "limits.max_connections ({}) reached",
-                state.config.limits.max_connections
-            );
-            return Err(refuse(
-                "limit_total",
-                &detail,
-                Response::text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n")
-                    .header("retry-after", "5"),
-            )
-            .into());
-        }
-        Err(LimitError::PerIp) => {
-            let detail = format!(
-                "limits.max_connections_per_ip ({}) reached for {}",
-                state.config.limits.max_connections_per_ip,
-                peer.ip()
-            );
-            return Err(refuse(
-                "limit_ip",
-                &detail,
-                Response::text(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many connections from your address\n",
-                )
-                .header("retry-after", "5"),
-            )
-            .into());
-        }
-    };
-    Ok((grants, channels, slot, cors))
+    let channels = channels_of(up.query, &admission.grants, max)?;
+    // Another origin the route allows: let its page read the stream.
+    let cors = up
+        .origin
+        .filter(|o| !tether::OriginPolicy::SameOrigin.allows_over(Some(o), up.host, up.https))
+        .map(str::to_owned);
+    Ok((admission.grants, channels, admission.slot, cors))
 }
 
 /// The HTTP/1.1 body writer of a stream.

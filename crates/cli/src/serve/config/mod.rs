@@ -33,8 +33,8 @@ mod values;
 pub use args::ServeArgs;
 pub use raw::RawConfig;
 pub use resolved::{
-    AuthConfig, EngineKind, ExecRoute, HostRule, ListenerConfig, OriginRule, Route, RouteKind,
-    ServerConfig, SseRoute,
+    AuthConfig, EngineKind, ExecRoute, HostRule, ListenerConfig, Route, RouteKind, ServerConfig,
+    SseRoute,
 };
 
 /// Longest room or channel name, in bytes.

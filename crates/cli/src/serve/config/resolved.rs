@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tether::OriginPolicy;
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -152,8 +153,9 @@ pub struct Route {
     pub kind: RouteKind,
     /// Subprotocols spoken.
     pub protocols: Vec<String>,
-    /// Origin policy.
-    pub origins: OriginRule,
+    /// Which origins may open a WebSocket: the same origin (absent), any
+    /// (`["*"]`) or a list (lowercase, no trailing slash).
+    pub origins: OriginPolicy,
     /// Authentication.
     pub auth: Option<AuthConfig>,
 }
@@ -242,17 +244,6 @@ impl RouteKind {
     pub fn is_websocket(&self) -> bool {
         !matches!(self, RouteKind::Demo | RouteKind::Static { .. })
     }
-}
-
-/// Which origins may open a WebSocket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OriginRule {
-    /// The page's origin must match the `Host` the request was sent to.
-    SameOrigin,
-    /// Any origin (`["*"]`).
-    Any,
-    /// Exactly these (lowercase, no trailing slash).
-    List(Vec<String>),
 }
 
 /// Authentication settings.

@@ -4,11 +4,12 @@
 
 use super::pattern::PathPattern;
 use super::raw::{ClientPublish, DurationValue, OneOrMany, RawAuth, RawRoute};
-use super::resolved::{AuthConfig, ExecRoute, OriginRule, Route, RouteKind, SseRoute};
+use super::resolved::{AuthConfig, ExecRoute, Route, RouteKind, SseRoute};
 use super::values::duration_at;
 use super::MAX_NAME;
 use crate::serve::auth::{ClaimRules, JwtVerifier, KeySource};
 use std::sync::Arc;
+use tether::OriginPolicy;
 
 pub(super) fn validate_routes(
     raw: &[RawRoute],
@@ -205,8 +206,8 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
     };
     let pattern = PathPattern::parse(&r.path, matches!(kind, RouteKind::Static { .. }))?;
     let origins = match &r.origins {
-        None => OriginRule::SameOrigin,
-        Some(list) if list.iter().any(|o| o == "*") => OriginRule::Any,
+        None => OriginPolicy::SameOrigin,
+        Some(list) if list.iter().any(|o| o == "*") => OriginPolicy::Any,
         Some(list) => {
             let mut out = Vec::new();
             for o in list {
@@ -218,7 +219,7 @@ fn validate_route(r: &RawRoute) -> Result<Route, String> {
                 }
                 out.push(o);
             }
-            OriginRule::List(out)
+            OriginPolicy::List(out)
         }
     };
     let auth = match &r.auth {

@@ -31,7 +31,7 @@ fn example_file_validates() {
     ));
     assert_eq!(
         cfg.routes[2].origins,
-        OriginRule::List(vec![
+        tether::OriginPolicy::List(vec![
             "https://app.example.com".into(),
             "http://localhost:3000".into()
         ])

@@ -2,6 +2,7 @@
 //! its request and the variables the route passes on (`pass_env`); nothing
 //! else of the server's environment (which may hold secrets).
 
+use crate::serve::policy::Upgrade;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 
@@ -35,6 +36,40 @@ pub struct RequestFacts {
     pub protocol: Option<String>,
     /// The authenticated subject (JWT `sub`).
     pub user: Option<String>,
+}
+
+impl RequestFacts {
+    /// The facts of an admitted handshake: `route_path` is the route's path
+    /// as configured, `server_port` the port it arrived on, `protocol` the
+    /// subprotocol chosen, `user` the authenticated subject.
+    pub fn new(
+        up: &Upgrade<'_>,
+        route_path: &str,
+        server_port: Option<u16>,
+        protocol: Option<String>,
+        user: Option<String>,
+    ) -> RequestFacts {
+        let header = |name: http::HeaderName| {
+            up.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        RequestFacts {
+            remote: Some(up.client),
+            server_port,
+            path: up.path.to_owned(),
+            route_path: route_path.to_owned(),
+            query: up.query.to_owned(),
+            https: up.https,
+            host: up.host.to_owned(),
+            origin: up.origin.map(str::to_owned),
+            user_agent: header(http::header::USER_AGENT),
+            cookie: header(http::header::COOKIE),
+            protocol,
+            user,
+        }
+    }
 }
 
 /// The program's whole environment: PATH (the server's, or a default), the
@@ -103,5 +138,40 @@ mod tests {
         assert_eq!(get("HOME"), std::env::var_os("HOME"));
         assert_eq!(get("NOT_SET_ANYWHERE_X"), None);
         assert_eq!(get("CARGO"), None);
+    }
+
+    #[test]
+    fn the_request_facts_come_from_the_admitted_handshake() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::USER_AGENT, "probe/1".parse().unwrap());
+        headers.insert(http::header::COOKIE, "a=b".parse().unwrap());
+        let up = Upgrade {
+            host: "example.com",
+            path: "/x/y",
+            query: "q=1",
+            origin: Some("https://example.com"),
+            headers: &headers,
+            client: "192.0.2.7:5555".parse().unwrap(),
+            https: true,
+        };
+        let facts = RequestFacts::new(&up, "/x/{id}", Some(443), Some("chat".into()), None);
+        let env = environment(&facts, &[]);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        for (k, v) in [
+            ("REMOTE_ADDR", "192.0.2.7"),
+            ("SERVER_PORT", "443"),
+            ("PATH_INFO", "/x/y"),
+            ("SCRIPT_NAME", "/x/{id}"),
+            ("QUERY_STRING", "q=1"),
+            ("HTTPS", "on"),
+            ("HTTP_HOST", "example.com"),
+            ("HTTP_ORIGIN", "https://example.com"),
+            ("HTTP_USER_AGENT", "probe/1"),
+            ("HTTP_COOKIE", "a=b"),
+            ("SEC_WEBSOCKET_PROTOCOL", "chat"),
+            ("REMOTE_USER", ""),
+        ] {
+            assert_eq!(get(k), Some(v.into()), "{k}");
+        }
     }
 }

@@ -43,9 +43,10 @@ mod process;
 pub use env::RequestFacts;
 pub use process::{find_program, ProcessSlot};
 
+use super::close::{close_with, CloseReason, Summary};
 use super::config::ExecRoute;
 use super::metrics::RouteMetrics;
-use super::session::{close_with, wait_shutdown, Outcome, SHUTTING_DOWN};
+use super::shutdown::wait_shutdown;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use pipes::{Input, StdinEnd};
@@ -97,8 +98,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     spec: ExecSpec<'_>,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
-) -> Outcome {
-    let mut out = Outcome::default();
+) -> Summary {
+    let mut out = Summary::default();
     let route = spec.route;
     let env = env::environment(spec.request, &route.pass_env);
     let spawned = Program::spawn(
@@ -112,7 +113,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(program = %route.command[0], "cannot start program: {e}");
-            close_with(ws, &mut out, (1011, "cannot start the program")).await;
+            close_with(ws, &mut out, CloseReason::ProgramNotStarted).await;
             return out.finish();
         }
     };
@@ -142,27 +143,18 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         }
         End::ProgramDone => {
             let status = program.finish(Instant::now() + grace, grace).await;
-            let why = match status {
-                Some(0) => (1000, "program exited".to_owned()),
-                Some(code) => (1011, format!("program exited with status {code}")),
-                None => (1011, "program was killed".to_owned()),
-            };
-            close_with(ws, &mut out, (why.0, &why.1)).await;
+            close_with(ws, &mut out, CloseReason::ProgramExited(status)).await;
         }
         End::Shutdown => {
             tokio::join!(
-                close_with(ws, &mut out, SHUTTING_DOWN),
+                close_with(ws, &mut out, CloseReason::Shutdown),
                 program.finish(Instant::now(), grace)
             );
         }
         End::StdinStalled => {
             tracing::info!(program = %program.name, "program did not read its input for {:?}: closing", route.stdin_timeout);
-            let why = format!(
-                "program stopped reading its input (stdin_timeout {:?})",
-                route.stdin_timeout
-            );
             tokio::join!(
-                close_with(ws, &mut out, (1011, &why)),
+                close_with(ws, &mut out, CloseReason::StdinStalled(route.stdin_timeout)),
                 program.finish(Instant::now(), grace)
             );
         }
@@ -181,7 +173,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     binary: bool,
     mut stop: Pin<&mut impl Future<Output = ()>>,
     metrics: &RouteMetrics,
-    out: &mut Outcome,
+    out: &mut Summary,
 ) -> End {
     // The message being queued for stdin; the socket is not read meanwhile.
     let mut input: Option<Input> = None;
@@ -269,7 +261,7 @@ async fn drain<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Instant,
     mut stop: Pin<&mut impl Future<Output = ()>>,
     metrics: &RouteMetrics,
-    out: &mut Outcome,
+    out: &mut Summary,
 ) {
     let late = tokio::time::sleep_until(deadline);
     tokio::pin!(late);
@@ -299,7 +291,7 @@ async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     stdout: &mut mpsc::Receiver<Message>,
     stop: Pin<&mut impl Future<Output = ()>>,
     metrics: &RouteMetrics,
-    out: &mut Outcome,
+    out: &mut Summary,
 ) -> Result<(), End> {
     let (mut count, mut bytes) = (0u64, 0u64);
     let send = async {
