@@ -27,10 +27,9 @@ fuzz_target!(|data: &[u8]| {
     let limits = if selector & 1 == 0 {
         HandshakeLimits::default()
     } else {
-        HandshakeLimits {
-            max_head_bytes: 32 + (selector as usize >> 1) * 4,
-            max_headers: (selector as usize >> 4) + 1,
-        }
+        HandshakeLimits::default()
+            .with_max_head_bytes(32 + (selector as usize >> 1) * 4)
+            .with_max_headers((selector as usize >> 4) + 1)
     };
     match parse_request(data, &limits) {
         Ok(None) => assert!(data.len() < limits.max_head_bytes),

@@ -18,10 +18,9 @@ fuzz_target!(|data: &[u8]| {
     let limits = if selector & 1 == 0 {
         HandshakeLimits::default()
     } else {
-        HandshakeLimits {
-            max_head_bytes: 32 + (selector as usize >> 1) * 4,
-            max_headers: (selector as usize >> 4) + 1,
-        }
+        HandshakeLimits::default()
+            .with_max_head_bytes(32 + (selector as usize >> 1) * 4)
+            .with_max_headers((selector as usize >> 4) + 1)
     };
     // Which subprotocols and extensions were "offered" also comes from the
     // selector, so both the empty and the non-empty offer paths run.

@@ -79,11 +79,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut conn = Connection::new(
         Role::Server,
-        Config {
-            max_message_size: limit,
-            negotiated_deflate: Some(params),
-            ..Config::default()
-        },
+        Config::default()
+            .with_max_message_size(limit)
+            .with_negotiated_deflate(Some(params)),
     );
     let opcode = if text { OpCode::Text } else { OpCode::Binary };
     let mut wire = Vec::new();

@@ -77,20 +77,18 @@ fn deflate_config(flags: u8, params: u8) -> Config {
     if flags >> 5 != 0b111 {
         return Config::default();
     }
-    Config {
-        deflate: Some(DeflateConfig {
-            min_size: 16,
-            // The fastest level: the fuzzer is after our framing, not zlib.
-            level: 1,
-            ..DeflateConfig::default()
-        }),
-        negotiated_deflate: Some(DeflateParams {
+    Config::default()
+        .with_deflate(Some(
+            DeflateConfig::default()
+                .with_min_size(16)
+                // The fastest level: the fuzzer is after our framing, not zlib.
+                .with_level(1),
+        ))
+        .with_negotiated_deflate(Some(DeflateParams {
             server_no_context_takeover: params & 1 != 0,
             client_no_context_takeover: params & 2 != 0,
             ..DeflateParams::default()
-        }),
-        ..Config::default()
-    }
+        }))
 }
 
 /// Run one fuzz input against a connection of the given role.
@@ -99,17 +97,15 @@ pub fn run_connection(role: Role, data: &[u8]) {
     let max_frame_size = 1 + byte(0) as usize * 4;
     let max_message_size = 1 + byte(1) as usize * 8;
     let flags = byte(2);
-    let config = Config {
-        max_frame_size,
-        max_message_size,
-        auto_pong: flags & 1 != 0,
-        control_backlog: byte(3) as usize * 4,
-        fragment_size: match (flags >> 1) & 0x0f {
+    let config = deflate_config(flags, byte(3))
+        .with_max_frame_size(max_frame_size)
+        .with_max_message_size(max_message_size)
+        .with_auto_pong(flags & 1 != 0)
+        .with_control_backlog(byte(3) as usize * 4)
+        .with_fragment_size(match (flags >> 1) & 0x0f {
             0 => None,
             n => Some(n as usize * 3),
-        },
-        ..deflate_config(flags, byte(3))
-    };
+        });
     let k = data.get(4).copied().unwrap_or(0) as usize;
     let rest = data.get(5..).unwrap_or(&[]);
     let (ops, mut wire) = rest.split_at(k.min(rest.len()));
@@ -377,11 +373,9 @@ impl Harness {
             Role::Server => Role::Client,
         };
         let config = self.conn.config();
-        let peer_config = Config {
-            deflate: config.deflate.clone(),
-            negotiated_deflate: config.negotiated_deflate,
-            ..Config::default()
-        };
+        let peer_config = Config::default()
+            .with_deflate(config.deflate.clone())
+            .with_negotiated_deflate(config.negotiated_deflate);
         let mut peer = Connection::new(peer_role, peer_config);
         peer.receive(&self.sent);
         loop {

@@ -63,10 +63,7 @@ fn json_payload_from(len: usize, first: u64) -> Vec<u8> {
 }
 
 fn connection_bytes(params: Option<DeflateParams>) -> isize {
-    let config = Config {
-        negotiated_deflate: params,
-        ..Config::default()
-    };
+    let config = Config::default().with_negotiated_deflate(params);
     let msg = Message::Binary(json_payload(4096).into());
     let keep = msg.clone(); // the payload stays allocated throughout
     let before = LIVE.load(Ordering::Relaxed);

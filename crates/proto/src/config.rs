@@ -4,12 +4,17 @@ use crate::deflate::{DeflateConfig, DeflateParams};
 
 /// Options for a [`Connection`](crate::Connection).
 ///
+/// Built from [`Config::default`] with the `with_*` setters, so that new
+/// options can be added without breaking anyone; the fields are public to
+/// read.
+///
 /// ```
 /// use tether_proto::Config;
-/// let config = Config { max_message_size: 1 << 20, ..Config::default() };
+/// let config = Config::default().with_max_message_size(1 << 20);
 /// assert_eq!(config.max_frame_size, 16 << 20);
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Largest frame payload accepted; larger frames fail the connection
     /// with 1009 as soon as their header arrives. Default 16 MiB.
@@ -62,5 +67,65 @@ impl Default for Config {
             deflate: None,
             negotiated_deflate: None,
         }
+    }
+}
+
+impl Config {
+    /// Sets [`max_frame_size`](Self::max_frame_size).
+    #[must_use]
+    pub fn with_max_frame_size(mut self, max_frame_size: usize) -> Self {
+        self.max_frame_size = max_frame_size;
+        self
+    }
+
+    /// Sets [`max_message_size`](Self::max_message_size).
+    #[must_use]
+    pub fn with_max_message_size(mut self, max_message_size: usize) -> Self {
+        self.max_message_size = max_message_size;
+        self
+    }
+
+    /// Sets [`auto_pong`](Self::auto_pong).
+    #[must_use]
+    pub fn with_auto_pong(mut self, auto_pong: bool) -> Self {
+        self.auto_pong = auto_pong;
+        self
+    }
+
+    /// Sets [`defer_close_reply`](Self::defer_close_reply).
+    #[must_use]
+    pub fn with_defer_close_reply(mut self, defer_close_reply: bool) -> Self {
+        self.defer_close_reply = defer_close_reply;
+        self
+    }
+
+    /// Sets [`control_backlog`](Self::control_backlog).
+    #[must_use]
+    pub fn with_control_backlog(mut self, control_backlog: usize) -> Self {
+        self.control_backlog = control_backlog;
+        self
+    }
+
+    /// Sets [`fragment_size`](Self::fragment_size).
+    #[must_use]
+    pub fn with_fragment_size(mut self, fragment_size: Option<usize>) -> Self {
+        self.fragment_size = fragment_size;
+        self
+    }
+
+    /// Sets [`negotiated_deflate`](Self::negotiated_deflate): what the
+    /// handshake agreed (the handshake layer sets it; tests and other I/O
+    /// layers may too).
+    #[must_use]
+    pub fn with_negotiated_deflate(mut self, negotiated_deflate: Option<DeflateParams>) -> Self {
+        self.negotiated_deflate = negotiated_deflate;
+        self
+    }
+
+    /// Sets [`deflate`](Self::deflate) (`None`: never negotiate compression).
+    #[must_use]
+    pub fn with_deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
+        self.deflate = deflate;
+        self
     }
 }

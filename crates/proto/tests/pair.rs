@@ -53,12 +53,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (proptest::option::of(1..64usize), any::<bool>()).prop_map(|(fragment_size, small)| Config {
-        fragment_size,
-        // Small limits must still admit everything the strategies send.
-        max_message_size: if small { 1024 } else { 64 << 20 },
-        max_frame_size: if small { 512 } else { 16 << 20 },
-        ..Config::default()
+    (proptest::option::of(1..64usize), any::<bool>()).prop_map(|(fragment_size, small)| {
+        Config::default()
+            .with_fragment_size(fragment_size)
+            // Small limits must still admit everything the strategies send.
+            .with_max_message_size(if small { 1024 } else { 64 << 20 })
+            .with_max_frame_size(if small { 512 } else { 16 << 20 })
     })
 }
 
@@ -221,14 +221,9 @@ fn deflate() -> impl Strategy<Value = Option<DeflateParams>> {
 }
 
 fn with_deflate(config: Config, params: Option<DeflateParams>) -> Config {
-    Config {
-        deflate: params.map(|_| DeflateConfig {
-            min_size: 8,
-            ..DeflateConfig::default()
-        }),
-        negotiated_deflate: params,
-        ..config
-    }
+    config
+        .with_deflate(params.map(|_| DeflateConfig::default().with_min_size(8)))
+        .with_negotiated_deflate(params)
 }
 
 proptest! {

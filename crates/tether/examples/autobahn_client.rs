@@ -9,12 +9,13 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tether::{ClientBuilder, Message, WebSocketConfig};
 
 fn config() -> WebSocketConfig {
-    let mut c = WebSocketConfig::default();
-    c.protocol.max_message_size = 64 << 20;
-    c.protocol.max_frame_size = 64 << 20;
-    // Offer permessage-deflate so that cases 12.* and 13.* run.
-    c.protocol.deflate = Some(tether::proto::deflate::DeflateConfig::default());
-    c
+    WebSocketConfig::default().with_protocol(
+        tether::proto::Config::default()
+            .with_max_message_size(64 << 20)
+            .with_max_frame_size(64 << 20)
+            // Offer permessage-deflate so that cases 12.* and 13.* run.
+            .with_deflate(Some(tether::proto::deflate::DeflateConfig::default())),
+    )
 }
 
 async fn case_count(base: &str, agent: &str) -> tether::Result<u32> {

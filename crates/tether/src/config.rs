@@ -5,7 +5,14 @@ use tether_proto::handshake::HandshakeLimits;
 use tether_proto::Config;
 
 /// Keepalive: ping when the peer has been silent, give up when it stays so.
+///
+/// ```
+/// use std::time::Duration;
+/// let keepalive = tether::Keepalive::new(Duration::from_secs(30), Duration::from_secs(10));
+/// let config = tether::WebSocketConfig::default().with_keepalive(Some(keepalive));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Keepalive {
     /// Send a ping once this long has passed without receiving anything.
     /// Silence is checked once per interval, so the ping goes out after one
@@ -17,14 +24,20 @@ pub struct Keepalive {
 
 /// Options for a [`WebSocket`](crate::WebSocket) and its handshake.
 ///
+/// Built from [`WebSocketConfig::default`] with the `with_*` setters, so
+/// that new options can be added without breaking anyone; the fields are
+/// public to read.
+///
 /// ```
 /// use std::time::Duration;
-/// use tether::WebSocketConfig;
-/// let mut config = WebSocketConfig::default();
-/// config.protocol.max_message_size = 1 << 20;
-/// config.close_timeout = Duration::from_secs(2);
+/// use tether::{proto::Config, WebSocketConfig};
+/// let config = WebSocketConfig::default()
+///     .with_protocol(Config::default().with_max_message_size(1 << 20))
+///     .with_close_timeout(Duration::from_secs(2));
+/// assert_eq!(config.protocol.max_message_size, 1 << 20);
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct WebSocketConfig {
     /// Limits and options of the protocol core.
     pub protocol: Config,
@@ -62,5 +75,99 @@ impl Default for WebSocketConfig {
             keepalive: None,
             send_timeout: None,
         }
+    }
+}
+
+impl Keepalive {
+    /// Ping after `interval` of silence; fail the connection if nothing
+    /// arrives within `timeout` after the ping.
+    pub fn new(interval: Duration, timeout: Duration) -> Self {
+        Keepalive { interval, timeout }
+    }
+}
+
+impl WebSocketConfig {
+    /// Sets [`protocol`](Self::protocol) (limits and options of the protocol core).
+    #[must_use]
+    pub fn with_protocol(mut self, protocol: Config) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Sets [`handshake_limits`](Self::handshake_limits).
+    #[must_use]
+    pub fn with_handshake_limits(mut self, handshake_limits: HandshakeLimits) -> Self {
+        self.handshake_limits = handshake_limits;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    #[must_use]
+    pub fn with_handshake_timeout(mut self, handshake_timeout: Duration) -> Self {
+        self.handshake_timeout = handshake_timeout;
+        self
+    }
+
+    /// Sets [`close_timeout`](Self::close_timeout).
+    #[must_use]
+    pub fn with_close_timeout(mut self, close_timeout: Duration) -> Self {
+        self.close_timeout = close_timeout;
+        self
+    }
+
+    /// Sets [`write_buffer_limit`](Self::write_buffer_limit).
+    #[must_use]
+    pub fn with_write_buffer_limit(mut self, write_buffer_limit: usize) -> Self {
+        self.write_buffer_limit = write_buffer_limit;
+        self
+    }
+
+    /// Sets [`keepalive`](Self::keepalive).
+    #[must_use]
+    pub fn with_keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets [`send_timeout`](Self::send_timeout).
+    #[must_use]
+    pub fn with_send_timeout(mut self, send_timeout: Option<Duration>) -> Self {
+        self.send_timeout = send_timeout;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_setter_changes_its_own_field_only() {
+        let d = WebSocketConfig::default();
+        let k = Keepalive::new(Duration::from_secs(30), Duration::from_secs(10));
+        let c = WebSocketConfig::default()
+            .with_protocol(Config::default().with_max_message_size(1 << 20))
+            .with_handshake_limits(HandshakeLimits::default().with_max_headers(8))
+            .with_handshake_timeout(Duration::from_secs(3))
+            .with_close_timeout(Duration::from_secs(2))
+            .with_write_buffer_limit(1 << 16)
+            .with_keepalive(Some(k))
+            .with_send_timeout(Some(Duration::from_secs(7)));
+        assert_eq!(c.protocol.max_message_size, 1 << 20);
+        assert_eq!(c.protocol.max_frame_size, d.protocol.max_frame_size);
+        assert_eq!(c.handshake_limits.max_headers, 8);
+        assert_eq!(
+            c.handshake_limits.max_head_bytes,
+            d.handshake_limits.max_head_bytes
+        );
+        assert_eq!(c.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.close_timeout, Duration::from_secs(2));
+        assert_eq!(c.write_buffer_limit, 1 << 16);
+        assert_eq!(c.keepalive, Some(k));
+        assert_eq!(
+            (k.interval, k.timeout),
+            (Duration::from_secs(30), Duration::from_secs(10))
+        );
+        assert_eq!(c.send_timeout, Some(Duration::from_secs(7)));
     }
 }

@@ -117,7 +117,20 @@
 //!
 //! ## Configuration
 //!
-//! [`WebSocketConfig`] holds every limit and timer, for both roles:
+//! [`WebSocketConfig`] holds every limit and timer, for both roles, built
+//! from its default with `with_*` setters (the config types are
+//! `#[non_exhaustive]`, so options can be added without breaking you; their
+//! fields are public to read):
+//!
+//! ```
+//! use std::time::Duration;
+//! use tether::{proto::Config, Keepalive, WebSocketConfig};
+//! let config = WebSocketConfig::default()
+//!     .with_protocol(Config::default().with_max_message_size(1 << 20))
+//!     .with_keepalive(Some(Keepalive::new(Duration::from_secs(30), Duration::from_secs(10))))
+//!     .with_send_timeout(Some(Duration::from_secs(30)));
+//! ```
+//!
 //! `protocol` ([`proto::Config`]: `max_frame_size`, `max_message_size`,
 //! `deflate` to offer or accept permessage-deflate, `defer_close_reply`),
 //! `handshake_limits` and `handshake_timeout` (slow or oversized requests),
@@ -125,7 +138,9 @@
 //! more is queued), `keepalive` ([`Keepalive`] pings, failing a silent
 //! peer) and `send_timeout` (failing a peer that stops reading). Defaults
 //! are safe for a public server: 64 MiB messages at most, a 10 s handshake,
-//! no compression unless configured.
+//! no compression unless configured. Every limit with its default, and what
+//! it protects against, is in the guide's
+//! [memory and limits](https://github.com/tether-ws/tether/blob/main/docs/guide.md#memory-and-limits).
 //!
 //! ## Errors
 //!

@@ -14,10 +14,7 @@ const MESSAGE: usize = 16 * 1024;
 const HEADER: usize = 14;
 
 fn config() -> WebSocketConfig {
-    WebSocketConfig {
-        write_buffer_limit: LIMIT,
-        ..WebSocketConfig::default()
-    }
+    WebSocketConfig::default().with_write_buffer_limit(LIMIT)
 }
 
 #[tokio::test(start_paused = true)]

@@ -138,10 +138,7 @@ async fn sink_close_sends_a_close_frame_and_completes() {
 
 #[tokio::test(start_paused = true)]
 async fn close_gives_up_after_close_timeout_when_the_peer_never_answers() {
-    let config = WebSocketConfig {
-        close_timeout: Duration::from_secs(3),
-        ..WebSocketConfig::default()
-    };
+    let config = WebSocketConfig::default().with_close_timeout(Duration::from_secs(3));
     let (mut ws, mut raw) = client_with_raw_server(config).await;
     let started = tokio::time::Instant::now();
     let result = ws.close(None).await;

@@ -2,13 +2,12 @@
 
 use futures_util::StreamExt;
 use tether::proto::deflate::{DeflateConfig, DeflateParams};
+use tether::proto::Config;
 use tether::{ClientBuilder, Message, ServerBuilder, WebSocketConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn with_deflate(d: Option<DeflateConfig>) -> WebSocketConfig {
-    let mut c = WebSocketConfig::default();
-    c.protocol.deflate = d;
-    c
+    WebSocketConfig::default().with_protocol(Config::default().with_deflate(d))
 }
 
 async fn pair(
@@ -56,12 +55,10 @@ async fn both_sides_enabled_negotiate_and_echo() {
 
 #[tokio::test]
 async fn server_limits_are_agreed_by_the_client() {
-    let server = DeflateConfig {
-        server_max_window_bits: 10,
-        client_max_window_bits: 9,
-        client_no_context_takeover: true,
-        ..DeflateConfig::default()
-    };
+    let server = DeflateConfig::default()
+        .with_server_max_window_bits(10)
+        .with_client_max_window_bits(9)
+        .with_client_no_context_takeover(true);
     let (mut s, mut c, resp) = pair(Some(server), Some(DeflateConfig::default())).await;
     assert_eq!(
         resp.headers().get("sec-websocket-extensions").unwrap(),

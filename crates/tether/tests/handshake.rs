@@ -293,10 +293,7 @@ async fn too_many_header_fields_get_431() {
 #[tokio::test(start_paused = true)]
 async fn slow_drip_request_hits_the_handshake_timeout() {
     let (mut raw, server_end) = tokio::io::duplex(PIPE);
-    let config = WebSocketConfig {
-        handshake_timeout: Duration::from_secs(10),
-        ..WebSocketConfig::default()
-    };
+    let config = WebSocketConfig::default().with_handshake_timeout(Duration::from_secs(10));
     let server = ServerBuilder::new().config(config);
     let dripper = tokio::spawn(async move {
         // One byte a second: the whole head would take minutes.
@@ -329,10 +326,7 @@ async fn slow_drip_request_hits_the_handshake_timeout() {
 #[tokio::test(start_paused = true)]
 async fn client_handshake_times_out_when_the_server_never_answers() {
     let (client_end, _silent) = tokio::io::duplex(PIPE);
-    let config = WebSocketConfig {
-        handshake_timeout: Duration::from_secs(3),
-        ..WebSocketConfig::default()
-    };
+    let config = WebSocketConfig::default().with_handshake_timeout(Duration::from_secs(3));
     let result = ClientBuilder::new("ws://localhost/")
         .config(config)
         .connect_on(client_end)

@@ -10,13 +10,10 @@ use tether::{Error, Keepalive, Message, WebSocketConfig};
 use tokio::time::{timeout_at, Instant};
 
 fn keepalive(interval: u64, timeout: u64) -> WebSocketConfig {
-    WebSocketConfig {
-        keepalive: Some(Keepalive {
-            interval: Duration::from_secs(interval),
-            timeout: Duration::from_secs(timeout),
-        }),
-        ..WebSocketConfig::default()
-    }
+    WebSocketConfig::default().with_keepalive(Some(Keepalive::new(
+        Duration::from_secs(interval),
+        Duration::from_secs(timeout),
+    )))
 }
 
 #[tokio::test(start_paused = true)]

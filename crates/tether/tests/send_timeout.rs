@@ -12,11 +12,9 @@ const MESSAGE: usize = 16 * 1024;
 const SEND_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn config() -> WebSocketConfig {
-    WebSocketConfig {
-        write_buffer_limit: 64 * 1024,
-        send_timeout: Some(SEND_TIMEOUT),
-        ..WebSocketConfig::default()
-    }
+    WebSocketConfig::default()
+        .with_write_buffer_limit(64 * 1024)
+        .with_send_timeout(Some(SEND_TIMEOUT))
 }
 
 fn is_send_timeout(e: &Error) -> bool {
@@ -100,10 +98,7 @@ async fn a_slow_but_steady_reader_is_not_timed_out() {
 
 #[tokio::test(start_paused = true)]
 async fn without_a_send_timeout_a_blocked_send_waits() {
-    let config = WebSocketConfig {
-        send_timeout: None,
-        ..config()
-    };
+    let config = config().with_send_timeout(None);
     let (mut ws, _raw) = client_with_raw_server(config).await;
     let mut sent = 0;
     loop {

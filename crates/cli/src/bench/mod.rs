@@ -278,18 +278,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Summary> {
 
 /// Client settings that accept whatever size is being measured.
 fn client_config(args: &BenchArgs) -> WebSocketConfig {
-    let mut config = WebSocketConfig::default();
-    let limit = args.size.max(config.protocol.max_message_size);
-    config.protocol.max_message_size = limit;
-    config.protocol.max_frame_size = limit;
-    config.close_timeout = args.close_timeout;
-    if args.compress {
-        config.protocol.deflate = Some(tether::proto::deflate::DeflateConfig::default());
-    }
+    let defaults = WebSocketConfig::default();
+    let limit = args.size.max(defaults.protocol.max_message_size);
+    let deflate = args
+        .compress
+        .then(tether::proto::deflate::DeflateConfig::default);
     // Keep `depth` messages queued without waiting on the socket.
     let window = args.size.saturating_mul(args.depth as usize + 1);
-    config.write_buffer_limit = config.write_buffer_limit.max(window);
-    config
+    let write_buffer_limit = defaults.write_buffer_limit.max(window);
+    defaults
+        .with_protocol(
+            tether::proto::Config::default()
+                .with_max_message_size(limit)
+                .with_max_frame_size(limit)
+                .with_deflate(deflate),
+        )
+        .with_close_timeout(args.close_timeout)
+        .with_write_buffer_limit(write_buffer_limit)
 }
 
 /// Open `args.connections` WebSocket connections to `url`, at most

@@ -245,17 +245,21 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
 }
 
 async fn run_inner(args: ConnectArgs, interactive: bool) -> anyhow::Result<i32> {
-    let mut config = WebSocketConfig::default();
-    config.protocol.max_message_size = args.max_message_size;
-    config.protocol.max_frame_size = args.max_message_size;
-    config.close_timeout = secs(args.close_timeout, "--close-timeout")?;
-    if let Some(p) = args.ping_interval {
-        let interval = secs(p, "--ping-interval")?;
-        config.keepalive = Some(Keepalive {
-            interval,
-            timeout: interval,
-        });
-    }
+    let keepalive = match args.ping_interval {
+        Some(p) => {
+            let interval = secs(p, "--ping-interval")?;
+            Some(Keepalive::new(interval, interval))
+        }
+        None => None,
+    };
+    let config = WebSocketConfig::default()
+        .with_protocol(
+            tether::proto::Config::default()
+                .with_max_message_size(args.max_message_size)
+                .with_max_frame_size(args.max_message_size),
+        )
+        .with_close_timeout(secs(args.close_timeout, "--close-timeout")?)
+        .with_keepalive(keepalive);
     let at_eof = match (args.no_close, args.linger) {
         (true, _) => AtEof::NoClose,
         (false, Some(s)) => AtEof::Linger(secs(s, "--linger")?),

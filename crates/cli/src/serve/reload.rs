@@ -111,20 +111,23 @@ impl Live {
 /// WebSocket settings from the configured limits.
 fn ws_config(config: &ServerConfig) -> WebSocketConfig {
     let limits = &config.limits;
-    let mut ws = WebSocketConfig::default();
-    ws.protocol.max_message_size = limits.max_message_size;
-    ws.protocol.max_frame_size = limits.max_message_size;
-    if limits.permessage_deflate {
-        ws.protocol.deflate = Some(tether::proto::deflate::DeflateConfig::default());
-    }
-    ws.handshake_timeout = limits.handshake_timeout;
-    ws.write_buffer_limit = limits.write_buffer;
-    ws.send_timeout = limits.send_timeout;
-    ws.keepalive = Some(Keepalive {
-        interval: limits.ping_interval,
-        timeout: limits.idle_timeout,
-    });
-    ws
+    let deflate = limits
+        .permessage_deflate
+        .then(tether::proto::deflate::DeflateConfig::default);
+    WebSocketConfig::default()
+        .with_protocol(
+            tether::proto::Config::default()
+                .with_max_message_size(limits.max_message_size)
+                .with_max_frame_size(limits.max_message_size)
+                .with_deflate(deflate),
+        )
+        .with_handshake_timeout(limits.handshake_timeout)
+        .with_write_buffer_limit(limits.write_buffer)
+        .with_send_timeout(limits.send_timeout)
+        .with_keepalive(Some(Keepalive::new(
+            limits.ping_interval,
+            limits.idle_timeout,
+        )))
 }
 
 /// What identifies a route's hub across reloads: its virtual host's

@@ -99,6 +99,7 @@ pub const EXTENSION_NAME: &str = "permessage-deflate";
 /// assert_eq!(c.offer().to_string(), "permessage-deflate; client_max_window_bits");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeflateConfig {
     /// Largest LZ77 window (base-2 log, 8..=15) the server may compress with.
     /// A client asks for it (`server_max_window_bits`) when below 15; a
@@ -118,6 +119,50 @@ pub struct DeflateConfig {
     pub level: u32,
     /// Messages shorter than this are sent uncompressed. Default 64 bytes.
     pub min_size: usize,
+}
+
+impl DeflateConfig {
+    /// Sets [`server_max_window_bits`](Self::server_max_window_bits).
+    #[must_use]
+    pub fn with_server_max_window_bits(mut self, server_max_window_bits: u8) -> Self {
+        self.server_max_window_bits = server_max_window_bits;
+        self
+    }
+
+    /// Sets [`client_max_window_bits`](Self::client_max_window_bits).
+    #[must_use]
+    pub fn with_client_max_window_bits(mut self, client_max_window_bits: u8) -> Self {
+        self.client_max_window_bits = client_max_window_bits;
+        self
+    }
+
+    /// Sets [`server_no_context_takeover`](Self::server_no_context_takeover).
+    #[must_use]
+    pub fn with_server_no_context_takeover(mut self, server_no_context_takeover: bool) -> Self {
+        self.server_no_context_takeover = server_no_context_takeover;
+        self
+    }
+
+    /// Sets [`client_no_context_takeover`](Self::client_no_context_takeover).
+    #[must_use]
+    pub fn with_client_no_context_takeover(mut self, client_no_context_takeover: bool) -> Self {
+        self.client_no_context_takeover = client_no_context_takeover;
+        self
+    }
+
+    /// Sets [`level`](Self::level).
+    #[must_use]
+    pub fn with_level(mut self, level: u32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Sets [`min_size`](Self::min_size).
+    #[must_use]
+    pub fn with_min_size(mut self, min_size: usize) -> Self {
+        self.min_size = min_size;
+        self
+    }
 }
 
 impl Default for DeflateConfig {

@@ -167,7 +167,9 @@ impl DeflateConfig {
     ///
     /// ```
     /// use tether_proto::deflate::DeflateConfig;
-    /// let c = DeflateConfig { server_max_window_bits: 10, client_no_context_takeover: true, ..Default::default() };
+    /// let c = DeflateConfig::default()
+    ///     .with_server_max_window_bits(10)
+    ///     .with_client_no_context_takeover(true);
     /// assert_eq!(
     ///     c.offer().to_string(),
     ///     "permessage-deflate; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits"

@@ -104,7 +104,10 @@ pub use target::{parse_target, Target};
 /// the number of header fields are capped. Exceeding either yields
 /// [`HandshakeError::HeadTooLarge`], which a server answers with
 /// `431 Request Header Fields Too Large` (RFC 6585 §5).
+///
+/// Built from [`HandshakeLimits::default`] with the `with_*` setters.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandshakeLimits {
     /// Largest head accepted, in bytes, including the terminating empty line.
     /// Default: [`HandshakeLimits::DEFAULT_MAX_HEAD_BYTES`] (16 KiB).
@@ -120,6 +123,20 @@ impl HandshakeLimits {
     pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
     /// Default for [`HandshakeLimits::max_headers`].
     pub const DEFAULT_MAX_HEADERS: usize = 64;
+
+    /// Sets [`max_head_bytes`](Self::max_head_bytes).
+    #[must_use]
+    pub fn with_max_head_bytes(mut self, max_head_bytes: usize) -> Self {
+        self.max_head_bytes = max_head_bytes;
+        self
+    }
+
+    /// Sets [`max_headers`](Self::max_headers).
+    #[must_use]
+    pub fn with_max_headers(mut self, max_headers: usize) -> Self {
+        self.max_headers = max_headers;
+        self
+    }
 }
 
 impl Default for HandshakeLimits {

@@ -283,10 +283,7 @@ pub async fn run(args: Arc<BenchArgs>) -> anyhow::Result<SoakReport> {
         .warmup
         .unwrap_or_else(|| default_warmup(duration, soak.lifetime));
     let base = format!("ws://{authority}");
-    let config = WebSocketConfig {
-        close_timeout: args.close_timeout,
-        ..WebSocketConfig::default()
-    };
+    let config = WebSocketConfig::default().with_close_timeout(args.close_timeout);
     let targets = Arc::new(Targets {
         echo: format!("{base}{}", soak.echo_path),
         room: format!("{base}{}", soak.room_path),
