@@ -189,6 +189,13 @@ impl Budget {
     }
 }
 
+/// A group no client can name (it starts with a control character): an
+/// internal feed, such as a channel's presence events, that keeps no
+/// history.
+pub fn internal(name: &str) -> bool {
+    name.starts_with(char::is_control)
+}
+
 /// Groups (rooms, channels) of members, each with its ring.
 #[derive(Debug)]
 pub struct Hub {
@@ -680,8 +687,13 @@ impl Hub {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn new_group(&self) -> Arc<Group> {
-        Arc::new(Group::new(self.budget.clone(), self.retention.history_size))
+    fn new_group(&self, name: &str) -> Arc<Group> {
+        let keep = if internal(name) {
+            0
+        } else {
+            self.retention.history_size
+        };
+        Arc::new(Group::new(self.budget.clone(), keep))
     }
 
     /// Deliver `msg` to every member of `group`. Returns how many members
@@ -734,7 +746,7 @@ impl Hub {
         encode: impl FnOnce(u64) -> Message,
         from: Option<u64>,
     ) -> Published {
-        let keep = self.retention.history_size > 0;
+        let keep = self.retention.history_size > 0 && !internal(name);
         let nothing = Published {
             delivered: 0,
             position: None,
@@ -746,7 +758,7 @@ impl Hub {
                 Some(g) => g.clone(),
                 None if keep => groups
                     .entry(name.to_owned())
-                    .or_insert_with(|| self.new_group())
+                    .or_insert_with(|| self.new_group(name))
                     .clone(),
                 None => return nothing,
             }
@@ -981,7 +993,7 @@ impl Member {
         let mut groups = groups_lock;
         let group = groups
             .entry(name.to_owned())
-            .or_insert_with(|| self.hub.new_group())
+            .or_insert_with(|| self.hub.new_group(name))
             .clone();
         let mut ring = group.lock();
         ring.expire(self.hub.retention.history_ttl, Instant::now());
@@ -1060,6 +1072,16 @@ impl Member {
     /// How many groups the member is in.
     pub fn subscriptions(&self) -> usize {
         self.subs.len()
+    }
+
+    /// Who it is (a JWT's `sub`), for presence.
+    pub fn user(&self) -> Option<&Arc<str>> {
+        self.user.as_ref()
+    }
+
+    /// The groups the member is in.
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.subs.iter().map(|(_, s)| s.name.as_str())
     }
 
     /// Is the member in `name`?

@@ -38,6 +38,7 @@ mod hub;
 mod logsafe;
 mod metrics;
 mod policy;
+mod presence;
 mod procfs;
 mod proxy_addr;
 mod pubsub;

@@ -7,6 +7,7 @@
 //! ```json
 //! {"op": "subscribe",   "channel": "news", "id": 1}
 //! {"op": "subscribe",   "channel": "news", "since": {"epoch": "…", "offset": 41}}
+//! {"op": "subscribe",   "channel": "news", "presence_events": true}
 //! {"op": "unsubscribe", "channel": "news", "id": 2}
 //! {"op": "publish",     "channel": "news", "data": {"any": "json"}, "id": 3}
 //! {"op": "history",     "channel": "news", "limit": 10}
@@ -23,6 +24,8 @@
 //! {"op": "message", "channel": "news", "offset": 46, "data": {"any": "json"}}
 //! {"op": "history", "channel": "news", "epoch": "…", "offset": 46, "messages": [...]}
 //! {"op": "presence","channel": "news", "clients": [{"client": "7", "user": "ann"}]}
+//! {"op": "join",    "channel": "news", "client": "8", "user": null}
+//! {"op": "leave",   "channel": "news", "client": "8", "user": null}
 //! ```
 //!
 //! Every channel has a position: an epoch (random, new whenever the
@@ -42,6 +45,7 @@ use super::engine::Engine;
 use super::hub::{Hub, Joined, Member, Published};
 use super::metrics::RouteMetrics;
 use super::policy::Grants;
+use super::presence;
 use super::session::hub_loop;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -58,6 +62,9 @@ enum Request {
         channel: String,
         #[serde(default)]
         since: Option<Since>,
+        /// Receive the channel's join/leave events (routes with presence).
+        #[serde(default)]
+        presence_events: bool,
         #[serde(default)]
         id: Option<Value>,
     },
@@ -252,13 +259,28 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
     };
     let retention = member.hub().retention().clone();
     let reply = match req {
-        Request::Subscribe { channel, since, id } => {
+        Request::Subscribe {
+            channel,
+            since,
+            presence_events,
+            id,
+        } => {
+            let fresh = !member.is_in(&channel);
+            let count = if retention.presence {
+                presence::subscriptions(member)
+            } else {
+                member.subscriptions()
+            };
             if !valid_channel(&channel) {
                 error(&id, "invalid channel name")
             } else if !grants.may_subscribe(&channel) {
                 error(&id, &format!("not allowed to subscribe to {channel}"))
-            } else if !member.is_in(&channel) && member.subscriptions() >= rights.max_subscriptions
-            {
+            } else if presence_events && !retention.presence {
+                error(
+                    &id,
+                    "this route keeps no presence, so it has no presence events (set `presence = true` on the route)",
+                )
+            } else if fresh && count >= rights.max_subscriptions {
                 error(
                     &id,
                     &format!(
@@ -269,11 +291,14 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
             } else {
                 let since = since.as_ref().map(|s| (s.epoch.as_str(), s.offset));
                 member.subscribe(&channel, since, |joined| subscribed(&id, &channel, joined));
+                presence::subscribed(member, &channel, fresh, presence_events);
                 return;
             }
         }
         Request::Unsubscribe { channel, id } => {
-            if member.leave(&channel) {
+            // Internal feeds (not valid channel names) are left alone.
+            if valid_channel(&channel) && member.leave(&channel) {
+                presence::unsubscribed(member, &channel);
                 Reply::new("ack").channel(&channel).id(&id).done()
             } else {
                 error(&id, &format!("not subscribed to {channel}"))
@@ -341,10 +366,12 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Summary {
     let user = rights.grants.subject.as_deref().map(Arc::from);
     let mut member = hub.member_as(user);
-    hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
+    let outcome = hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
         handle(m, rights, &msg)
     })
-    .await
+    .await;
+    presence::departed(&mut member);
+    outcome
 }
 
 /// Publish simulated stock prices on `channel` once a second, forever.
@@ -546,5 +573,123 @@ mod tests {
             let e = reply(&mut p);
             assert!(e["error"].as_str().unwrap().contains("on the route"), "{e}");
         }
+    }
+
+    /// Everything queued for `m`, as JSON.
+    fn drain(m: &mut Member) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(Next::Message(msg)) = m.try_next() {
+            out.push(serde_json::from_str(msg.as_text().unwrap()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn presence_events_reach_the_subscribers_that_asked_for_them() {
+        let hub = Arc::new(Hub::new(64).retaining(Retention {
+            history_size: 10,
+            history_ttl: None,
+            presence: true,
+        }));
+        let engine = Memory(hub.clone());
+        let grants = Grants::all();
+        let rights = Rights {
+            grants: &grants,
+            max_subscriptions: 1,
+            max_reply: 1 << 20,
+            engine: &engine,
+        };
+        let sub = |m: &mut Member, text: &str| {
+            handle(m, &rights, &Message::text(text));
+            drain(m)
+        };
+        let mut watcher = hub.member_as(Some("ann".into()));
+        let mut plain = hub.member();
+        let got = sub(
+            &mut watcher,
+            r#"{"op":"subscribe","channel":"news","presence_events":true}"#,
+        );
+        // Its own join is not reported to it; the feed takes no extra slot
+        // of `limits.max_subscriptions` (1 here).
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["op"], "ack");
+        assert_eq!(
+            sub(&mut plain, r#"{"op":"subscribe","channel":"news"}"#)[0]["op"],
+            "ack"
+        );
+        let joined =
+            json!({"op":"join","channel":"news","client":plain.id.to_string(),"user":null});
+        assert_eq!(drain(&mut watcher), [joined]);
+        // A subscribe that changes nothing announces nothing.
+        sub(&mut plain, r#"{"op":"subscribe","channel":"news"}"#);
+        assert!(drain(&mut watcher).is_empty());
+        // Messages and events keep their order; events have no offset and
+        // are not kept in the channel's history.
+        publish(&engine, "news", &json!("hello"), None);
+        sub(&mut plain, r#"{"op":"unsubscribe","channel":"news"}"#);
+        let left = json!({"op":"leave","channel":"news","client":plain.id.to_string(),"user":null});
+        let got = drain(&mut watcher);
+        assert_eq!(got[0]["op"], "message");
+        assert_eq!(got[1], left);
+        let h = engine.history("news", 10, 1 << 20);
+        assert_eq!(h.messages.len(), 1);
+        // A subscriber that did not ask hears no events.
+        let mut other = hub.member_as(Some("bob".into()));
+        sub(&mut other, r#"{"op":"subscribe","channel":"news"}"#);
+        assert_eq!(
+            drain(&mut watcher),
+            [json!({"op":"join","channel":"news","client":other.id.to_string(),"user":"bob"})]
+        );
+        let was = watcher.id.to_string();
+        presence::departed(&mut watcher);
+        assert_eq!(
+            drain(&mut other),
+            Vec::<Value>::new(),
+            "no events for a subscriber that did not ask"
+        );
+        assert!(hub.presence("news").iter().all(|c| c.0.to_string() != was));
+        // A disconnect is announced to those listening.
+        let mut listener = hub.member();
+        sub(
+            &mut listener,
+            r#"{"op":"subscribe","channel":"news","presence_events":true}"#,
+        );
+        presence::departed(&mut other);
+        assert_eq!(
+            drain(&mut listener),
+            [json!({"op":"leave","channel":"news","client":other.id.to_string(),"user":"bob"})]
+        );
+        // The feed is not a channel a client can reach.
+        let got = sub(
+            &mut plain,
+            "{\"op\":\"unsubscribe\",\"channel\":\"\\u0001presence:news\"}",
+        );
+        assert_eq!(got[0]["op"], "error", "{got:?}");
+        assert!(listener.is_in("\u{1}presence:news"));
+    }
+
+    #[test]
+    fn presence_events_need_a_route_with_presence() {
+        let hub = Arc::new(Hub::new(8));
+        let engine = Memory(hub.clone());
+        let grants = Grants::all();
+        let rights = Rights {
+            grants: &grants,
+            max_subscriptions: 8,
+            max_reply: 1 << 20,
+            engine: &engine,
+        };
+        let mut m = hub.member();
+        handle(
+            &mut m,
+            &rights,
+            &Message::text(r#"{"op":"subscribe","channel":"news","presence_events":true}"#),
+        );
+        let e = reply(&mut m);
+        assert!(
+            e["error"].as_str().unwrap().contains("`presence = true`"),
+            "{e}"
+        );
+        assert!(!m.is_in("news"));
     }
 }
