@@ -1,7 +1,8 @@
 //! # tether
 //!
 //! Async WebSocket client and server on tokio, built on the sans-IO
-//! [`tether_proto`] core (RFC 6455, permessage-deflate RFC 7692).
+//! [`tether_proto`] core (RFC 6455, permessage-deflate RFC 7692). The
+//! package is `tether-ws` (`cargo add tether-ws`); the crate is `tether`.
 //!
 //! * [`connect`] / [`ClientBuilder`] — open a connection to a `ws://` or
 //!   `wss://` URL, through a proxy if the environment names one
@@ -14,6 +15,18 @@
 //!   `axum`, `hyper`) — the same server side inside an axum or hyper app;
 //! * [`WebSocket`] — a `Stream` + `Sink` of [`Message`]s with backpressure,
 //!   automatic pongs, keepalive and a proper closing handshake.
+//!
+//! ## The guide
+//!
+//! The [guide](https://github.com/tether-ws/tether/blob/main/docs/guide.md) goes beyond the API:
+//! [getting started](https://github.com/tether-ws/tether/blob/main/docs/guide.md#getting-started) (an axum app, a client in a
+//! tokio app), [the pub/sub protocol](https://github.com/tether-ws/tether/blob/main/docs/guide.md#the-pubsub-protocol),
+//! [deployment](https://github.com/tether-ws/tether/blob/main/docs/guide.md#deployment) (nginx, TLS, systemd, scaling out),
+//! [security](https://github.com/tether-ws/tether/blob/main/docs/guide.md#security) (what the defaults protect against),
+//! [memory and limits](https://github.com/tether-ws/tether/blob/main/docs/guide.md#memory-and-limits) (every limit and its
+//! default), [keepalive](https://github.com/tether-ws/tether/blob/main/docs/guide.md#keepalive), [errors](https://github.com/tether-ws/tether/blob/main/docs/guide.md#errors) and a
+//! [comparison with other tools](https://github.com/tether-ws/tether/blob/main/docs/guide.md#compared-with-other-tools). The
+//! sections below are the same structure for this crate's API.
 //!
 //! ## Quick start: a server
 //!
