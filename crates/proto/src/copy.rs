@@ -190,8 +190,8 @@ pub(crate) fn copy_unmasked_vec(src: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::apply_mask_scalar;
     use crate::frame::{OpCode, MAX_HEADER_LEN};
-    use crate::mask::apply_mask_scalar;
     use proptest::prelude::*;
 
     proptest! {

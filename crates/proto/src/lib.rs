@@ -34,6 +34,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "bench")]
+pub mod bench;
+#[cfg(all(test, not(feature = "bench")))]
+mod bench;
 pub mod close;
 pub mod config;
 pub mod connection;

@@ -7,7 +7,7 @@
 //! compiler turns into SIMD XORs (SSE2/AVX2/NEON) without any `unsafe`.
 //!
 //! A portable x86-64 build may only assume SSE2 (16 bytes per XOR). On a CPU
-//! with AVX2, payloads of [`WIDE_MIN`] bytes and more take a copy of the same
+//! with AVX2, payloads of 256 bytes and more take a copy of the same
 //! loops compiled for AVX2 (32 bytes per XOR), chosen at run time: the only
 //! `unsafe` here is the call into those copies, after the CPU was asked.
 //! On this project's 2-core EPYC VM that took masking in place from 33–36
@@ -42,7 +42,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// The key as it stands `offset` bytes into the payload: masking from there
 /// is masking from offset 0 with this key.
 #[inline(always)]
-fn key_at(key: [u8; 4], offset: usize) -> [u8; 4] {
+pub(crate) fn key_at(key: [u8; 4], offset: usize) -> [u8; 4] {
     let r = offset & 3;
     [key[r], key[(r + 1) & 3], key[(r + 2) & 3], key[(r + 3) & 3]]
 }
@@ -56,7 +56,7 @@ fn key_word(key: [u8; 4]) -> u64 {
 }
 
 /// Payloads at least this long are masked with AVX2 where the CPU has it.
-pub const WIDE_MIN: usize = 256;
+const WIDE_MIN: usize = 256;
 
 /// True if the AVX2 copies of the loops may run (the CPU has AVX2). The
 /// standard library caches the answer: one relaxed atomic load.
@@ -148,25 +148,6 @@ fn apply_mask_bytes(buf: &mut [u8], key: [u8; 4]) {
     }
 }
 
-/// Append `src` XORed with `key` to `dst`, as if `src` started at `offset`
-/// bytes into the payload: masking while copying, in one pass, which is how
-/// a client must send a payload it does not own (RFC 6455 §5.3 asks for a
-/// fresh key per frame, so a payload cannot be masked once and reused).
-///
-/// ```
-/// use tether_proto::mask::extend_masked;
-/// use bytes::BytesMut;
-/// let key = [0x37, 0xfa, 0x21, 0x3d];
-/// let mut out = BytesMut::new();
-/// extend_masked(&mut out, b"Hel", key, 0);
-/// extend_masked(&mut out, b"lo", key, 3);
-/// assert_eq!(&out[..], [0x7f, 0x9f, 0x4d, 0x51, 0x58]); // RFC 6455 §5.7
-/// ```
-#[inline]
-pub fn extend_masked(dst: &mut bytes::BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
-    crate::copy::append_masked(dst, src, key_at(key, offset));
-}
-
 /// Write `src` XORed with `key` (payload offset 0) into `dst`, which must be
 /// exactly as long: a client masks its payload while copying it into the
 /// output buffer, in one pass. Every byte of `dst` is initialised when this
@@ -228,13 +209,6 @@ fn mask_into_blocks(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
     }
 }
 
-/// The byte-at-a-time reference implementation, kept for tests and benchmarks.
-pub fn apply_mask_scalar(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b ^= key[(offset + i) & 3];
-    }
-}
-
 /// Masking keys generated at once: one refill of the thread's pool.
 const KEY_BATCH: usize = 64;
 
@@ -276,6 +250,7 @@ pub fn new_key() -> [u8; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::apply_mask_scalar;
     use proptest::prelude::*;
 
     #[test]
@@ -328,17 +303,6 @@ mod tests {
             apply_mask(a, key, 0);
             apply_mask(b, key, cut);
             prop_assert_eq!(whole, pieces);
-        }
-
-        #[test]
-        fn masking_while_copying_in_pieces_equals_masking_in_place(data in proptest::collection::vec(any::<u8>(), 0..1200), key: [u8; 4], cut in 0usize..1200) {
-            let cut = cut.min(data.len());
-            let mut want = data.clone();
-            apply_mask(&mut want, key, 0);
-            let mut out = bytes::BytesMut::new();
-            extend_masked(&mut out, &data[..cut], key, 0);
-            extend_masked(&mut out, &data[cut..], key, cut);
-            prop_assert_eq!(&out[..], &want[..]);
         }
     }
 }
