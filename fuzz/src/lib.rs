@@ -28,9 +28,10 @@
 //! 5. everything written is a valid frame sequence for our role: a fresh
 //!    peer `Connection` reads it without error, and nothing follows our Close;
 //! 6. a refused application call changes nothing;
-//! 7. the fast paths (`take_small_message`, `echo_small_message`), tried
-//!    first on some chunks, deliver and echo what `poll_event` would, under
-//!    the same invariants (an echo counts as an application send).
+//! 7. the in-place path (`read_in_place`, alone and replying with
+//!    `Sender::send_ref`), tried first on some chunks, delivers and echoes
+//!    what `poll_event` would, under the same invariants (an echo counts as
+//!    an application send).
 //!
 //! Flag bits 5-7 of the input turn on permessage-deflate as if negotiated, so
 //! compressed input (and its limits) is fuzzed as well.
@@ -40,7 +41,8 @@ use std::io::IoSlice;
 use tether_proto::deflate::{DeflateConfig, DeflateParams};
 use tether_proto::frame::{FrameHeader, OpCode};
 use tether_proto::{
-    CloseCode, CloseFrame, CloseState, Config, Connection, Event, Message, Role, SendError,
+    CloseCode, CloseFrame, CloseState, Config, Connection, Event, InPlace, Message, Role,
+    SendError,
 };
 
 /// Largest control frame on the wire: 2 header bytes, 4 mask bytes, 125 payload.
@@ -153,7 +155,7 @@ impl Harness {
         let fast = chunk.len() % 3;
         loop {
             if fast == 1 {
-                if let Some(m) = self.conn.take_small_message(|m| m.to_message()) {
+                if let InPlace::Read(m) = self.conn.read_in_place(|m, _| m.to_message()) {
                     assert!(!self.finished, "message {m:?} read in place after the end");
                     self.check_event(&Event::Message(m));
                     self.check_bounded();
@@ -162,12 +164,31 @@ impl Harness {
             }
             if fast == 2 {
                 let before = self.conn.buffered_amount();
-                if let Some(len) = self.conn.echo_small_message() {
+                let closing = self.conn.close_sent();
+                if let InPlace::Read(sent) = self
+                    .conn
+                    .read_in_place(|m, tx| tx.send_ref(m).map(|()| m.len()))
+                {
                     assert!(!self.finished, "message echoed after the end");
-                    assert!(!self.conn.close_sent(), "echoed after our Close");
+                    let Ok(len) = sent else {
+                        assert!(closing, "a reply refused before our Close: {sent:?}");
+                        assert_eq!(self.conn.buffered_amount(), before, "a refused reply queued bytes");
+                        continue;
+                    };
+                    assert!(!closing, "echoed after our Close");
                     assert!(len <= self.conn.config().max_message_size.min(125));
                     let grew = self.conn.buffered_amount() - before;
-                    assert!(grew <= len + 6, "{grew} bytes queued to echo {len}");
+                    // A frame header per fragment, and deflate's worst case
+                    // (stored blocks) for a compressed reply.
+                    let frames = match self.conn.config().fragment_size {
+                        Some(n) if n > 0 => (len + 16).div_ceil(n).max(1),
+                        _ => 1,
+                    };
+                    let deflated = if self.conn.deflate().is_some() { 16 } else { 0 };
+                    assert!(
+                        grew <= len + 6 * frames + deflated,
+                        "{grew} bytes queued to echo {len}"
+                    );
                     // An echo is an application send.
                     self.app_pending += grew;
                     self.app_total += grew;

@@ -18,7 +18,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use tether_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use tether_proto::mask::apply_mask;
 use tether_proto::utf8::Utf8Validator;
-use tether_proto::{Buf, Config, Connection, Event, Message, Role};
+use tether_proto::{Buf, Config, Connection, Event, InPlace, Message, Role};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -262,12 +262,15 @@ fn echo(c: &mut Criterion) {
             })
         });
         if size <= 125 {
-            // The same batch through `echo_small_message`: no `Message`.
+            // The same batch echoed in place (`read_in_place` and
+            // `send_ref`, as `tether`'s echo): no `Message`.
             g.bench_function(format!("server_fast_echo/16x{name}"), |b| {
                 let mut server = Connection::new(Role::Server, Config::default());
                 b.iter(|| {
                     server.read_buf().extend_from_slice(&wire);
-                    while server.echo_small_message().is_some() {}
+                    while let InPlace::Read(sent) = server.read_in_place(|m, tx| tx.send_ref(m)) {
+                        sent.unwrap();
+                    }
                     written(&mut server);
                 })
             });
@@ -293,7 +296,7 @@ fn echo(c: &mut Criterion) {
                 b.iter(|| {
                     send_batch(&mut client, &msg);
                     client.read_buf().extend_from_slice(&wire);
-                    while let Some(n) = client.take_small_message(|m| m.len()) {
+                    while let InPlace::Read(n) = client.read_in_place(|m, _| m.len()) {
                         black_box(n);
                     }
                 })

@@ -1,3 +1,4 @@
+#![cfg_attr(not(feature = "bench"), allow(dead_code))]
 //! Internals exposed for benchmarks only (feature `bench`): `tether bench`'s
 //! masking floor (`--raw-mask`) masks and stages its payloads exactly as the
 //! client does; the byte-at-a-time loop is the fast loops' reference in tests.

@@ -53,7 +53,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
-pub use connection::{CloseState, Connection, Role};
+pub use connection::{CloseState, Connection, InPlace, Role, Sender};
 pub use error::{ProtocolError, SendError};
 pub use frame::{FrameHeader, OpCode};
 pub use message::{Event, Message, MessageRef};

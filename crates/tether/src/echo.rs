@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::message::Message;
 use crate::socket::WebSocket;
 use std::task::{Context, Poll};
-use tether_proto::CloseFrame;
+use tether_proto::{CloseFrame, InPlace};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// What an echo has done so far (see [`WebSocket::poll_echo`]).
@@ -73,18 +73,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // A small message goes straight from the read buffer to
                 // the output (no `Message` made: no allocation, one copy);
                 // anything else takes the general way.
-                if let Some(len) = self.echo_small() {
-                    echoed.messages += 1;
-                    echoed.bytes += len as u64;
-                    continue;
-                }
-                // Nothing whole is buffered: read, so that a small message
-                // arriving now takes the same way (one message in flight
-                // would otherwise always take the general one).
-                match self.poll_read_ahead(cx) {
-                    Poll::Ready(true) => continue,
-                    Poll::Ready(false) => {}
-                    Poll::Pending => break Stopped::Reading,
+                match self.echo_in_place() {
+                    InPlace::Read(len) => {
+                        echoed.messages += 1;
+                        echoed.bytes += len? as u64;
+                        continue;
+                    }
+                    // Nothing whole is buffered: read, so that a small
+                    // message arriving now takes the same way (one message
+                    // in flight would otherwise always take the general one).
+                    InPlace::NeedInput => match self.poll_read_ahead(cx) {
+                        Poll::Ready(true) => continue,
+                        Poll::Ready(false) => {}
+                        Poll::Pending => break Stopped::Reading,
+                    },
+                    InPlace::PollEvent => {}
                 }
                 match self.poll_next_fast(cx) {
                     Poll::Ready(Some(Ok(m))) if m.is_data() => {

@@ -28,7 +28,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 use tether_proto::{
-    CloseFrame, CloseState, Connection, Event, MessageRef, ProtocolError, Role, SendError,
+    CloseFrame, CloseState, Connection, Event, InPlace, MessageRef, ProtocolError, Role, SendError,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
@@ -93,6 +93,9 @@ pub struct WebSocket<S> {
     pending_error: Option<Error>,
     /// The transport reached end of file.
     read_eof: bool,
+    /// The last read in place found only the start of a small frame (or
+    /// nothing): reading ahead is right (see `poll_read_ahead`).
+    read_ahead: bool,
     /// The task waiting in a sink call (`poll_ready`, `poll_flush`,
     /// `poll_close`) for output to drain, woken by any write progress and
     /// when the transport ends.
@@ -167,6 +170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             send_deadline: None,
             pending_error: None,
             read_eof: false,
+            read_ahead: false,
             write_waiter: None,
         };
         if let Some(k) = ws.config.keepalive {
@@ -238,16 +242,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.shutdown != Shutdown::No {
             return None;
         }
-        self.conn.take_small_message(f)
+        let read = self.conn.read_in_place(|m, _| f(m));
+        self.read_ahead = matches!(read, InPlace::NeedInput);
+        match read {
+            InPlace::Read(r) => Some(r),
+            InPlace::NeedInput | InPlace::PollEvent => None,
+        }
     }
 
-    /// Read more, if nothing buffered can be read without it and the next
-    /// frame may be a small message, so that
-    /// [`recv_buffered_ref`](Self::recv_buffered_ref) is worth another try.
+    /// After [`recv_buffered_ref`](Self::recv_buffered_ref) returned
+    /// `None`: read more, if nothing buffered can be read without it and
+    /// the next frame may be a small message, so that `recv_buffered_ref`
+    /// is worth another try.
     ///
     /// - `Ready(true)`: bytes arrived; try `recv_buffered_ref` again.
     /// - `Ready(false)`: not for this path (what is buffered is for the
-    ///   general path, as `Connection::awaits_small_frame` decides: a
+    ///   general path, as `Connection::read_in_place` decides: a
     ///   larger, control, fragmented or malformed frame, text whose payload
     ///   has begun to arrive; or the closing handshake is under way, or the
     ///   transport ended): receive with [`recv`](Self::recv) or
@@ -287,11 +297,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn poll_read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         if self.shutdown != Shutdown::No
             || self.conn.close_sent()
-            || !self.conn.awaits_small_frame()
+            || !std::mem::take(&mut self.read_ahead)
         {
             return Poll::Ready(false);
         }
-        match ready!(self.poll_input(cx)) {
+        let input = self.poll_input(cx);
+        if input.is_pending() {
+            // Nothing arrived: the buffer is as `read_in_place` found it.
+            self.read_ahead = true;
+        }
+        match ready!(input) {
             // Bytes arrived, unless a deadline started the wind-down.
             Ok(()) => Poll::Ready(self.shutdown == Shutdown::No),
             Err(e) => {
@@ -644,31 +659,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(())
     }
 
-    /// The next message: inlined for a small data message already buffered
-    /// (the common case under load, returned without leaving the caller:
-    /// see `Connection::poll_small_message`), the rest in
+    /// The next message: inlined for a data message already buffered (the
+    /// common case under load: `Connection::poll_event` is inlined too, and
+    /// takes a small one without leaving the caller), the rest in
     /// [`poll_next_inner`](Self::poll_next_inner). Kept this small so that
     /// it can be inlined into the caller's future.
     #[inline]
     pub(crate) fn poll_next_fast(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         if self.shutdown == Shutdown::No {
-            if let Some(m) = self.conn.poll_small_message() {
-                return Poll::Ready(Some(Ok(m.into())));
+            match self.conn.poll_event() {
+                Ok(Some(Event::Message(m))) => return Poll::Ready(Some(Ok(m.into()))),
+                Ok(None) => {}
+                other => {
+                    if let Some(done) = self.on_event(cx, other) {
+                        return done;
+                    }
+                }
             }
         }
         self.poll_next_inner(cx)
     }
 
-    /// Echo the small message at the front of the read buffer without
-    /// making a `Message` of it (`Connection::echo_small_message`); `None`
-    /// when that fast path does not apply.
+    /// Send the small message at the front of the read buffer back where
+    /// it lies (`Connection::read_in_place` and `Sender::send_ref`): no
+    /// `Message`, no allocation, one copy. `Read` with its length; the
+    /// other outcomes as `read_in_place`'s (`PollEvent` too once the
+    /// connection is closing).
     #[inline]
-    pub(crate) fn echo_small(&mut self) -> Option<usize> {
-        if self.shutdown != Shutdown::No || self.conn.read_buf().len() < 2 {
-            return None;
+    pub(crate) fn echo_in_place(&mut self) -> InPlace<Result<usize>> {
+        if self.shutdown != Shutdown::No || self.conn.close_sent() {
+            return InPlace::PollEvent;
         }
-        self.borrow_output_buffer();
-        self.conn.echo_small_message()
+        if self.conn.read_buf().len() >= 2 {
+            self.borrow_output_buffer();
+        }
+        let read = self
+            .conn
+            .read_in_place(|m, tx| tx.send_ref(m).map(|()| m.len()));
+        self.read_ahead = matches!(read, InPlace::NeedInput);
+        match read {
+            InPlace::Read(sent) => InPlace::Read(sent.map_err(Error::from)),
+            InPlace::NeedInput => InPlace::NeedInput,
+            InPlace::PollEvent => InPlace::PollEvent,
+        }
     }
 
     /// Act on what `Connection::poll_event` returned (other than
@@ -714,6 +747,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     #[inline(never)]
     fn poll_next_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        // What the last read in place found changes as this reads.
+        self.read_ahead = false;
         loop {
             if self.shutdown == Shutdown::AwaitReply {
                 ready!(self.poll_await_reply(cx));
@@ -975,11 +1010,13 @@ mod tests {
     #[tokio::test]
     async fn read_ahead_brings_the_next_small_message_in_place() {
         let (mut client, mut server) = pair();
+        assert_eq!(server.recv_buffered_ref(|_| ()), None);
         assert_eq!(read_ahead_now(&mut server), Poll::Pending, "nothing sent");
         client.send(Message::text("hi")).await.unwrap();
         assert!(std::future::poll_fn(|cx| server.poll_read_ahead(cx)).await);
         let got = server.recv_buffered_ref(|m| Message::from(m.to_message()));
         assert_eq!(got, Some(Message::text("hi")));
+        assert_eq!(server.recv_buffered_ref(|_| ()), None);
         assert_eq!(read_ahead_now(&mut server), Poll::Pending);
     }
 
@@ -993,6 +1030,7 @@ mod tests {
         ] {
             client.send(m.clone()).await.unwrap();
             // The buffer was empty, so it reads...
+            assert_eq!(server.recv_buffered_ref(|_| ()), None);
             assert!(std::future::poll_fn(|cx| server.poll_read_ahead(cx)).await);
             // ...but what arrived is not for the in-place path.
             assert_eq!(server.recv_buffered_ref(|_| ()), None);
@@ -1005,6 +1043,7 @@ mod tests {
     async fn read_ahead_leaves_the_end_of_the_transport_to_recv() {
         let (client, mut server) = pair();
         drop(client);
+        assert_eq!(server.recv_buffered_ref(|_| ()), None);
         assert!(!std::future::poll_fn(|cx| server.poll_read_ahead(cx)).await);
         assert!(matches!(
             server.recv().await,

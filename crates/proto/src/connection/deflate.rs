@@ -8,50 +8,64 @@ use crate::error::ProtocolError;
 use crate::message::Event;
 use bytes::Bytes;
 
-/// permessage-deflate state, present only when negotiated (boxed so that a
-/// connection without it stays small). The compressor and decompressor are
-/// created on first use: a connection that only receives, or only sends
-/// messages below `min_size`, never pays for the compressor (~250-380 KiB).
+/// The compressing half, present only when negotiated (boxed so that a
+/// connection without it stays small). The compressor is created on first
+/// use: a connection that only receives, or only sends messages below
+/// `min_size`, never pays for it (~250-380 KiB).
 #[derive(Debug)]
-pub(super) struct DeflateState {
+pub(super) struct DeflateTx {
     tx: Option<Compressor>,
-    pub(super) rx: Option<Decompressor>,
     tx_bits: u8,
     tx_reset: bool,
-    rx_bits: u8,
     level: u32,
     pub(super) min_size: usize,
+}
+
+/// The inflating half, present only when negotiated; the decompressor is
+/// created with the first compressed message.
+#[derive(Debug)]
+pub(super) struct DeflateRx {
+    pub(super) rx: Option<Decompressor>,
+    rx_bits: u8,
     /// Inflated bytes of the compressed message being received.
     pub(super) msg: Vec<u8>,
 }
 
-impl DeflateState {
-    pub(super) fn new(role: Role, p: &DeflateParams, config: &Config) -> Self {
-        let settings = config.deflate.clone().unwrap_or_default();
-        let (tx_bits, tx_reset, rx_bits) = match role {
-            Role::Server => (
-                p.server_max_window_bits,
-                p.server_no_context_takeover,
-                p.client_max_window_bits,
-            ),
-            Role::Client => (
-                p.client_max_window_bits,
-                p.client_no_context_takeover,
-                p.server_max_window_bits,
-            ),
-        };
-        DeflateState {
-            tx: None,
-            rx: None,
-            tx_bits,
-            tx_reset,
-            rx_bits,
-            level: settings.level,
-            min_size: settings.min_size,
-            msg: Vec::new(),
-        }
-    }
+/// Both halves for `role`, from the negotiated parameters.
+pub(super) fn halves(
+    role: Role,
+    p: &DeflateParams,
+    config: &Config,
+) -> (Box<DeflateTx>, Box<DeflateRx>) {
+    let settings = config.deflate.clone().unwrap_or_default();
+    let (tx_bits, tx_reset, rx_bits) = match role {
+        Role::Server => (
+            p.server_max_window_bits,
+            p.server_no_context_takeover,
+            p.client_max_window_bits,
+        ),
+        Role::Client => (
+            p.client_max_window_bits,
+            p.client_no_context_takeover,
+            p.server_max_window_bits,
+        ),
+    };
+    let tx = DeflateTx {
+        tx: None,
+        tx_bits,
+        tx_reset,
+        level: settings.level,
+        min_size: settings.min_size,
+    };
+    let rx = DeflateRx {
+        rx: None,
+        rx_bits,
+        msg: Vec::new(),
+    };
+    (Box::new(tx), Box::new(rx))
+}
 
+impl DeflateTx {
     pub(super) fn compress(&mut self, payload: &[u8]) -> Bytes {
         let (bits, level, reset) = (self.tx_bits, self.level, self.tx_reset);
         self.tx
@@ -59,10 +73,10 @@ impl DeflateState {
             .compress(payload)
     }
 
-    /// Whether the compressor and decompressor exist (for memory tests).
+    /// Whether the compressor exists (for memory tests).
     #[cfg(test)]
-    pub(super) fn allocated(&self) -> (bool, bool) {
-        (self.tx.is_some(), self.rx.is_some())
+    pub(super) fn allocated(&self) -> bool {
+        self.tx.is_some()
     }
 }
 

@@ -40,17 +40,18 @@ use crate::config::Config;
 use crate::deflate::DeflateParams;
 use crate::error::ProtocolError;
 use crate::message::Event;
-use crate::output::Output;
 use crate::utf8::Utf8Validator;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 mod deflate;
 mod fast;
 mod read;
 mod write;
 
-use deflate::DeflateState;
+use deflate::DeflateRx;
+pub use fast::InPlace;
 use read::{Assembly, InFrame};
+pub use write::Sender;
 
 /// Payloads up to this size are copied out of the read buffer; larger ones
 /// are split off it without copying.
@@ -98,17 +99,13 @@ pub struct Connection {
     frame: Option<InFrame>,
     assembly: Option<Assembly>,
     utf8: Utf8Validator,
-    out: Output,
-    /// A pong deferred because the output was backed up (only the latest).
-    deferred_pong: Option<Bytes>,
-    /// An outgoing fragmented message is in progress.
-    sending_fragmented: bool,
-    close_sent: bool,
+    /// The sending half: the output queue and what it depends on.
+    tx: Sender,
     close_received: bool,
     failed: Option<ProtocolError>,
     peer_close: Option<CloseFrame>,
-    /// permessage-deflate, if negotiated.
-    deflate: Option<Box<DeflateState>>,
+    /// permessage-deflate's inflating half, if negotiated.
+    deflate: Option<Box<DeflateRx>>,
 }
 
 impl Connection {
@@ -116,21 +113,22 @@ impl Connection {
     ///
     /// permessage-deflate is active when `config.negotiated_deflate` is set.
     pub fn new(role: Role, config: Config) -> Self {
-        let deflate = config
-            .negotiated_deflate
-            .map(|p| Box::new(DeflateState::new(role, &p, &config)));
+        let (tx_deflate, deflate) = match &config.negotiated_deflate {
+            Some(p) => {
+                let (tx, rx) = deflate::halves(role, p, &config);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         Connection {
             deflate,
             role,
+            tx: Sender::new(role, &config, tx_deflate),
             config,
             read_buf: BytesMut::new(),
             frame: None,
             assembly: None,
             utf8: Utf8Validator::new(),
-            out: Output::default(),
-            deferred_pong: None,
-            sending_fragmented: false,
-            close_sent: false,
             close_received: false,
             failed: None,
             peer_close: None,
@@ -206,7 +204,7 @@ impl Connection {
     /// The closing handshake's progress.
     pub fn close_state(&self) -> CloseState {
         match (
-            self.close_sent,
+            self.tx.close_sent,
             self.close_received || self.failed.is_some(),
         ) {
             (false, false) => CloseState::Open,
@@ -218,7 +216,7 @@ impl Connection {
 
     /// True once we have sent (or queued) a Close.
     pub fn close_sent(&self) -> bool {
-        self.close_sent
+        self.tx.close_sent
     }
 
     /// The peer's Close, if it sent one with a status code.
@@ -245,9 +243,10 @@ impl Connection {
     /// Whether (compressor, decompressor) exist, for memory tests.
     #[cfg(test)]
     pub(crate) fn deflate_allocated(&self) -> (bool, bool) {
-        self.deflate
-            .as_ref()
-            .map_or((false, false), |d| d.allocated())
+        (
+            self.tx.deflate.as_ref().is_some_and(|d| d.allocated()),
+            self.deflate.as_ref().is_some_and(|d| d.rx.is_some()),
+        )
     }
 
     /// (read buffer, inflate buffer) capacities, for memory-bound tests.

@@ -238,8 +238,8 @@ impl Connection {
                 Ok(Some(Event::Message(self.complete(a.text, a.buf.freeze())?)))
             }
             OpCode::Ping => {
-                if self.config.auto_pong && !self.close_sent {
-                    self.queue_pong(payload.clone());
+                if self.config.auto_pong && !self.tx.close_sent {
+                    self.tx.queue_pong(payload.clone());
                 }
                 Ok(Some(Event::Ping(payload)))
             }
@@ -248,11 +248,11 @@ impl Connection {
                 let frame = CloseFrame::parse(&payload)?;
                 self.close_received = true;
                 self.read_buf.clear();
-                if !self.close_sent && !self.config.defer_close_reply {
+                if !self.tx.close_sent && !self.config.defer_close_reply {
                     // Echo the code (RFC 6455 §5.5.1); 1005 is not sendable, so
                     // a Close without a code is answered without one.
                     let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
-                    self.write_close(reply.as_ref());
+                    self.tx.write_close(reply.as_ref());
                 }
                 self.peer_close = frame.clone();
                 Ok(Some(Event::Close(frame)))
@@ -276,11 +276,12 @@ impl Connection {
     /// Fail the connection (RFC 6455 §7.1.7): queue a Close with the error's
     /// code and stop reading.
     fn fail(&mut self, e: ProtocolError) {
-        if !self.close_sent {
+        if !self.tx.close_sent {
             let reason = truncate_reason(&e.to_string());
-            self.write_close(Some(&CloseFrame::new(e.close_code(), reason)));
+            self.tx
+                .write_close(Some(&CloseFrame::new(e.close_code(), reason)));
         }
-        self.deferred_pong = None;
+        self.tx.deferred_pong = None;
         self.read_buf.clear();
         self.frame = None;
         self.assembly = None;

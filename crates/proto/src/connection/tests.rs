@@ -11,7 +11,7 @@ use crate::error::SendError;
 use crate::frame::{FrameHeader, OpCode};
 use crate::mask::apply_mask;
 use crate::message::{Message, MessageRef};
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 
 /// Builds raw frames, including malformed ones.
 #[derive(Clone)]
@@ -265,15 +265,22 @@ fn frame_bytes_missing_counts_down_to_the_end_of_a_partial_frame() {
 }
 
 #[test]
-fn awaits_small_frame_only_while_a_small_frame_is_incomplete() {
-    assert!(server().awaits_small_frame(), "nothing buffered");
+fn in_place_needs_input_only_while_a_small_frame_is_incomplete() {
+    assert!(
+        (server().read_in_place(|_, _| ()) == InPlace::NeedInput),
+        "nothing buffered"
+    );
     let data = binary(&[9; 100]).bytes();
     for cut in 1..data.len() {
         let mut s = server();
         s.receive(&data[..cut]);
-        assert!(s.awaits_small_frame(), "{cut} of {} bytes", data.len());
+        assert!(
+            (s.read_in_place(|_, _| ()) == InPlace::NeedInput),
+            "{cut} of {} bytes",
+            data.len()
+        );
         s.receive(&data[cut..]);
-        assert!(!s.awaits_small_frame(), "all of it is here");
+        assert_eq!(s.read_in_place(|_, _| ()), InPlace::Read(()), "all here");
     }
     // Text: only until the header is whole; its payload is checked as it
     // arrives (fail fast on invalid UTF-8), so that is for poll_event.
@@ -281,12 +288,16 @@ fn awaits_small_frame_only_while_a_small_frame_is_incomplete() {
     for cut in 1..hello.len() {
         let mut s = server();
         s.receive(&hello[..cut]);
-        assert_eq!(s.awaits_small_frame(), cut < 6, "{cut} bytes");
+        assert_eq!(
+            (s.read_in_place(|_, _| ()) == InPlace::NeedInput),
+            cut < 6,
+            "{cut} bytes"
+        );
     }
 }
 
 #[test]
-fn awaits_small_frame_leaves_everything_else_to_poll_event_at_once() {
+fn in_place_leaves_everything_else_to_poll_event_at_once() {
     let partial = |f: F, n: usize| f.bytes()[..n].to_vec();
     let cases: Vec<(&str, Connection, Vec<u8>)> = vec![
         ("a control frame", server(), partial(ping(b"ping"), 3)),
@@ -326,20 +337,32 @@ fn awaits_small_frame_leaves_everything_else_to_poll_event_at_once() {
     ];
     for (what, mut c, bytes) in cases {
         c.receive(&bytes);
-        assert!(!c.awaits_small_frame(), "{what}");
+        assert!(
+            !(c.read_in_place(|_, _| ()) == InPlace::NeedInput),
+            "{what}"
+        );
     }
     // Inside a fragmented message, and with a frame under way.
     let mut s = server();
     feed(&mut s, &[binary(b"first").fin(false)]);
-    assert!(!s.awaits_small_frame(), "a fragmented message");
+    assert!(
+        !(s.read_in_place(|_, _| ()) == InPlace::NeedInput),
+        "a fragmented message"
+    );
     let mut s = server();
     s.receive(&binary(&[1; 70_000]).bytes()[..100]);
     assert_eq!(drain(&mut s), vec![]);
-    assert!(!s.awaits_small_frame(), "a frame under way");
+    assert!(
+        !(s.read_in_place(|_, _| ()) == InPlace::NeedInput),
+        "a frame under way"
+    );
     // Nothing more is read after a Close.
     let mut s = server();
     feed(&mut s, &[close(1000, "")]);
-    assert!(!s.awaits_small_frame(), "after Close");
+    assert!(
+        !(s.read_in_place(|_, _| ()) == InPlace::NeedInput),
+        "after Close"
+    );
 }
 
 // ----- framing errors ------------------------------------------------------
@@ -480,8 +503,7 @@ fn fast_path_leaves_every_other_frame_to_poll_event() {
     for (mut c, bytes, want) in cases {
         c.receive(&bytes);
         assert_eq!(c.poll_small_message(), None, "{want:?}");
-        assert_eq!(c.echo_small_message(), None, "{want:?}");
-        assert_eq!(c.take_small_message(|_| ()), None, "{want:?}");
+        assert_eq!(echo_in_place(&mut c), InPlace::PollEvent, "{want:?}");
         assert_eq!(c.buffered_amount(), 0, "nothing echoed: {want:?}");
         assert_eq!(&c.read_buf()[..], &bytes[..], "nothing consumed: {want:?}");
         assert_eq!(drain(&mut c).into_iter().next(), Some(want));
@@ -516,14 +538,14 @@ fn server_reads_small_messages_in_place() {
     s.receive(&text("héllo").bytes());
     s.receive(&binary(&[0, 1, 255]).bytes());
     assert_eq!(
-        s.take_small_message(|m| m.to_message()),
-        Some(Message::text("héllo"))
+        s.read_in_place(|m, _| m.to_message()),
+        InPlace::Read(Message::text("héllo"))
     );
     assert_eq!(
-        s.take_small_message(|m| assert_eq!(m, MessageRef::Binary(&[0, 1, 255]))),
-        Some(())
+        s.read_in_place(|m, _| assert_eq!(m, MessageRef::Binary(&[0, 1, 255]))),
+        InPlace::Read(())
     );
-    assert_eq!(s.take_small_message(|_| ()), None);
+    assert_eq!(s.read_in_place(|_, _| ()), InPlace::NeedInput);
     assert!(s.read_buf().is_empty());
 }
 
@@ -532,13 +554,21 @@ fn reading_in_place_leaves_invalid_utf8_as_it_came() {
     let mut s = server();
     let bytes = frame(0x1, &[b'o', b'k', 0xc3]).bytes();
     s.receive(&bytes);
-    assert_eq!(s.take_small_message(|_| panic!("not called")), None);
+    assert_eq!(
+        s.read_in_place(|_, _| panic!("not called")),
+        InPlace::PollEvent
+    );
     assert_eq!(&s.read_buf()[..], &bytes[..], "still masked, unconsumed");
     assert_eq!(drain(&mut s), vec![Err(ProtocolError::InvalidUtf8)]);
     assert_eq!(close_code_written(&mut s), Some(1007));
 }
 
-// ----- echo fast path ------------------------------------------------------
+// ----- replying in place ---------------------------------------------------
+
+/// Send the small message at the front back, as `tether`'s echo does.
+fn echo_in_place(c: &mut Connection) -> InPlace<Result<usize, SendError>> {
+    c.read_in_place(|m, tx| tx.send_ref(m).map(|()| m.len()))
+}
 
 #[test]
 fn server_echoes_small_messages_straight_from_the_read_buffer() {
@@ -546,10 +576,10 @@ fn server_echoes_small_messages_straight_from_the_read_buffer() {
     s.receive(&text("héllo").bytes());
     s.receive(&binary(&[0, 1, 2, 255]).bytes());
     s.receive(&binary(&[]).bytes());
-    assert_eq!(s.echo_small_message(), Some(6));
-    assert_eq!(s.echo_small_message(), Some(4));
-    assert_eq!(s.echo_small_message(), Some(0));
-    assert_eq!(s.echo_small_message(), None);
+    assert_eq!(echo_in_place(&mut s), InPlace::Read(Ok(6)));
+    assert_eq!(echo_in_place(&mut s), InPlace::Read(Ok(4)));
+    assert_eq!(echo_in_place(&mut s), InPlace::Read(Ok(0)));
+    assert_eq!(echo_in_place(&mut s), InPlace::NeedInput);
     assert!(s.read_buf().is_empty());
     assert_eq!(
         written(&mut s),
@@ -562,14 +592,14 @@ fn server_echoes_small_messages_straight_from_the_read_buffer() {
 }
 
 #[test]
-fn server_echo_writes_what_poll_small_message_and_send_would() {
+fn a_reply_in_place_writes_what_poll_event_and_send_would() {
     let frames = [text("a"), binary(&[9; 125]), text("ünïcödé"), binary(b"x")];
     let mut fast = server();
     let mut slow = server();
     for f in &frames {
         fast.receive(&f.bytes());
         slow.receive(&f.bytes());
-        assert!(fast.echo_small_message().is_some());
+        assert!(matches!(echo_in_place(&mut fast), InPlace::Read(Ok(_))));
         let m = slow.poll_small_message().unwrap();
         slow.send(m).unwrap();
     }
@@ -581,8 +611,8 @@ fn client_echo_masks_with_a_fresh_key() {
     let mut c = client();
     c.receive(&text("hi").unmasked().bytes());
     c.receive(&text("hi").unmasked().bytes());
-    assert_eq!(c.echo_small_message(), Some(2));
-    assert_eq!(c.echo_small_message(), Some(2));
+    assert_eq!(echo_in_place(&mut c), InPlace::Read(Ok(2)));
+    assert_eq!(echo_in_place(&mut c), InPlace::Read(Ok(2)));
     let wire = c.take_output();
     // Two masked frames, each with its own key, that a server reads back.
     assert_eq!(wire.len(), 2 * (6 + 2));
@@ -598,9 +628,9 @@ fn server_echo_leaves_invalid_utf8_to_poll_event() {
     let mut s = server();
     let bytes = frame(0x1, &[b'o', b'k', 0xc3]).bytes();
     s.receive(&bytes);
-    assert_eq!(s.echo_small_message(), None);
+    assert_eq!(echo_in_place(&mut s), InPlace::PollEvent);
     assert_eq!(s.read_buf().len(), bytes.len(), "nothing consumed");
-    assert_eq!(s.buffered_amount(), 0, "the echo was taken back");
+    assert_eq!(s.buffered_amount(), 0, "nothing echoed");
     assert_eq!(drain(&mut s), vec![Err(ProtocolError::InvalidUtf8)]);
     let frames = written(&mut s);
     assert_eq!(frames.len(), 1, "only the Close: {frames:?}");
@@ -609,38 +639,54 @@ fn server_echo_leaves_invalid_utf8_to_poll_event() {
 }
 
 #[test]
-fn echo_leaves_sends_that_need_more_than_framing_to_send() {
-    let compressed = Connection::new(
-        Role::Server,
-        Config {
-            negotiated_deflate: Some(crate::deflate::DeflateParams::default()),
-            ..Config::default()
-        },
-    );
-    let fragmenting = Connection::new(
-        Role::Server,
-        Config {
-            fragment_size: Some(2),
-            ..Config::default()
-        },
-    );
-    let mut closing = server();
-    closing.close(None).unwrap();
-    let _ = closing.take_output();
-    for (what, mut c) in [
-        ("deflate", compressed),
-        ("fragment_size", fragmenting),
-        ("Close sent", closing),
+fn a_reply_in_place_is_compressed_and_fragmented_as_send_would() {
+    let compressed = || {
+        Connection::new(
+            Role::Server,
+            Config {
+                negotiated_deflate: Some(crate::deflate::DeflateParams::default()),
+                ..Config::default()
+            },
+        )
+    };
+    let fragmenting = || {
+        Connection::new(
+            Role::Server,
+            Config {
+                fragment_size: Some(2),
+                ..Config::default()
+            },
+        )
+    };
+    for (what, mut fast, mut slow) in [
+        ("deflate", compressed(), compressed()),
+        ("fragment_size", fragmenting(), fragmenting()),
     ] {
-        c.receive(&text("hello").bytes());
-        assert_eq!(c.echo_small_message(), None, "{what}");
-        assert_eq!(c.buffered_amount(), 0, "{what}");
-        assert_eq!(
-            c.poll_small_message(),
-            Some(Message::text("hello")),
-            "{what}"
-        );
+        let big = "hello ".repeat(20);
+        for c in [&mut fast, &mut slow] {
+            c.receive(&text(&big).bytes());
+        }
+        assert_eq!(echo_in_place(&mut fast), InPlace::Read(Ok(big.len())));
+        let m = slow.poll_event().unwrap();
+        let Some(Event::Message(m)) = m else {
+            panic!("{what}: {m:?}")
+        };
+        slow.send(m).unwrap();
+        assert_eq!(fast.take_output(), slow.take_output(), "{what}");
     }
+}
+
+#[test]
+fn a_reply_in_place_after_our_close_is_refused() {
+    let mut s = server();
+    s.close(None).unwrap();
+    let _ = s.take_output();
+    s.receive(&text("hello").bytes());
+    assert_eq!(
+        echo_in_place(&mut s),
+        InPlace::Read(Err(SendError::Closing))
+    );
+    assert_eq!(s.buffered_amount(), 0);
 }
 
 // ----- UTF-8 ---------------------------------------------------------------
@@ -1123,7 +1169,7 @@ mod properties {
         }
 
         #[test]
-        fn echo_fast_path_writes_what_receive_then_send_would(
+        fn echo_in_place_writes_what_receive_then_send_would(
             frames in proptest::collection::vec((0u8..5, proptest::collection::vec(any::<u8>(), 0..130)), 1..8),
             server_role in any::<bool>(),
         ) {
@@ -1153,11 +1199,12 @@ mod properties {
             slow.receive(&data);
             in_place.receive(&data);
             let mut read = vec![];
-            while let Some(m) = in_place.take_small_message(|m| m.to_message()) {
+            while let InPlace::Read(m) = in_place.read_in_place(|m, _| m.to_message()) {
                 read.push(m);
             }
             let mut echoed = 0;
-            while fast.echo_small_message().is_some() {
+            while let InPlace::Read(sent) = echo_in_place(&mut fast) {
+                sent.unwrap();
                 echoed += 1;
             }
             prop_assert_eq!(read.len(), echoed);

@@ -1,18 +1,55 @@
 //! The sending side: messages, fragments, control frames and the Close
-//! encoded into the output queue, and the queue's buffers.
+//! encoded into the output queue ([`Sender`]), and the connection's calls
+//! that reach it.
 
-use super::Connection;
-use super::Role;
+use super::deflate::DeflateTx;
+use super::{Connection, Role};
 use crate::close::{CloseFrame, MAX_REASON_LEN};
+use crate::config::Config;
 use crate::copy;
 use crate::error::SendError;
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, RSV1};
-use crate::message::Message;
+use crate::message::{Message, MessageRef};
 use crate::output::{Output, STAGED_MASK_THRESHOLD, ZERO_COPY_THRESHOLD};
 use bytes::{Buf, Bytes, BytesMut};
 
-impl Connection {
+/// The sending half of a [`Connection`]: encodes frames into the output
+/// queue. The connection's `send*` and `close` calls go here; a reader
+/// in place ([`Connection::read_in_place`]) gets it alongside the message
+/// it reads, so that a reply can be framed while the message is borrowed.
+#[derive(Debug)]
+pub struct Sender {
+    role: Role,
+    out: Output,
+    /// A pong deferred because the output was backed up (only the latest).
+    pub(super) deferred_pong: Option<Bytes>,
+    /// An outgoing fragmented message is in progress.
+    sending_fragmented: bool,
+    pub(super) close_sent: bool,
+    /// Split messages into frames of at most this many bytes.
+    fragment_size: Option<usize>,
+    /// Output bytes above which only the latest ping is answered.
+    control_backlog: usize,
+    /// permessage-deflate's compressing half, if negotiated.
+    pub(super) deflate: Option<Box<DeflateTx>>,
+}
+
+impl Sender {
+    pub(super) fn new(role: Role, config: &Config, deflate: Option<Box<DeflateTx>>) -> Self {
+        Sender {
+            role,
+            out: Output::default(),
+            deferred_pong: None,
+            sending_fragmented: false,
+            close_sent: false,
+            fragment_size: config.fragment_size.filter(|&s| s > 0),
+            control_backlog: config.control_backlog,
+            deflate,
+        }
+    }
+
     /// Send a complete message (split into frames if `fragment_size` is set).
+    /// [`Connection::send`] is this.
     ///
     /// Inlined for the common case, one uncompressed frame, so the payload
     /// goes from the caller's registers into the output buffer without a
@@ -40,8 +77,8 @@ impl Connection {
     /// True when a message goes out as one frame holding its payload as it
     /// is: no permessage-deflate, no fragmentation configured.
     #[inline(always)]
-    pub(super) fn sends_plain_frames(&self) -> bool {
-        self.deflate.is_none() && self.config.fragment_size.is_none_or(|s| s == 0)
+    fn sends_plain_frames(&self) -> bool {
+        self.deflate.is_none() && self.fragment_size.is_none()
     }
 
     /// [`send`](Self::send) with permessage-deflate or fragmentation.
@@ -52,10 +89,7 @@ impl Connection {
             Some(d) if payload.len() >= d.min_size => (RSV1, d.compress(&payload)),
             _ => (0, payload),
         };
-        let size = match self.config.fragment_size {
-            Some(size) if size > 0 => size,
-            _ => usize::MAX,
-        };
+        let size = self.fragment_size.unwrap_or(usize::MAX);
         let (mut op, mut rsv, mut rest) = (opcode, rsv, payload);
         while rest.len() > size {
             self.write_frame_rsv(op, false, rsv, rest.split_to(size));
@@ -65,12 +99,52 @@ impl Connection {
         self.write_frame_rsv(op, true, rsv, rest);
     }
 
-    /// Send one frame of a message sent in pieces: the first call gives
-    /// `Text` or `Binary`, later calls `Continuation`; `fin` ends the message.
-    /// The caller is responsible for the pieces of a text message forming
-    /// valid UTF-8 together. Fragments are never compressed, even when
-    /// permessage-deflate is negotiated.
-    pub fn send_fragment(
+    /// Send a message read in place (see [`Connection::read_in_place`]) or
+    /// held elsewhere, without making it a `Message` first: its payload is
+    /// copied into the output with its header in one pass (masked on the
+    /// way for a client). The same rules and framing as [`send`](Self::send).
+    #[inline]
+    pub fn send_ref(&mut self, msg: MessageRef<'_>) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        if self.sending_fragmented {
+            return Err(SendError::FragmentOutOfSequence);
+        }
+        let (opcode, payload) = match msg {
+            MessageRef::Text(t) => (OpCode::Text, t.as_bytes()),
+            MessageRef::Binary(b) => (OpCode::Binary, b),
+        };
+        if self.sends_plain_frames() && payload.len() < ZERO_COPY_THRESHOLD {
+            self.write_frame_from(opcode, payload);
+            return Ok(());
+        }
+        self.send_transformed(opcode, Bytes::copy_from_slice(payload));
+        Ok(())
+    }
+
+    /// Encode one final, uncompressed frame whose payload (shorter than
+    /// `ZERO_COPY_THRESHOLD`) is borrowed: copied with its header in one
+    /// pass.
+    #[inline(always)]
+    fn write_frame_from(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Client => Some(crate::mask::new_key()),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let written = copy::append_frame(self.out.tail(), &header, payload);
+        self.out.grew(written);
+    }
+
+    /// See [`Connection::send_fragment`].
+    pub(super) fn send_fragment(
         &mut self,
         opcode: OpCode,
         fin: bool,
@@ -92,17 +166,7 @@ impl Connection {
         Ok(())
     }
 
-    /// Send a ping.
-    pub fn send_ping(&mut self, payload: Bytes) -> Result<(), SendError> {
-        self.send_control(OpCode::Ping, payload)
-    }
-
-    /// Send an unsolicited pong (a heartbeat that expects no answer).
-    pub fn send_pong(&mut self, payload: Bytes) -> Result<(), SendError> {
-        self.send_control(OpCode::Pong, payload)
-    }
-
-    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+    pub(super) fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
         if self.close_sent {
             return Err(SendError::Closing);
         }
@@ -113,9 +177,8 @@ impl Connection {
         Ok(())
     }
 
-    /// Start (or answer) the closing handshake. `None` sends a Close without
-    /// a status code. After this no data may be sent.
-    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+    /// Start (or answer) the closing handshake (see [`Connection::close`]).
+    pub(super) fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
         if self.close_sent {
             return Err(SendError::Closing);
         }
@@ -142,7 +205,7 @@ impl Connection {
     }
 
     pub(super) fn queue_pong(&mut self, payload: Bytes) {
-        if self.out.len() > self.config.control_backlog {
+        if self.out.len() > self.control_backlog {
             // The peer is not reading: answer only the latest ping (§5.5.3).
             self.deferred_pong = Some(payload);
         } else {
@@ -188,33 +251,9 @@ impl Connection {
         }
     }
 
-    /// The bytes waiting to be written. Drain with [`Buf::advance`] after
-    /// writing (or `chunks_vectored` for vectored writes).
-    pub fn output(&mut self) -> &mut Output {
-        &mut self.out
-    }
-
-    /// Take all waiting bytes as one buffer (convenient in tests).
-    pub fn take_output(&mut self) -> Bytes {
-        let mut all = BytesMut::with_capacity(self.out.len());
-        while self.out.has_remaining() {
-            let c = self.out.chunk();
-            let n = c.len();
-            all.extend_from_slice(c);
-            self.out.advance(n);
-        }
-        self.on_output_drained();
-        all.freeze()
-    }
-
-    /// Bytes waiting to be written (the WebSocket API's `bufferedAmount`).
-    pub fn buffered_amount(&self) -> usize {
-        self.out.len()
-    }
-
     /// Call after draining some output: sends a pong deferred by backlog.
-    pub fn on_output_drained(&mut self) {
-        if self.out.len() <= self.config.control_backlog {
+    pub(super) fn on_output_drained(&mut self) {
+        if self.out.len() <= self.control_backlog {
             if let Some(p) = self.deferred_pong.take() {
                 if !self.close_sent {
                     self.write_frame(OpCode::Pong, true, p);
@@ -222,10 +261,82 @@ impl Connection {
             }
         }
     }
+}
+
+impl Connection {
+    /// Send a complete message (split into frames if `fragment_size` is set).
+    ///
+    /// Inlined for the common case, one uncompressed frame, so the payload
+    /// goes from the caller's registers into the output buffer without a
+    /// trip through the stack.
+    #[inline]
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        self.tx.send(msg)
+    }
+
+    /// Send one frame of a message sent in pieces: the first call gives
+    /// `Text` or `Binary`, later calls `Continuation`; `fin` ends the message.
+    /// The caller is responsible for the pieces of a text message forming
+    /// valid UTF-8 together. Fragments are never compressed, even when
+    /// permessage-deflate is negotiated.
+    pub fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        self.tx.send_fragment(opcode, fin, payload)
+    }
+
+    /// Send a ping.
+    pub fn send_ping(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.tx.send_control(OpCode::Ping, payload)
+    }
+
+    /// Send an unsolicited pong (a heartbeat that expects no answer).
+    pub fn send_pong(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.tx.send_control(OpCode::Pong, payload)
+    }
+
+    /// Start (or answer) the closing handshake. `None` sends a Close without
+    /// a status code. After this no data may be sent.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        self.tx.close(frame)
+    }
+
+    /// The bytes waiting to be written. Drain with [`Buf::advance`] after
+    /// writing (or `chunks_vectored` for vectored writes).
+    pub fn output(&mut self) -> &mut Output {
+        &mut self.tx.out
+    }
+
+    /// Take all waiting bytes as one buffer (convenient in tests).
+    pub fn take_output(&mut self) -> Bytes {
+        let out = &mut self.tx.out;
+        let mut all = BytesMut::with_capacity(out.len());
+        while out.has_remaining() {
+            let c = out.chunk();
+            let n = c.len();
+            all.extend_from_slice(c);
+            out.advance(n);
+        }
+        self.on_output_drained();
+        all.freeze()
+    }
+
+    /// Bytes waiting to be written (the WebSocket API's `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.tx.out.len()
+    }
+
+    /// Call after draining some output: sends a pong deferred by backlog.
+    pub fn on_output_drained(&mut self) {
+        self.tx.on_output_drained()
+    }
 
     /// Release buffer memory while the connection is idle.
     pub fn shrink_buffers(&mut self) {
-        self.out.shrink();
+        self.tx.out.shrink();
         if self.read_buf.is_empty() && self.frame.is_none() {
             self.read_buf = BytesMut::new();
         }
@@ -238,16 +349,16 @@ impl Connection {
     /// not idle. [`Connection::read_buf`] and [`Output::give_buffer`] put
     /// buffers back before the next read or send.
     pub fn take_idle_buffers(&mut self) -> (BytesMut, BytesMut) {
-        if !self.read_buf.is_empty() || self.frame.is_some() || self.deferred_pong.is_some() {
+        if !self.read_buf.is_empty() || self.frame.is_some() || self.tx.deferred_pong.is_some() {
             return (BytesMut::new(), BytesMut::new());
         }
-        let out = self.out.take_buffer().unwrap_or_default();
+        let out = self.tx.out.take_buffer().unwrap_or_default();
         (std::mem::take(&mut self.read_buf), out)
     }
 
     /// The transport is gone: drop queued output.
     pub fn discard_output(&mut self) {
-        self.out.clear();
-        self.deferred_pong = None;
+        self.tx.out.clear();
+        self.tx.deferred_pong = None;
     }
 }
