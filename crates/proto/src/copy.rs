@@ -74,22 +74,8 @@ fn write_copy(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
 
 /// Append the frame `header`, then `body` (masked with the header's key,
 /// if it has one), to `buf`; returns the number of bytes appended.
-#[inline]
-pub(crate) fn append_frame(buf: &mut BytesMut, header: &FrameHeader, body: &[u8]) -> usize {
-    append_frame_xor(buf, header, body, header.mask)
-}
-
-/// [`append_frame`], with `body` XORed with `key` (if any) whatever the
-/// header says: how an echo re-frames a payload in one pass (a server
-/// unmasks the client's payload on the way; see
-/// `Connection::echo_small_message`).
 #[inline(always)]
-pub(crate) fn append_frame_xor(
-    buf: &mut BytesMut,
-    header: &FrameHeader,
-    body: &[u8],
-    key: Option<[u8; 4]>,
-) -> usize {
+pub(crate) fn append_frame(buf: &mut BytesMut, header: &FrameHeader, body: &[u8]) -> usize {
     let (head, hlen) = header.to_bytes();
     let n = hlen + body.len();
     // The header goes in as one 16-byte move, so room for 16 even if the
@@ -98,7 +84,7 @@ pub(crate) fn append_frame_xor(
     let spare = buf.spare_capacity_mut();
     put::<16>(spare, &head, 0);
     let b = &mut spare[hlen..n];
-    match key {
+    match header.mask {
         Some(key) => mask_into(b, body, key),
         None => write_copy(b, body),
     }

@@ -14,7 +14,7 @@ pub enum Message {
 }
 
 /// A data message borrowed from a connection's read buffer, for reading
-/// it in place: see [`Connection::take_small_message`](crate::Connection::take_small_message).
+/// it in place: see [`Connection::read_in_place`](crate::Connection::read_in_place).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MessageRef<'a> {
     /// A text message: checked to be UTF-8.

@@ -91,6 +91,31 @@ pub enum CloseState {
 }
 
 /// One end of a WebSocket connection, as a pure state machine.
+///
+/// Its calls are of four kinds:
+///
+/// * **input**: [`read_buf`](Self::read_buf) (read into its spare
+///   capacity) or [`receive`](Self::receive) (copy in);
+/// * **reading**, after each input, until it says more input is needed:
+///   [`poll_event`](Self::poll_event) returns the next event, owned, and
+///   decides everything (every rule, every protocol error); a transport
+///   that wants the commonest message without an allocation calls
+///   [`read_in_place`](Self::read_in_place) first and does what its
+///   [`InPlace`] answer says: `Read` (call it again), `NeedInput` (read
+///   first: nothing is whole, and waiting loses nothing), `PollEvent` (call
+///   `poll_event` now). The two take messages from the same buffer in
+///   order, so they can be mixed freely;
+/// * **sending**: [`send`](Self::send), [`send_fragment`](Self::send_fragment),
+///   [`send_ping`](Self::send_ping), [`send_pong`](Self::send_pong),
+///   [`close`](Self::close) (all through the connection's [`Sender`], which
+///   a reader in place gets with its message);
+/// * **output**, after any of the above: write what
+///   [`output`](Self::output) holds, then call
+///   [`on_output_drained`](Self::on_output_drained) (a pong deferred while
+///   the output was backed up goes out then).
+///
+/// The rest inspect state (`close_state`, `peer_close`, `failure`, ...) or
+/// manage buffers for a transport that pools them.
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
@@ -190,8 +215,8 @@ impl Connection {
     /// already queued, and the transport should flush the output and close.
     ///
     /// Inlined: the common event, a small message in one frame, is taken
-    /// by [`poll_small_message`](Self::poll_small_message) without leaving the
-    /// caller; everything else goes through the general path.
+    /// without leaving the caller (`fast.rs`); everything else goes through
+    /// the general path (`read.rs`).
     #[inline]
     pub fn poll_event(&mut self) -> Result<Option<Event>, ProtocolError> {
         if let Some(m) = self.poll_small_message() {
