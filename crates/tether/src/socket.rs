@@ -563,6 +563,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     });
                 }
                 (TimerKind::Keepalive, Some(k)) => {
+                    self.conn.release_quiet_deflate();
                     if std::mem::take(&mut self.heard) {
                         self.set_timer(TimerKind::Keepalive, k.interval);
                     } else {

@@ -111,9 +111,7 @@ impl Live {
 /// WebSocket settings from the configured limits.
 fn ws_config(config: &ServerConfig) -> WebSocketConfig {
     let limits = &config.limits;
-    let deflate = limits
-        .permessage_deflate
-        .then(tether::proto::deflate::DeflateConfig::default);
+    let deflate = config.deflate.clone();
     WebSocketConfig::default()
         .with_protocol(
             tether::proto::Config::default()

@@ -13,14 +13,15 @@
 //!
 //! # Architecture notes (for ARCHITECTURE.md)
 //!
-//! **Backend.** `flate2` with its `zlib-rs` backend: a pure-Rust port of zlib
-//! (no C toolchain, no `unsafe` in this crate), about as fast as zlib-ng, and —
-//! unlike flate2's default `miniz_oxide` backend — it honours the window size
-//! (`Compress::new_with_window_bits` / `Decompress::new_with_window_bits`), which
-//! `server_max_window_bits` / `client_max_window_bits` need.
+//! **Backend.** `zlib-rs`, a pure-Rust port of zlib (no C toolchain, no
+//! `unsafe` in this crate), about as fast as zlib-ng, used through its safe
+//! API: it honours the window size (`server_max_window_bits` /
+//! `client_max_window_bits` need it), `memLevel` and preset dictionaries
+//! (which the shared states below need). Its hash table is a fixed 128 KiB
+//! whatever `memLevel`, so one deflate state is 250-370 KiB.
 //!
-//! **Window bits 8.** zlib (and so zlib-rs and flate2) cannot *deflate* raw
-//! data with a 256-byte window: `deflateInit2` rejects `-8`, and flate2 only
+//! **Window bits 8.** zlib (and so zlib-rs) cannot *deflate* raw
+//! data with a 256-byte window: `deflateInit2` rejects `-8`, and zlib-rs only
 //! takes 9..=15 for either direction. When 8 is negotiated for our direction we
 //! compress with 9. This is safe: zlib never emits a match distance larger than
 //! `window_size - MIN_LOOKAHEAD` (512 - 262 = 250 bytes for 9 bits), so the
@@ -39,30 +40,37 @@
 //! chunk of where it appears. Corrupt deflate data fails with 1007
 //! ([`ProtocolError::Extension`](crate::ProtocolError::Extension)).
 //!
-//! **Memory per connection** (measured with a counting allocator by the
-//! `deflate` bench; zlib-rs 0.6, level 6): the compressor holds zlib's deflate
-//! state — window, hash chains, a fixed-size hash table and pending-output
-//! buffer — about 373 KiB with 15 window bits, 261 KiB with 12 and 247 KiB
-//! with 9 (the fixed tables dominate small windows); the decompressor about
-//! 46 KiB whatever the window. Both are created on first use, so a
-//! connection that never sends a message of at least `min_size` bytes never
-//! allocates a compressor, and one that never receives a compressed message
-//! never allocates a decompressor; nothing at all is allocated unless
-//! deflate was negotiated. `*_no_context_takeover` does not change what is
-//! held between messages (the state is reset, not freed, which avoids a
-//! large allocation per message); it only bounds what a message may
-//! reference. To cap memory: lower the window bits, raise `min_size`, or
-//! leave deflate off ([`Config::deflate`](crate::Config::deflate) = `None`,
-//! the default).
+//! **Memory per connection.** zlib states are not kept per connection: each
+//! thread keeps a few ([`CodecMemory::states_per_thread`], default 4 of each
+//! kind; a deflate state about 370 KiB at 15 window bits and memLevel 8, an
+//! inflate state about 45 KiB), and a connection keeps only the tail of each
+//! direction's stream: up to [`CodecMemory::send_history`] bytes sent
+//! (default 16 KiB) and the peer's window of received bytes (2^bits, 32 KiB
+//! at 15 bits). A state remembers whose stream it carries and after how many
+//! messages, so a connection that sends again before another one used the
+//! state just continues; otherwise the least recently used state is reset and
+//! primed with the connection's history (a preset dictionary: hashing it is
+//! the cost, about 2-3 ns a byte). A message whose frames are still arriving
+//! holds its inflate state until its last frame. With `*_no_context_takeover`
+//! nothing is kept between messages in that direction. The send history can
+//! be freed at any time (a sender may always start afresh):
+//! [`Connection::release_quiet_deflate`](crate::Connection::release_quiet_deflate),
+//! which `tether` calls once per keepalive interval, frees it when nothing
+//! was compressed during the interval. Measured with a counting allocator
+//! on a JSON chat/ticker stream (`deflate_stream` bench): 48 KiB per
+//! connection against 420 KiB with a state per connection, at a compression
+//! ratio within 2% (0.361 against 0.355 when every message needs priming, the
+//! same when consecutive messages share a state).
 //!
-//! **CPU.** Measured by the `deflate` bench on a shared 2-core machine
-//! (JSON-like text, 15-bit window): compression about 450-800 MiB/s at
-//! level 1 and 115-175 MiB/s at level 6 on 16 KiB-1 MiB messages;
-//! inflation 0.7-2 GiB/s. With context takeover a 256-byte message
-//! compresses in about 0.4 µs (level 1) / 4 µs (level 6). Without it, each
-//! message also pays a zlib reset (clearing the hash table), about 7 µs, so
-//! `*_no_context_takeover` makes small messages markedly more expensive to
-//! send.
+//! **CPU.** Priming dominates when connections take turns on few states (a
+//! broadcast): per ~200-byte message at level 6, about 90 µs with 16 KiB of
+//! history, 135 µs with 32 KiB, 60 µs with 8 KiB, against about 25 µs on a
+//! state that carries the stream and 155 µs for a state per connection that
+//! has gone cold in the cache (the `deflate_stream` bench, shared 2-core
+//! machine). Level 1 costs about a sixth of level 6 per message for a 15%
+//! larger output. Without context takeover each message pays a zlib reset
+//! (clearing the 128 KiB hash table, a few µs) and compresses far worse
+//! (0.83 against 0.34 on the same stream).
 //!
 //! **Sending.** [`Connection::send`](crate::Connection::send) compresses
 //! messages of at least [`DeflateConfig::min_size`] bytes and sets RSV1 on the
@@ -77,13 +85,16 @@
 //! byte, and nothing is allocated.
 
 mod codec;
+mod history;
 mod negotiate;
+mod pool;
 
 #[cfg(test)]
 mod tests;
 
-pub use codec::{Compressor, Decompressor, INFLATE_CHUNK};
+pub use codec::{CodecMemory, Compressor, Decompressor, INFLATE_CHUNK};
 pub use negotiate::NegotiationError;
+pub use pool::{pooled_on_this_thread, release_thread_states};
 
 /// The extension token.
 pub const EXTENSION_NAME: &str = "permessage-deflate";
@@ -119,6 +130,10 @@ pub struct DeflateConfig {
     pub level: u32,
     /// Messages shorter than this are sent uncompressed. Default 64 bytes.
     pub min_size: usize,
+    /// How compression state is shared and how much of it a connection
+    /// keeps between messages (defaults: memLevel 8, 16 KiB of send
+    /// history, 4 states of each kind per thread).
+    pub memory: CodecMemory,
 }
 
 impl DeflateConfig {
@@ -163,6 +178,13 @@ impl DeflateConfig {
         self.min_size = min_size;
         self
     }
+
+    /// Sets [`memory`](Self::memory).
+    #[must_use]
+    pub fn with_memory(mut self, memory: CodecMemory) -> Self {
+        self.memory = memory;
+        self
+    }
 }
 
 impl Default for DeflateConfig {
@@ -174,6 +196,7 @@ impl Default for DeflateConfig {
             client_no_context_takeover: false,
             level: 6,
             min_size: 64,
+            memory: CodecMemory::default(),
         }
     }
 }

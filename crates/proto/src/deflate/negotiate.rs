@@ -143,7 +143,7 @@ pub(crate) fn parse_params(
     Ok(p)
 }
 
-/// The window we compress with for a negotiated value: flate2/zlib cannot
+/// The window we compress with for a negotiated value: zlib cannot
 /// deflate with 8 bits, and 9 is safe (see the module docs).
 pub(crate) fn deflate_window_bits(negotiated: u8) -> u8 {
     negotiated.clamp(9, 15)

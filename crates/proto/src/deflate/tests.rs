@@ -1046,3 +1046,171 @@ fn compressed_bytes_are_what_flows() {
     s.receive(&out);
     assert_eq!(s.poll_event().unwrap(), Some(Event::Message(msg)));
 }
+
+// ----- shared states -----------------------------------------------------
+
+/// A pair whose zlib states come from a pool of `states` per thread.
+fn shared_pair(params: DeflateParams, states: usize) -> (Connection, Connection) {
+    let mk = |role| {
+        let mut cfg = config(Some(params));
+        cfg.deflate = Some(DeflateConfig {
+            min_size: 0,
+            memory: CodecMemory {
+                states_per_thread: states,
+                ..CodecMemory::default()
+            },
+            ..Default::default()
+        });
+        Connection::new(role, cfg)
+    };
+    (mk(Role::Client), mk(Role::Server))
+}
+
+/// Send `m` from `from` to `to`; the bytes on the wire and what arrived.
+fn transfer(from: &mut Connection, to: &mut Connection, m: &Message) -> (usize, Message) {
+    from.send(m.clone()).unwrap();
+    let bytes = from.take_output();
+    to.receive(&bytes);
+    match to.poll_event().unwrap() {
+        Some(Event::Message(got)) => (bytes.len(), got),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+#[test]
+fn connections_taking_turns_on_one_state_keep_their_own_context() {
+    let mut pairs: Vec<_> = (0..3)
+        .map(|_| shared_pair(DeflateParams::default(), 1))
+        .collect();
+    // Little repetition within a message, so only a back-reference to an
+    // earlier message makes it small.
+    let msg = |k: usize| {
+        let words: Vec<String> = (0..80)
+            .map(|i| format!("w{}x{}", i * (k + 3) + 7, i * i))
+            .collect();
+        Message::text(format!("{{\"pair\":{k},\"text\":\"{}\"}}", words.join(" ")))
+    };
+    // Every message is compressed on the one state after another pair used
+    // it: the second copy of a message is still a back-reference to the
+    // first, so the connection's own history primed the state.
+    let mut sizes = vec![Vec::new(); 3];
+    for _round in 0..2 {
+        for (k, (c, s)) in pairs.iter_mut().enumerate() {
+            let (n, got) = transfer(c, s, &msg(k));
+            assert_eq!(got, msg(k));
+            let (_, back) = transfer(s, c, &msg(k));
+            assert_eq!(back, msg(k));
+            sizes[k].push(n);
+        }
+    }
+    for s in &sizes {
+        assert!(
+            s[1] < 20 && s[1] * 3 < s[0],
+            "second copy {} vs first {}",
+            s[1],
+            s[0]
+        );
+    }
+    assert_eq!(pooled_on_this_thread(), (1, 1));
+}
+
+#[test]
+fn a_connection_that_sent_on_another_thread_does_not_continue_a_stale_state() {
+    let (mut c, mut s) = shared_pair(DeflateParams::default(), 4);
+    let m1 = Message::text("first message on this thread ".repeat(10));
+    let m2 = Message::text("second message, sent from another thread ".repeat(10));
+    let m3 = Message::text("third message back on the first thread ".repeat(10));
+    assert_eq!(transfer(&mut c, &mut s, &m1).1, m1);
+    // This thread's pool still holds the state that compressed m1; m2 goes
+    // out on another thread's state.
+    let (c2, s2) = std::thread::scope(|t| {
+        t.spawn(move || {
+            assert_eq!(transfer(&mut c, &mut s, &m2).1, m2);
+            (c, s)
+        })
+        .join()
+        .unwrap()
+    });
+    let (mut c, mut s) = (c2, s2);
+    for _ in 0..3 {
+        assert_eq!(transfer(&mut c, &mut s, &m3).1, m3);
+        assert_eq!(transfer(&mut s, &mut c, &m1).1, m1);
+    }
+}
+
+#[test]
+fn between_messages_a_connection_holds_only_its_histories() {
+    let (mut c, mut s) = shared_pair(DeflateParams::default(), 4);
+    for k in 0..200 {
+        let m = Message::text(
+            format!("{{\"seq\":{k},\"price\":\"{}.{}\"}}", 1000 + k * 7, k % 100).repeat(4),
+        );
+        transfer(&mut c, &mut s, &m);
+        transfer(&mut s, &mut c, &m);
+    }
+    // Send history (16 KiB by default) + receive window (32 KiB at most).
+    let held = s.deflate_held_bytes();
+    assert!(held > 0 && held <= 48 * 1024, "held {held}");
+    // Quiet for a whole interval: the send history goes, the window stays.
+    s.release_quiet_deflate(); // a message was sent since the last call
+    assert_eq!(s.deflate_held_bytes(), held);
+    s.release_quiet_deflate();
+    let quiet = s.deflate_held_bytes();
+    assert!(
+        quiet < held && quiet <= 32 * 1024,
+        "quiet {quiet}, was {held}"
+    );
+    // And the stream carries on.
+    let m = Message::text("after a quiet spell ".repeat(30));
+    assert_eq!(transfer(&mut s, &mut c, &m).1, m);
+}
+
+#[test]
+fn without_context_takeover_nothing_is_held_between_messages() {
+    let nct = DeflateParams {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        ..DeflateParams::default()
+    };
+    let (mut c, mut s) = shared_pair(nct, 4);
+    for k in 0..50 {
+        let m = Message::text(format!("message {k} ").repeat(50));
+        assert_eq!(transfer(&mut c, &mut s, &m).1, m);
+        assert_eq!(transfer(&mut s, &mut c, &m).1, m);
+    }
+    assert_eq!(s.deflate_held_bytes(), 0);
+    assert_eq!(c.deflate_held_bytes(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Several pairs on one thread sharing fewer states than they need,
+    /// messages in random order, any parameters and levels: every message
+    /// arrives intact.
+    #[test]
+    fn shared_states_round_trip_in_any_interleaving(
+        params in params_strategy(),
+        states in 1usize..4,
+        history in 0usize..40_000,
+        level in 0u32..=9,
+        sends in proptest::collection::vec((0usize..4, any::<bool>(), message_strategy()), 1..40),
+    ) {
+        let mk = |role| {
+            let mut cfg = config(Some(params));
+            cfg.deflate = Some(DeflateConfig {
+                level,
+                min_size: 0,
+                memory: CodecMemory { states_per_thread: states, send_history: history, ..CodecMemory::default() },
+                ..Default::default()
+            });
+            Connection::new(role, cfg)
+        };
+        let mut pairs: Vec<_> = (0..4).map(|_| (mk(Role::Client), mk(Role::Server))).collect();
+        for (k, to_client, m) in &sends {
+            let (c, s) = &mut pairs[*k];
+            let (from, to) = if *to_client { (s, c) } else { (c, s) };
+            prop_assert_eq!(&transfer(from, to, m).1, m);
+        }
+    }
+}

@@ -23,6 +23,7 @@
 //! validation), [`pattern`] (route paths), `values` (durations and sizes).
 
 pub mod args;
+mod deflate;
 pub mod pattern;
 pub mod raw;
 mod resolve;

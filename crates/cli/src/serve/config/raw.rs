@@ -3,6 +3,7 @@
 //! prints.
 
 use super::args::ServeArgs;
+pub use super::deflate::RawDeflate;
 use super::values::parse_size_value;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -54,6 +55,10 @@ pub struct RawConfig {
     /// `[cluster]`.
     #[serde(default)]
     pub cluster: RawCluster,
+    /// `[deflate]`: compression settings (`limits.permessage_deflate`
+    /// switches it on and off).
+    #[serde(default)]
+    pub deflate: RawDeflate,
 }
 
 /// `[admin]`.
@@ -114,9 +119,8 @@ pub struct RawListener {
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
-    /// Negotiate permessage-deflate when a client offers it (default true).
-    /// Compressor state is allocated only once a connection compresses
-    /// (about 300-400 KiB with the default 15-bit windows).
+    /// Negotiate permessage-deflate when a client offers it (default true;
+    /// settings in `[deflate]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permessage_deflate: Option<bool>,
     /// Largest message (default 1M).
@@ -391,6 +395,7 @@ impl RawConfig {
             vhost: Vec::new(),
             admin: None,
             cluster: RawCluster::default(),
+            deflate: RawDeflate::default(),
         }
     }
 
@@ -520,6 +525,7 @@ impl RawConfig {
             }
         }
         self.cluster.engine.get_or_insert_with(|| "memory".into());
+        self.deflate = self.deflate.with_defaults();
         self
     }
 

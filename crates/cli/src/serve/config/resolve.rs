@@ -142,6 +142,10 @@ impl ServerConfig {
                 ))
             }
         };
+        let deflate = match limits.permessage_deflate {
+            true => Some(raw.deflate.validate()?),
+            false => None,
+        };
         Ok(ServerConfig {
             listeners,
             limits,
@@ -150,6 +154,7 @@ impl ServerConfig {
             route_count: next_id,
             admin,
             engine,
+            deflate,
         })
     }
 }

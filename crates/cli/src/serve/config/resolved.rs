@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tether::proto::deflate::DeflateConfig;
 use tether::OriginPolicy;
 
 /// Validated configuration.
@@ -26,6 +27,9 @@ pub struct ServerConfig {
     pub admin: AdminConfig,
     /// The pub/sub engine.
     pub engine: EngineKind,
+    /// permessage-deflate settings, `None` when `limits.permessage_deflate`
+    /// is off.
+    pub deflate: Option<DeflateConfig>,
 }
 
 /// Where and how `/metrics` and `/healthz` are served.
