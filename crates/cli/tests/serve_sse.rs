@@ -361,3 +361,37 @@ fn a_stream_ends_at_shutdown() {
     );
     assert!(server.wait_exit(Duration::from_secs(5)).is_some());
 }
+
+#[test]
+fn bench_sse_mode_measures_both_kinds_of_readers_in_one_run() {
+    let server = Server::with_config(
+        "[[route]]\npath = \"/pubsub\"\nkind = \"pubsub\"\nclient_publish = [\"bench\"]\nsse = true\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["bench", "--sse", &server.ws_url("/pubsub")])
+        .args([
+            "-c", "4", "-t", "1s", "--rate", "50", "--json", "--log", "warn",
+        ])
+        .output()
+        .expect("run tether bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tether bench failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
+    for phase in ["websocket", "sse"] {
+        let s = &v[phase];
+        assert_eq!(s["connected"], 4, "{phase}: {s}");
+        assert_eq!(s["errors"], 0, "{phase}: {s}");
+        let (sent, got) = (
+            s["messages_sent"].as_u64().unwrap(),
+            s["messages_received"].as_u64().unwrap(),
+        );
+        assert!(sent > 0, "{phase}: {s}");
+        // Every reader gets every message published in the window, but
+        // the last few may still be on their way when it closes.
+        assert!(
+            got <= 4 * sent && got + 4 * 10 >= 4 * sent,
+            "{phase}: {got} of 4 x {sent}"
+        );
+    }
+    assert!(v["ratio"].as_f64().unwrap() > 0.0, "{v}");
+}

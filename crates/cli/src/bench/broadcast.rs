@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tether::{ClientBuilder, Message};
 
 /// Marks a payload as ours: "tethbnch".
-const MAGIC: [u8; 8] = *b"tethbnch";
+pub(super) const MAGIC: [u8; 8] = *b"tethbnch";
 /// Marker + timestamp.
 const STAMP_LEN: usize = 16;
 

@@ -23,6 +23,9 @@
 //! * **recovery storm** (`--recovery-storm --channel`): every subscriber
 //!   resubscribes with `since` at once after missing `--backlog`
 //!   messages; reports the time until all have recovered.
+//! * **sse** (`--sse`): fan-out from a pub/sub channel to `-c` WebSocket
+//!   subscribers, then to `-c` Server-Sent Events readers of the same
+//!   route, in one run, with the two delivery rates side by side.
 //! * **idle** (`--idle`): open `-c` connections, exchange one message on
 //!   each, then hold them and report the server's resident memory per
 //!   connection (`--server-pid`), read from `/proc/PID/status`.
@@ -42,6 +45,7 @@ mod pubsub;
 mod raw;
 mod report;
 mod soak;
+mod sse;
 mod stats;
 
 use crate::size::parse_size;
@@ -105,12 +109,12 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "idle")]
     pub broadcast: bool,
 
-    /// URL the publisher connects to in --broadcast mode (default: the same URL).
-    #[arg(long, requires = "broadcast")]
+    /// URL the publisher connects to in --broadcast and --sse modes (default: the same URL).
+    #[arg(long)]
     pub publish_url: Option<String>,
 
-    /// Messages per second the publisher sends in --broadcast mode (0: as fast as it can).
-    #[arg(long, default_value_t = 0, requires = "broadcast")]
+    /// Messages per second the publisher sends in --broadcast and --sse modes (0: as fast as it can).
+    #[arg(long, default_value_t = 0)]
     pub rate: u64,
 
     /// More URLs the subscribers are spread over, round-robin with URL
@@ -135,6 +139,11 @@ pub struct BenchArgs {
     /// route's `history_size` must keep them).
     #[arg(long, default_value_t = 20, requires = "recovery_storm")]
     pub backlog: u64,
+    /// SSE mode: URL is a pub/sub route with `sse = true` that lets clients
+    /// publish to --channel (default `bench`); the connections read the channel first over
+    /// WebSocket, then as Server-Sent Events, with the same publisher.
+    #[arg(long, conflicts_with_all = ["idle", "broadcast", "raw_tcp", "compress"])]
+    pub sse: bool,
 
     /// Idle mode: open the connections, exchange one message each, hold them, report memory.
     #[arg(long)]
@@ -190,6 +199,8 @@ impl BenchArgs {
             "recovery-storm"
         } else if self.broadcast {
             "broadcast"
+        } else if self.sse {
+            "sse"
         } else if self.idle {
             "idle"
         } else {
@@ -252,9 +263,18 @@ pub fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     anyhow::ensure!(
-        args.channel.is_none() || args.broadcast || args.recovery_storm,
-        "--channel needs --broadcast or --recovery-storm"
+        args.channel.is_none() || args.broadcast || args.recovery_storm || args.sse,
+        "--channel needs --broadcast, --recovery-storm or --sse"
     );
+    if args.sse {
+        let both = runtime.block_on(sse::run(Arc::new(args.clone())))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&both)?);
+        } else {
+            print!("{}", both.table());
+        }
+        return Ok(());
+    }
     let summary = runtime.block_on(run(args.clone()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
