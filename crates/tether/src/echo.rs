@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// What an echo has done so far (see [`WebSocket::poll_echo`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Echoed {
     /// Text and binary messages received (and sent back).
     pub messages: u64,

@@ -291,7 +291,11 @@ pub(crate) fn unoffered_protocol(upgrade: &UpgradeRequest, accept: &Accept) -> b
 }
 
 /// How to accept: the chosen subprotocol and extra response headers.
+///
+/// Built from [`Accept::default`] with [`protocol`](Self::protocol) and
+/// [`header`](Self::header).
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Accept {
     /// The subprotocol, which must be one the client offered.
     pub protocol: Option<String>,
@@ -314,7 +318,11 @@ impl Accept {
 }
 
 /// How to refuse: status, headers and a body.
+///
+/// Built with [`Reject::new`] (or [`forbidden`](Self::forbidden),
+/// [`unauthorized`](Self::unauthorized)) and [`header`](Self::header).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Reject {
     /// The HTTP status.
     pub status: StatusCode,

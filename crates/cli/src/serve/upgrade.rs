@@ -80,9 +80,9 @@ pub async fn open_websocket(
         // The program's last output goes out before the Close reply.
         incoming.config_mut().protocol.defer_close_reply = true;
     }
-    let accept = tether::Accept {
-        protocol,
-        ..Default::default()
+    let accept = match protocol {
+        Some(p) => tether::Accept::default().protocol(p),
+        None => tether::Accept::default(),
     };
     let ws = match Box::pin(incoming.accept(accept)).await {
         Ok(ws) => ws,
