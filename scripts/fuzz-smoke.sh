@@ -11,7 +11,8 @@
 # fails the script; libFuzzer writes the reproducer to
 # fuzz/artifacts/<target>/ and the script prints its hex.
 #
-# Environment: FUZZ_TARGETS="a b" limits the run to some targets.
+# Environment: FUZZ_TARGETS="a b" limits the run to some targets (e.g.
+# FUZZ_TARGETS=handshake_h2 for the HTTP/2 extended CONNECT alone).
 set -euo pipefail
 
 seconds="${1:-20}"

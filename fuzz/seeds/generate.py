@@ -149,6 +149,20 @@ def main():
     )
     write("handshake_response", "forbidden", b"\x00HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
 
+    # The HTTP/2 extended CONNECT (RFC 8441 §5): selector, :protocol line,
+    # then the method, target and fields as an HTTP/1.1-style head.
+    connect = (
+        b"CONNECT /chat HTTP/1.1\r\n"
+        b"Host: server.example.com\r\n"
+        b"Origin: http://www.example.com\r\n"
+        b"Sec-WebSocket-Protocol: chat, superchat\r\n"
+        b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    write("handshake_h2", "rfc8441_request", b"\x00websocket\n" + connect)
+    write("handshake_h2", "other_protocol", b"\x00connect-udp\n" + connect)
+    write("handshake_h2", "plain_connect", b"\x01" + connect)
+
 
 if __name__ == "__main__":
     main()

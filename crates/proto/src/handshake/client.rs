@@ -169,6 +169,11 @@ impl ClientRequest {
         if !is_valid_key(key) {
             return Err(HandshakeError::InvalidKey);
         }
+        self.check_parts()
+    }
+
+    /// Everything [`check`](Self::check) validates but the key.
+    pub(crate) fn check_parts(&self) -> Result<(), HandshakeError> {
         if !is_valid_resource(&self.resource) {
             return Err(HandshakeError::InvalidResource);
         }
@@ -199,7 +204,7 @@ impl ClientRequest {
     }
 }
 
-fn value(s: &str) -> Option<HeaderValue> {
+pub(crate) fn value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(s).ok()
 }
 
@@ -286,7 +291,16 @@ pub fn validate_response<B>(
     if trim_ows_bytes(accept.as_bytes()) != accept_key(key.as_bytes()).as_bytes() {
         return Err(HandshakeError::AcceptMismatch);
     }
+    agreed_fields(headers, offered_protocols, offered_extension_names)
+}
 
+/// Checks 5 and 6 of [`validate_response`]: the extensions and subprotocol
+/// the server agreed to; shared with the HTTP/2 handshake (RFC 8441 §5).
+pub(crate) fn agreed_fields(
+    headers: &HeaderMap,
+    offered_protocols: &[String],
+    offered_extension_names: &[&str],
+) -> Result<Accepted, HandshakeError> {
     let mut extensions: Vec<ExtensionOffer> = Vec::new();
     for value in headers.get_all(SEC_WEBSOCKET_EXTENSIONS) {
         let value = value

@@ -118,6 +118,22 @@ pub enum HandshakeError {
     #[error("Origin header must be a single ASCII serialized origin (RFC 6455 §4.2.1 item 7, RFC 6454 §7)")]
     InvalidOrigin,
 
+    // ----- the HTTP/2 extended CONNECT (RFC 8441) --------------------------
+    /// An HTTP/2 WebSocket opens with `:method CONNECT` (RFC 8441 §4, §5).
+    #[error("a WebSocket over HTTP/2 opens with an extended CONNECT, not {0} (RFC 8441 §4)")]
+    MethodNotConnect(Method),
+    /// An extended CONNECT arrived over HTTP/1.x: the `:protocol`
+    /// pseudo-header exists only in HTTP/2 and later (RFC 8441 §4).
+    #[error("an extended CONNECT needs HTTP/2 or later (RFC 8441 §4)")]
+    ExtendedConnectNeedsHttp2,
+    /// A CONNECT whose `:protocol` is not `websocket` (`Some`: what was
+    /// asked for), or a plain CONNECT without one (`None`, a tunnel
+    /// request). Answered with `501 Not Implemented`.
+    #[error(
+        "only :protocol websocket is served by an extended CONNECT here, not {0:?} (RFC 8441 §4)"
+    )]
+    UnsupportedConnectProtocol(Option<String>),
+
     // ----- building the client's request ---------------------------------
     /// An extra request header would duplicate or override one the handshake
     /// itself writes (`Host`, `Upgrade`, `Connection`, `Origin`,
@@ -184,6 +200,9 @@ impl HandshakeError {
     ///   Upgrade Required`: the request is an ordinary HTTP request to a
     ///   WebSocket-only resource, which is exactly what 426 means (RFC 7231
     ///   §6.5.15);
+    /// * [`UnsupportedConnectProtocol`](Self::UnsupportedConnectProtocol) →
+    ///   `501 Not Implemented`: the method is understood, the protocol it
+    ///   asks for is not served;
     /// * everything else → `400 Bad Request` (RFC 6455 §4.2.1: "an
     ///   appropriate error code (such as 400 Bad Request)").
     ///
@@ -195,6 +214,7 @@ impl HandshakeError {
             HandshakeError::UnsupportedVersion(_) | HandshakeError::MissingUpgradeWebsocket => {
                 StatusCode::UPGRADE_REQUIRED
             }
+            HandshakeError::UnsupportedConnectProtocol(_) => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -1,4 +1,5 @@
-//! The HTTP/1.1 opening handshake of RFC 6455 (§4), for both roles, sans-IO.
+//! The opening handshake of RFC 6455 (§4) over HTTP/1.1, and of RFC 8441
+//! over HTTP/2, for both roles, sans-IO.
 //!
 //! A WebSocket connection starts life as an HTTP/1.1 `GET` request carrying
 //! `Upgrade: websocket`; the server answers `101 Switching Protocols` and from
@@ -25,6 +26,11 @@
 //!   WebSocket (most importantly the `Sec-WebSocket-Accept` proof, which stops
 //!   a non-WebSocket server or a caching intermediary from being mistaken for
 //!   a WebSocket peer).
+//! * **HTTP/2** (RFC 8441) — [`validate_extended_connect`] checks an
+//!   extended CONNECT (`:protocol websocket`) into the same
+//!   [`UpgradeRequest`], [`extended_connect_response`] is its `200`;
+//!   [`ClientRequest::to_extended_connect`] and
+//!   [`validate_extended_connect_response`] are the client's side.
 //! * **Header grammar** — [`header_tokens`], [`is_token`] and
 //!   [`parse_extensions`] implement the RFC 7230 list and token rules and the
 //!   RFC 6455 §9.1 extension grammar; extension negotiation (e.g.
@@ -81,6 +87,7 @@
 
 mod client;
 mod error;
+mod h2;
 mod headers;
 mod key;
 mod parse;
@@ -89,6 +96,10 @@ mod target;
 
 pub use client::{validate_response, Accepted, ClientRequest};
 pub use error::HandshakeError;
+pub use h2::{
+    extended_connect_response, validate_extended_connect, validate_extended_connect_response,
+    WEBSOCKET_PROTOCOL,
+};
 pub use headers::{format_extensions, header_tokens, is_token, parse_extensions, ExtensionOffer};
 pub use key::{accept_key, generate_key, WEBSOCKET_GUID};
 pub use parse::{parse_request, parse_response};

@@ -27,7 +27,9 @@ use super::{parse_extensions, ExtensionOffer, HandshakeError};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpgradeRequest {
     /// `Sec-WebSocket-Key` as sent (24 base64 characters); feed it to
-    /// [`build_accept_response`].
+    /// [`build_accept_response`]. Empty for a WebSocket opened by an HTTP/2
+    /// extended CONNECT ([`validate_extended_connect`](super::validate_extended_connect)),
+    /// which has no key (RFC 8441 §5).
     pub key: String,
     /// The authority the client addressed: the `Host` header, or the
     /// authority of an absolute-form target (RFC 7230 §5.5).
@@ -142,16 +144,38 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<UpgradeRequest, Handshake
         return Err(HandshakeError::InvalidKey);
     }
 
+    check_version(headers)?;
+    let (origin, protocols, extensions) = offered_fields(headers)?;
+    Ok(UpgradeRequest {
+        key: key.to_owned(),
+        host,
+        origin,
+        protocols,
+        extensions,
+        path,
+    })
+}
+
+/// `Sec-WebSocket-Version` appears once and is `13` (§4.2.1 item 6,
+/// §11.3.5); shared with the HTTP/2 handshake (RFC 8441 §5).
+pub(crate) fn check_version(headers: &HeaderMap) -> Result<(), HandshakeError> {
     // §11.3.5: the field MUST NOT appear more than once in a request.
     match single(headers, &SEC_WEBSOCKET_VERSION)? {
-        Some(v) if trim_ows_bytes(v.as_bytes()) == b"13" => {}
+        Some(v) if trim_ows_bytes(v.as_bytes()) == b"13" => Ok(()),
         Some(v) => {
             let offered = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            return Err(HandshakeError::UnsupportedVersion(Some(offered)));
+            Err(HandshakeError::UnsupportedVersion(Some(offered)))
         }
-        None => return Err(HandshakeError::UnsupportedVersion(None)),
+        None => Err(HandshakeError::UnsupportedVersion(None)),
     }
+}
 
+/// The `Origin`, the offered subprotocols and the offered extensions
+/// (§4.2.1 items 7–9), checked in that order; shared with the HTTP/2
+/// handshake, which negotiates them the same way (RFC 8441 §5).
+pub(crate) type OfferedFields = (Option<String>, Vec<String>, Vec<ExtensionOffer>);
+
+pub(crate) fn offered_fields(headers: &HeaderMap) -> Result<OfferedFields, HandshakeError> {
     let origin = match single(headers, &ORIGIN).map_err(|_| HandshakeError::InvalidOrigin)? {
         None => None,
         Some(v) => {
@@ -169,20 +193,12 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<UpgradeRequest, Handshake
             .map_err(|_| HandshakeError::MalformedExtensions("value is not visible ASCII"))?;
         extensions.extend(parse_extensions(value)?);
     }
-
-    Ok(UpgradeRequest {
-        key: key.to_owned(),
-        host,
-        origin,
-        protocols,
-        extensions,
-        path,
-    })
+    Ok((origin, protocols, extensions))
 }
 
 /// The resource name (§3) of a request target: origin-form as is; for an
 /// absolute-form `http(s)`/`ws(s)` URI, its path and query.
-fn resource_name(uri: &Uri) -> Result<String, HandshakeError> {
+pub(crate) fn resource_name(uri: &Uri) -> Result<String, HandshakeError> {
     if let Some(scheme) = uri.scheme_str() {
         if !["http", "https", "ws", "wss"]
             .iter()
@@ -205,7 +221,7 @@ fn resource_name(uri: &Uri) -> Result<String, HandshakeError> {
     Ok(out)
 }
 
-fn check_no_body(headers: &HeaderMap) -> Result<(), HandshakeError> {
+pub(crate) fn check_no_body(headers: &HeaderMap) -> Result<(), HandshakeError> {
     if headers.contains_key(TRANSFER_ENCODING) {
         return Err(HandshakeError::RequestHasBody);
     }
@@ -223,7 +239,7 @@ fn check_no_body(headers: &HeaderMap) -> Result<(), HandshakeError> {
     Ok(())
 }
 
-fn host<B>(req: &Request<B>) -> Result<String, HandshakeError> {
+pub(crate) fn host<B>(req: &Request<B>) -> Result<String, HandshakeError> {
     let header = single(req.headers(), &HOST)?;
     let header = match header {
         Some(v) => Some(trim_ows(
@@ -435,7 +451,7 @@ pub fn accept_response(
 
 /// A non-empty header value of visible ASCII, SP and HTAB only, not
 /// starting or ending with whitespace.
-fn is_safe_value(v: &str) -> bool {
+pub(crate) fn is_safe_value(v: &str) -> bool {
     !v.is_empty()
         && v.bytes()
             .all(|b| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b))
