@@ -250,6 +250,18 @@ impl ClientBuilder {
         self
     }
 
+    /// The settings the connection will use.
+    pub fn get_config(&self) -> &WebSocketConfig {
+        &self.config
+    }
+
+    /// What the handshake sends besides the URL: the origin and the extra
+    /// headers.
+    #[cfg(feature = "http2")]
+    pub(crate) fn request_extras(&self) -> (Option<&str>, &HeaderMap) {
+        (self.origin.as_deref(), &self.headers)
+    }
+
     /// The subprotocols offered, in preference order.
     pub fn offered_protocols(&self) -> &[String] {
         &self.protocols
@@ -288,7 +300,7 @@ impl ClientBuilder {
         }
     }
 
-    async fn connect_tcp(&self, target: &Target) -> Result<TcpStream> {
+    pub(crate) async fn connect_tcp(&self, target: &Target) -> Result<TcpStream> {
         let proxy = self.effective_proxy()?;
         let attempt = async {
             match &proxy {
@@ -314,16 +326,34 @@ impl ClientBuilder {
 
     #[cfg(feature = "tls")]
     async fn wrap_tls(&self, tcp: TcpStream, target: &Target) -> Result<MaybeTlsStream> {
+        self.wrap_tls_alpn(tcp, target, None).await
+    }
+
+    /// TLS for `wss://`, offering `alpn` when given instead of the
+    /// configuration's protocols (`http/1.1`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(not(feature = "http2"), allow(dead_code))]
+    pub(crate) async fn wrap_tls_alpn(
+        &self,
+        tcp: TcpStream,
+        target: &Target,
+        alpn: Option<&[&[u8]]>,
+    ) -> Result<MaybeTlsStream> {
         if !target.secure {
             return Ok(MaybeTlsStream::Plain(tcp));
         }
-        let (config, name) = match &self.tls {
+        let (mut config, name) = match &self.tls {
             TlsSetting::Options(o) => (o.build()?, o.server_name_for(&target.host)?),
             TlsSetting::Config(c) => (
                 c.clone(),
                 TlsOptions::default().server_name_for(&target.host)?,
             ),
         };
+        if let Some(alpn) = alpn {
+            let mut changed = (*config).clone();
+            changed.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            config = std::sync::Arc::new(changed);
+        }
         let shown = name.to_str().into_owned();
         let connector = tokio_rustls::TlsConnector::from(config);
         let timeout = self.config.handshake_timeout;
@@ -356,7 +386,7 @@ impl ClientBuilder {
         self.handshake_on(stream, &target).await
     }
 
-    async fn handshake_on<S>(
+    pub(crate) async fn handshake_on<S>(
         self,
         mut stream: S,
         target: &Target,

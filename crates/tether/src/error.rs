@@ -77,6 +77,12 @@ pub enum Error {
     /// it sent an alert, or it does not speak TLS. The text names the fix.
     #[error("TLS error: {0}")]
     Tls(String),
+    /// HTTP/2 cannot carry the WebSocket (client side, `tether::http2`):
+    /// the server did not choose `h2`, did not send
+    /// `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1`, or broke HTTP/2; the text
+    /// says which.
+    #[error("HTTP/2: {0}")]
+    Http2(String),
 
     // ----- the application -------------------------------------------------
     /// The connection is closed or closing, so it cannot be used any more:
@@ -161,9 +167,11 @@ impl Error {
     pub fn blame(&self) -> Blame {
         match self {
             Error::Io(_) | Error::Timeout { .. } | Error::Proxy(_) => Blame::Transport,
-            Error::Protocol(_) | Error::Handshake(_) | Error::Refused { .. } | Error::Tls(_) => {
-                Blame::Peer
-            }
+            Error::Protocol(_)
+            | Error::Handshake(_)
+            | Error::Refused { .. }
+            | Error::Tls(_)
+            | Error::Http2(_) => Blame::Peer,
             Error::Closed(_)
             | Error::Send(_)
             | Error::InvalidRequest(_)

@@ -1,13 +1,23 @@
-//! Upgrading requests served by hyper 1.x (HTTP/1.1) into a [`WebSocket`]
-//! (feature `hyper`).
+//! Upgrading requests served by hyper 1.x into a [`WebSocket`] (feature
+//! `hyper`): HTTP/1.1 upgrades, and HTTP/2 extended CONNECTs (RFC 8441).
 //!
 //! hyper reads the request head itself, so the handshake limits and timeout
 //! of [`WebSocketConfig`] are hyper's business here; the request is checked
 //! with the same rules as [`ServerBuilder`](crate::ServerBuilder)'s
 //! (`tether_proto::handshake::validate_request`), and the application
-//! decides with the same [`Accept`] and [`Reject`] types. The connection must
-//! be served with upgrades enabled
+//! decides with the same [`Accept`] and [`Reject`] types. An HTTP/1.1
+//! connection must be served with upgrades enabled
 //! (`hyper::server::conn::http1::Builder::serve_connection(..).with_upgrades()`).
+//!
+//! Over HTTP/2 a WebSocket is a stream opened by `CONNECT` with `:protocol
+//! websocket`, which hyper passes on only when the connection is served
+//! with `hyper::server::conn::http2::Builder::enable_connect_protocol()`
+//! (the server then sends `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1`, which
+//! browsers wait for). The same [`Upgrade`] takes it
+//! (`tether_proto::handshake::validate_extended_connect`), answers `200`
+//! instead of `101`, and the socket is the stream: many WebSockets, and the
+//! page's other requests, share one connection. Route `CONNECT` as well as
+//! `GET` to the handler.
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -48,7 +58,10 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tether_proto::handshake::{accept_response, validate_request, UpgradeRequest};
+use tether_proto::handshake::{
+    accept_response, extended_connect_response, validate_extended_connect, validate_request,
+    UpgradeRequest,
+};
 use tether_proto::Role;
 
 /// The response body type of this module's responses.
@@ -66,13 +79,18 @@ pub struct Upgrade {
     upgrade: UpgradeRequest,
     on_upgrade: Option<OnUpgrade>,
     config: WebSocketConfig,
+    /// Opened by an HTTP/2 extended CONNECT (answered `200`), not an
+    /// HTTP/1.1 upgrade (`101`).
+    extended_connect: bool,
 }
 
 impl Upgrade {
-    /// Check `request` (RFC 6455 §4.2.1). An invalid one comes back as the
-    /// refusal to send: `426 Upgrade Required` with `Sec-WebSocket-Version:
-    /// 13` for a plain HTTP request or another protocol version, `400` for
-    /// the rest.
+    /// Check `request`: an HTTP/1.1 upgrade (RFC 6455 §4.2.1), or, for a
+    /// `CONNECT`, an HTTP/2 extended CONNECT (RFC 8441 §4, §5). An invalid
+    /// one comes back as the refusal to send: `426 Upgrade Required` with
+    /// `Sec-WebSocket-Version: 13` for a plain HTTP request or another
+    /// protocol version, `501` for a CONNECT whose `:protocol` is not
+    /// `websocket`, `400` for the rest.
     pub fn new<B>(request: http::Request<B>, config: WebSocketConfig) -> Result<Upgrade, Reject> {
         let (mut parts, _body) = request.into_parts();
         Self::from_parts(&mut parts, config)
@@ -89,13 +107,28 @@ impl Upgrade {
         *request.uri_mut() = parts.uri.clone();
         *request.version_mut() = parts.version;
         *request.headers_mut() = parts.headers.clone();
-        let upgrade = validate_request(&request).map_err(|e| Reject::from_handshake_error(&e))?;
+        let extended_connect = parts.method == http::Method::CONNECT;
+        let upgrade = if extended_connect {
+            let protocol = parts.extensions.get::<::hyper::ext::Protocol>();
+            validate_extended_connect(&request, protocol.map(|p| p.as_ref()))
+        } else {
+            validate_request(&request)
+        }
+        .map_err(|e| Reject::from_handshake_error(&e))?;
         Ok(Upgrade {
             request,
             upgrade,
             on_upgrade: parts.extensions.remove::<OnUpgrade>(),
             config,
+            extended_connect,
         })
+    }
+
+    /// Whether this is an HTTP/2 extended CONNECT (answered `200`, the
+    /// socket is one stream of the connection) rather than an HTTP/1.1
+    /// upgrade.
+    pub fn is_extended_connect(&self) -> bool {
+        self.extended_connect
     }
 
     /// Whether hyper can hand over the connection (false when it was served
@@ -135,9 +168,9 @@ impl Upgrade {
         &mut self.config
     }
 
-    /// Accept: the `101` response to return from the service, and the
-    /// socket, ready once hyper has sent the response and handed over the
-    /// connection. permessage-deflate is agreed when the client offers it
+    /// Accept: the `101` response (`200` for an HTTP/2 extended CONNECT)
+    /// to return from the service, and the socket, ready once hyper has
+    /// sent the response and handed over the connection (or the stream). permessage-deflate is agreed when the client offers it
     /// and `config.protocol.deflate` is set.
     ///
     /// Choosing a subprotocol the client did not offer answers `500` and
@@ -151,16 +184,18 @@ impl Upgrade {
             return (refusal.into_http_response(), PendingWebSocket::failed());
         }
         let extensions = crate::extensions::server_negotiate(&mut self.config, &self.upgrade);
-        let (mut head, ()) = accept_response(
-            &self.upgrade.key,
-            accept.protocol.as_deref(),
-            extensions.as_deref(),
-        )
+        let protocol = accept.protocol.as_deref();
+        let (mut head, ()) = if self.extended_connect {
+            extended_connect_response(protocol, extensions.as_deref())
+        } else {
+            accept_response(&self.upgrade.key, protocol, extensions.as_deref())
+        }
         .into_parts();
         for (name, value) in &accept.headers {
             if !head.headers.contains_key(name)
                 && name != CONTENT_LENGTH
                 && name != TRANSFER_ENCODING
+                && !(self.extended_connect && is_connection_specific(name))
             {
                 head.headers.append(name, value.clone());
             }
@@ -179,6 +214,14 @@ impl Upgrade {
     pub fn reject(self, reject: Reject) -> http::Response<Body> {
         reject.into_http_response()
     }
+}
+
+/// Fields HTTP/2 forbids (RFC 9113 §8.2.2): a response carrying one is
+/// malformed.
+fn is_connection_specific(name: &http::HeaderName) -> bool {
+    use http::header::{CONNECTION, TE, UPGRADE};
+    [CONNECTION, UPGRADE, TE].contains(name)
+        || ["keep-alive", "proxy-connection"].contains(&name.as_str())
 }
 
 /// The socket of an accepted [`Upgrade`]: resolves once hyper has sent the

@@ -205,6 +205,8 @@ mod echo;
 mod error;
 mod extensions;
 mod head;
+#[cfg(feature = "http2")]
+pub mod http2;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 mod message;
