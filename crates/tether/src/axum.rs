@@ -11,6 +11,12 @@
 //! ([`WebSocketConfig`]: limits, keepalive, permessage-deflate), as
 //! [`ServerBuilder`](crate::ServerBuilder)'s.
 //!
+//! Over HTTP/2 the same extractor takes an RFC 8441 extended CONNECT and
+//! answers `200`: route `CONNECT` too (`get(ws).connect(ws)` or `any(ws)`),
+//! and serve the router through hyper-util's builder with
+//! `http2().enable_connect_protocol()` (`axum::serve` does not enable it; see
+//! [`crate::hyper`] and the `hyper_http2` example).
+//!
 //! ```no_run
 //! use axum::{routing::get, Router, response::Response};
 //! use futures_util::{SinkExt, StreamExt};
