@@ -119,8 +119,9 @@ impl Http2Connection {
         self.open_as(builder, |s| s).await
     }
 
-    /// [`open`](Self::open), with the stream wrapped by `wrap`.
-    async fn open_as<T>(
+    /// [`open`](Self::open), with the stream wrapped by `wrap` (e.g. into
+    /// [`ClientStream::Http2`]).
+    pub async fn open_as<T>(
         &self,
         builder: ClientBuilder,
         wrap: impl FnOnce(Http2Stream) -> T,
@@ -272,12 +273,21 @@ impl ClientBuilder {
             }
             Transport::Unusable(why) => {
                 tracing::debug!("{why}; using HTTP/1.1");
-                let tcp = self.connect_tcp(&target).await?;
-                let stream = self.wrap_tls_alpn(tcp, &target, None).await?;
-                self.handshake_on(ClientStream::Http1(stream), &target)
-                    .await
+                self.connect_http1().await
             }
         }
+    }
+}
+
+impl ClientBuilder {
+    /// [`connect`](Self::connect) (HTTP/1.1 only), with the socket on a
+    /// [`ClientStream`]: for code that holds sockets of both kinds.
+    pub async fn connect_http1(self) -> Result<(WebSocket<ClientStream>, http::Response<()>)> {
+        let target = self.target()?;
+        let tcp = self.connect_tcp(&target).await?;
+        let stream = self.wrap_tls_alpn(tcp, &target, None).await?;
+        self.handshake_on(ClientStream::Http1(stream), &target)
+            .await
     }
 }
 
@@ -355,8 +365,14 @@ impl AsyncWrite for ClientStream {
     }
 }
 
+/// hyper's errors on the connection are I/O failures (retryable); the
+/// rest say what broke.
 fn h2_error(e: ::hyper::Error) -> Error {
-    Error::Http2(e.to_string())
+    if e.is_closed() || e.is_canceled() || e.is_incomplete_message() {
+        Error::Io(io::Error::new(io::ErrorKind::ConnectionAborted, e))
+    } else {
+        Error::Http2(e.to_string())
+    }
 }
 
 /// The start of a refused CONNECT's body, at most [`REFUSAL_BODY_LIMIT`]

@@ -124,10 +124,25 @@ pub fn is_retryable(e: &Error) -> bool {
 pub async fn connect_with_backoff(
     builder: &ClientBuilder,
     backoff: &mut Backoff,
-    mut on_retry: impl FnMut(&Error, Duration),
+    on_retry: impl FnMut(&Error, Duration),
 ) -> Result<(WebSocket<MaybeTlsStream>, http::Response<()>)> {
+    connect_with_backoff_by(builder, backoff, on_retry, ClientBuilder::connect).await
+}
+
+/// [`connect_with_backoff`] with another way to connect, e.g.
+/// `ClientBuilder::connect_http2` (feature `http2`).
+pub async fn connect_with_backoff_by<S, F, Fut>(
+    builder: &ClientBuilder,
+    backoff: &mut Backoff,
+    mut on_retry: impl FnMut(&Error, Duration),
+    connect: F,
+) -> Result<(WebSocket<S>, http::Response<()>)>
+where
+    F: Fn(ClientBuilder) -> Fut,
+    Fut: std::future::Future<Output = Result<(WebSocket<S>, http::Response<()>)>>,
+{
     loop {
-        match builder.clone().connect().await {
+        match connect(builder.clone()).await {
             Ok(ok) => {
                 backoff.reset();
                 return Ok(ok);

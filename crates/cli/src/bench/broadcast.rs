@@ -58,7 +58,7 @@ fn stamp_of(payload: &[u8], text: bool) -> Option<u64> {
 }
 
 struct Subscriber<'a> {
-    ws: &'a mut tether::WebSocket<tether::MaybeTlsStream>,
+    ws: &'a mut tether::WebSocket<super::BenchStream>,
     epoch: Instant,
     text: bool,
     /// Pub/sub messages: the stamp is inside the `message` object.

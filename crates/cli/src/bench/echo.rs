@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tether::{CloseCode, CloseFrame, MaybeTlsStream, Message, WebSocket};
+use tether::{CloseCode, CloseFrame, Message, WebSocket};
 
 /// State every connection task reports into.
 pub(super) struct Shared {
@@ -104,7 +104,7 @@ pub(super) enum Ended {
 }
 
 struct EchoConn<'a> {
-    ws: &'a mut WebSocket<MaybeTlsStream>,
+    ws: &'a mut WebSocket<super::BenchStream>,
     msg: Message,
     /// Sends still allowed (count mode), or `u64::MAX`.
     allowed: u64,
@@ -230,7 +230,7 @@ impl EchoConn<'_> {
 
 /// Record how a connection ended and close it politely (bounded by `--close-timeout`).
 pub(super) async fn finish(
-    ws: &mut WebSocket<MaybeTlsStream>,
+    ws: &mut WebSocket<super::BenchStream>,
     ended: Option<Result<(), Ended>>,
     args: &BenchArgs,
     shared: &Shared,

@@ -52,7 +52,8 @@ use crate::size::parse_size;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tether::{ClientBuilder, MaybeTlsStream, WebSocket, WebSocketConfig};
+use tether::http2::{ClientStream, Http2Connection};
+use tether::{ClientBuilder, WebSocket, WebSocketConfig};
 use tokio::sync::Semaphore;
 
 pub use report::Summary;
@@ -161,6 +162,16 @@ pub struct BenchArgs {
     /// counts the connections where the server accepted it.
     #[arg(long, conflicts_with = "raw_tcp")]
     pub compress: bool,
+
+    /// Open the WebSockets over HTTP/2 (RFC 8441): ALPN `h2` for wss://,
+    /// prior knowledge for ws://. The server must offer it (no fallback).
+    #[arg(long, conflicts_with = "raw_tcp")]
+    pub http2: bool,
+
+    /// With --http2: WebSockets per HTTP/2 connection (1: one connection
+    /// each, as over HTTP/1.1).
+    #[arg(long, default_value_t = 1, requires = "http2", value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_streams: u32,
 
     /// Give up on the closing handshake of a connection after this long.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
@@ -326,42 +337,75 @@ async fn connect_all(
     args: &Arc<BenchArgs>,
     url: &str,
     errors: &stats::Errors,
-) -> (Vec<(usize, WebSocket<MaybeTlsStream>)>, u64) {
+) -> (Vec<(usize, WebSocket<BenchStream>)>, u64) {
     connect_over(args, &[url.to_owned()], errors).await
 }
 
 /// [`connect_all`] spread over `urls`: connection `i` goes to
-/// `urls[i % urls.len()]`.
+/// `urls[i % urls.len()]` (with `--http2-streams`, the streams of one
+/// HTTP/2 connection go to its first one's).
 async fn connect_over(
     args: &Arc<BenchArgs>,
     urls: &[String],
     errors: &stats::Errors,
-) -> (Vec<(usize, WebSocket<MaybeTlsStream>)>, u64) {
+) -> (Vec<(usize, WebSocket<BenchStream>)>, u64) {
     let limit = Arc::new(Semaphore::new(args.connect_concurrency as usize));
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..args.connections {
+    // Over HTTP/2, one task per connection opens its streams in turn.
+    let per = if args.http2 {
+        args.http2_streams as usize
+    } else {
+        1
+    };
+    for first in (0..args.connections).step_by(per) {
         let limit = limit.clone();
-        let builder = ClientBuilder::new(&urls[i % urls.len()]).config(client_config(args));
+        let builder = ClientBuilder::new(&urls[first % urls.len()]).config(client_config(args));
+        let ids = first..(first + per).min(args.connections);
+        let http2 = args.http2;
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
-            (i, builder.connect().await)
+            if !http2 {
+                return vec![(first, builder.connect_http1().await)];
+            }
+            let connection = match Http2Connection::connect(&builder).await {
+                Ok(c) => c,
+                Err(e) => return vec![(first, Err(e))],
+            };
+            let mut opened = Vec::with_capacity(ids.len());
+            for i in ids {
+                let result = connection
+                    .open_as(builder.clone(), ClientStream::Http2)
+                    .await;
+                opened.push((i, result));
+            }
+            opened
         });
     }
     let mut out = Vec::with_capacity(args.connections);
     let mut compressed = 0;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((i, Ok((ws, response)))) => {
-                compressed += u64::from(deflate_accepted(&response));
-                out.push((i, ws));
+            Ok(opened) => {
+                for (i, result) in opened {
+                    match result {
+                        Ok((ws, response)) => {
+                            compressed += u64::from(deflate_accepted(&response));
+                            out.push((i, ws));
+                        }
+                        Err(e) => errors.record(format!("connect: {e}")),
+                    }
+                }
             }
-            Ok((_, Err(e))) => errors.record(format!("connect: {e}")),
             Err(e) => errors.record(format!("connect task: {e}")),
         }
     }
     out.sort_by_key(|(i, _)| *i);
     (out, compressed)
 }
+
+/// The transport of a benchmark's WebSocket: HTTP/1.1 (TCP or TLS) or a
+/// stream of an HTTP/2 connection (`--http2`).
+pub(super) type BenchStream = ClientStream;
 
 /// The server's handshake response agreed to permessage-deflate.
 fn deflate_accepted(response: &http::Response<()>) -> bool {

@@ -22,7 +22,8 @@ use session::{AtEof, Input, Outcome};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
-use tether::reconnect::{connect_with_backoff, Backoff};
+use tether::http2::ClientStream;
+use tether::reconnect::{connect_with_backoff, connect_with_backoff_by, Backoff};
 use tether::tls::TlsOptions;
 use tether::{ClientBuilder, Keepalive, WebSocketConfig};
 use tokio::io::AsyncBufReadExt;
@@ -141,6 +142,12 @@ pub struct ConnectArgs {
     /// Send input lines as binary messages instead of text.
     #[arg(long)]
     pub binary: bool,
+
+    /// Open the WebSocket over HTTP/2 (RFC 8441) when the server offers it
+    /// (ALPN `h2` for wss://, prior knowledge for ws://) with the extended
+    /// CONNECT; HTTP/1.1 otherwise.
+    #[arg(long)]
+    pub http2: bool,
 
     /// Print events as JSON lines on stdout.
     #[arg(long)]
@@ -377,35 +384,49 @@ async fn connect_loop(
         backoff = backoff.max_attempts(0);
     }
     loop {
-        let connected = connect_with_backoff(&builder, &mut backoff, |e, delay| {
+        let on_retry = |e: &tether::Error, delay: Duration| {
             output.status(&format!(
                 "connection failed: {e}; retrying in {:.1}s",
                 delay.as_secs_f64()
             ));
-        })
-        .await;
-        let (ws, response) = match connected {
-            Ok(ok) => ok,
-            Err(e) => {
-                output.error(&format!("cannot connect to {}: {e}", builder.url()));
-                return exit::CONNECT_FAILED;
+        };
+        let outcome = if args.http2 {
+            let connected = connect_with_backoff_by(
+                &builder,
+                &mut backoff,
+                on_retry,
+                ClientBuilder::connect_http2,
+            )
+            .await;
+            match connected {
+                Ok((ws, response)) => {
+                    let (tls, http2) = match ws.get_ref() {
+                        ClientStream::Http1(s) => (tls_details(s), false),
+                        ClientStream::Http2(_) => (None, true),
+                    };
+                    let protocol = subprotocol(&response);
+                    output.open(builder.url(), protocol, tls.as_deref(), http2);
+                    session::run(ws, input, output, idle).await
+                }
+                Err(e) => {
+                    output.error(&format!("cannot connect to {}: {e}", builder.url()));
+                    return exit::CONNECT_FAILED;
+                }
+            }
+        } else {
+            match connect_with_backoff(&builder, &mut backoff, on_retry).await {
+                Ok((ws, response)) => {
+                    let tls = tls_details(ws.get_ref());
+                    let protocol = subprotocol(&response);
+                    output.open(builder.url(), protocol, tls.as_deref(), false);
+                    session::run(ws, input, output, idle).await
+                }
+                Err(e) => {
+                    output.error(&format!("cannot connect to {}: {e}", builder.url()));
+                    return exit::CONNECT_FAILED;
+                }
             }
         };
-        let protocol = response
-            .headers()
-            .get("sec-websocket-protocol")
-            .and_then(|v| v.to_str().ok());
-        let tls = ws.get_ref().tls_session().map(|s| {
-            let version = s
-                .protocol_version()
-                .map_or_else(|| "TLS".to_owned(), |v| format!("{v:?}"));
-            match s.negotiated_cipher_suite() {
-                Some(c) => format!("{version} {:?}", c.suite()),
-                None => version,
-            }
-        });
-        output.open(builder.url(), protocol, tls.as_deref());
-        let outcome = session::run(ws, input, output, idle).await;
         let code = outcome.exit_code();
         output.closed(&outcome);
         let stdin_over = matches!(
@@ -428,6 +449,27 @@ async fn connect_loop(
     }
 }
 
+/// The subprotocol the server chose.
+fn subprotocol(response: &http::Response<()>) -> Option<&str> {
+    response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+}
+
+/// `TLSv1_3 TLS13_AES_256_GCM_SHA384` for a TLS connection.
+fn tls_details(stream: &tether::MaybeTlsStream) -> Option<String> {
+    stream.tls_session().map(|s| {
+        let version = s
+            .protocol_version()
+            .map_or_else(|| "TLS".to_owned(), |v| format!("{v:?}"));
+        match s.negotiated_cipher_suite() {
+            Some(c) => format!("{version} {:?}", c.suite()),
+            None => version,
+        }
+    })
+}
+
 async fn listen_once(
     addr: &str,
     config: WebSocketConfig,
@@ -448,7 +490,7 @@ async fn listen_once(
         .accept(tcp)
         .await
         .map_err(|e| anyhow::anyhow!("handshake with {peer} failed: {e}"))?;
-    output.open(&format!("ws://{peer} (accepted)"), None, None);
+    output.open(&format!("ws://{peer} (accepted)"), None, None, false);
     let outcome = session::run(ws, input, output, idle).await;
     output.closed(&outcome);
     Ok(outcome.exit_code())

@@ -96,16 +96,20 @@ impl Output {
         }
     }
 
-    /// The connection is open.
-    pub fn open(&self, url: &str, protocol: Option<&str>, tls: Option<&str>) {
+    /// The connection is open (`http2`: as a stream of an HTTP/2
+    /// connection).
+    pub fn open(&self, url: &str, protocol: Option<&str>, tls: Option<&str>, http2: bool) {
+        let http = if http2 { "2" } else { "1.1" };
         match self.mode {
             OutputMode::Jsonl => self.json(json!({
                 "event": "open", "time": now_ms(), "url": url, "protocol": protocol, "tls": tls,
+                "http": http,
             })),
             _ => {
-                let details: Vec<String> = tls
-                    .map(str::to_owned)
+                let details: Vec<String> = http2
+                    .then(|| "HTTP/2".to_owned())
                     .into_iter()
+                    .chain(tls.map(str::to_owned))
                     .chain(protocol.map(|p| format!("subprotocol {p}")))
                     .collect();
                 let details = if details.is_empty() {
