@@ -248,5 +248,8 @@ async fn http2_connection_refuses_a_url_of_another_origin() {
         .await
         .unwrap();
     let other = client(format!("ws://localhost:{}/echo", addr.port()));
-    assert!(matches!(connection.open(other).await, Err(Error::Config(_))));
+    assert!(matches!(
+        connection.open(other).await,
+        Err(Error::Config(_))
+    ));
 }

@@ -16,9 +16,9 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tether::{ClientBuilder, MaybeTlsStream, Message, WebSocket};
+use tether::{ClientBuilder, Message, WebSocket};
 
-type Ws = WebSocket<MaybeTlsStream>;
+type Ws = WebSocket<super::BenchStream>;
 
 /// Marks a payload as ours.
 const MAGIC: &[u8; 8] = b"tethbnch";
@@ -154,7 +154,7 @@ pub(super) async fn storm(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let publish_url = args.publish_url.clone().unwrap_or_else(|| args.url.clone());
     let (mut publisher, _) = ClientBuilder::new(&publish_url)
         .config(client_config(&args))
-        .connect()
+        .connect_http1()
         .await
         .map_err(|e| anyhow::anyhow!("publisher cannot connect to {publish_url}: {e}"))?;
     publish_acked(&mut publisher, Instant::now(), &args, &channel).await?;
