@@ -281,7 +281,7 @@ async fn started(start: &mut watch::Receiver<Option<(Instant, Instant)>>) -> (In
 /// then count the stamped messages until the deadline.
 async fn ws_reader(
     i: usize,
-    mut ws: tether::WebSocket<tether::MaybeTlsStream>,
+    mut ws: tether::WebSocket<super::BenchStream>,
     subscribe: Message,
     args: Arc<BenchArgs>,
     shared: Arc<Shared>,
