@@ -93,7 +93,6 @@ async fn messages(ws: &mut Ws, n: usize) -> Vec<(u64, Value)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tether serve refuses [cluster] engine = \"redis\""]
 async fn publishers_on_two_nodes_reach_every_subscriber_once_in_one_order() {
     let Some(redis) = RedisServer::start("two_nodes", false) else {
         return;
@@ -147,7 +146,6 @@ async fn publishers_on_two_nodes_reach_every_subscriber_once_in_one_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tether serve refuses [cluster] engine = \"redis\""]
 async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
     let Some(redis) = RedisServer::start("resume_across", false) else {
         return;

@@ -6,6 +6,7 @@
 //! serves at most [`MAX_CONNECTIONS`] connections at once.
 
 use super::auth::constant_time_eq;
+use super::engine;
 use super::http::{write_response, Response};
 use super::policy::host;
 use super::reload::Live;
@@ -44,7 +45,13 @@ fn answer(state: &State, req: &http::Request<()>) -> Option<Response> {
         );
     }
     if path == "/healthz" {
-        return Some(Response::text(StatusCode::OK, "ok\n"));
+        return Some(match unhealthy_engine(state) {
+            None => Response::text(StatusCode::OK, "ok\n"),
+            Some(name) => Response::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the {name} cluster engine is unreachable\n"),
+            ),
+        });
     }
     if let Some(want) = &state.config.admin.metrics_token {
         let ok = bearer(req).is_some_and(|got| constant_time_eq(want.as_bytes(), got.as_bytes()));
@@ -61,8 +68,23 @@ fn answer(state: &State, req: &http::Request<()>) -> Option<Response> {
     Some(Response::typed(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
-        state.metrics.render().into_bytes(),
+        {
+            let mut body = state.metrics.render();
+            engine::render_metrics(state.engines.iter().flatten(), &mut body);
+            body.into_bytes()
+        },
     ))
+}
+
+/// The name of an engine that cannot serve, if any (`/healthz` is 503
+/// while one cannot).
+fn unhealthy_engine(state: &State) -> Option<&'static str> {
+    state
+        .engines
+        .iter()
+        .flatten()
+        .find(|e| !e.healthy())
+        .map(|e| e.name())
 }
 
 /// The token of an `Authorization: Bearer` header.

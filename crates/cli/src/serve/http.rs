@@ -9,6 +9,7 @@
 //! ([`body_length`]). Responses always carry `Content-Length`.
 
 use super::auth::constant_time_eq;
+use super::cluster::EngineError;
 use super::config::{Route, RouteKind};
 use super::policy::Refusal;
 use super::pubsub::{history_fields, presence_fields, publish, valid_channel};
@@ -253,7 +254,7 @@ pub async fn serve(
         if method != Method::GET && method != Method::HEAD {
             Response::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n").header("allow", "GET, HEAD")
         } else {
-            read_request(state, route, &req, read)
+            read_request(state, route, &req, read).await
         }
     } else if let Some((route, _)) = api {
         if method != Method::POST {
@@ -264,7 +265,7 @@ pub async fn serve(
                 Response::text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n")
             } else {
                 match read_body(io, &mut leftover, n as usize, state).await {
-                    Some(body) => publish_request(state, route, &req, &body),
+                    Some(body) => publish_request(state, route, &req, &body).await,
                     None => return None,
                 }
             }
@@ -379,7 +380,7 @@ fn bad_request(why: &str) -> Response {
 }
 
 /// `GET …/history` and `GET …/presence`, with the publish token.
-fn read_request(state: &State, route: &Route, req: &http::Request<()>, api: Api) -> Response {
+async fn read_request(state: &State, route: &Route, req: &http::Request<()>, api: Api) -> Response {
     if let Some(refused) = refuse_unless_token(route, req) {
         return refused;
     }
@@ -391,7 +392,7 @@ fn read_request(state: &State, route: &Route, req: &http::Request<()>, api: Api)
     else {
         return Response::text(StatusCode::NOT_FOUND, "not found\n");
     };
-    let Some(engine) = state.engines[route.id].as_deref() else {
+    let Some(engine) = state.engines[route.id].clone() else {
         return Response::text(StatusCode::INTERNAL_SERVER_ERROR, "no engine\n");
     };
     let query = req.uri().query().unwrap_or("");
@@ -411,12 +412,18 @@ fn read_request(state: &State, route: &Route, req: &http::Request<()>, api: Api)
                 },
             };
             let max_bytes = state.config.limits.max_message_size;
-            history_fields(engine, &channel, limit, max_bytes)
+            match engine.history(&channel, limit, max_bytes).get().await {
+                Ok(h) => history_fields(&h),
+                Err(e) => return unavailable(&e),
+            }
         }
         Api::Presence if !presence => {
             return bad_request("this route keeps no presence (set `presence = true` on the route)")
         }
-        Api::Presence => presence_fields(engine, &channel),
+        Api::Presence => match engine.presence(&channel).get().await {
+            Ok(clients) => presence_fields(clients),
+            Err(e) => return unavailable(&e),
+        },
         Api::Publish => unreachable!("POST is handled by publish_request"),
     };
     let body = format!(
@@ -430,7 +437,21 @@ fn read_request(state: &State, route: &Route, req: &http::Request<()>, api: Api)
     }
 }
 
-fn publish_request(state: &State, route: &Route, req: &http::Request<()>, body: &[u8]) -> Response {
+/// 503 for an engine that could not answer (unreachable or timed out).
+fn unavailable(e: &EngineError) -> Response {
+    Response::json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({"error": e.to_string()}),
+    )
+    .header("retry-after", "1")
+}
+
+async fn publish_request(
+    state: &State,
+    route: &Route,
+    req: &http::Request<()>,
+    body: &[u8],
+) -> Response {
     if let Some(refused) = refuse_unless_token(route, req) {
         return refused;
     }
@@ -462,7 +483,10 @@ fn publish_request(state: &State, route: &Route, req: &http::Request<()>, body: 
     let Some(engine) = state.engines[route.id].as_deref() else {
         return Response::text(StatusCode::INTERNAL_SERVER_ERROR, "no engine\n");
     };
-    let p = publish(engine, channel, &data, key);
+    let p = match publish(engine, channel, &data, key).get().await {
+        Ok(p) => p,
+        Err(e) => return unavailable(&e),
+    };
     let mut answer = serde_json::json!({"delivered": p.delivered});
     if let Some(pos) = &p.position {
         answer["epoch"] = serde_json::Value::from(&*pos.epoch);

@@ -54,6 +54,7 @@
 //! subscriptions, and the bytes waiting are kept up to date per
 //! subscription as they change.
 
+use super::engine::{Interest, Recovery};
 use slab::Slab;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -97,13 +98,22 @@ pub struct Joined {
 /// What a publish did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
-    /// Members it was queued for.
+    /// Members it was queued for (nodes it reached, with a shared engine).
     pub delivered: usize,
     /// Its position, if it was kept (the group had members or history).
     pub position: Option<Position>,
     /// The idempotency key was seen before: this is the first publish's
     /// position, and nothing was published again.
     pub duplicate: bool,
+}
+
+impl Published {
+    /// Not kept, not delivered.
+    const NOTHING: Published = Published {
+        delivered: 0,
+        position: None,
+        duplicate: false,
+    };
 }
 
 /// Recent messages of a group.
@@ -210,11 +220,14 @@ pub struct Hub {
     budget: Arc<Budget>,
     retention: Retention,
     idempotency: Mutex<Idempotency>,
+    /// Positions come from a shared engine ([`Hub::deliver`]): a group
+    /// lives only while it has members or joiners, since without them the
+    /// engine stops feeding it and its ring would go stale.
+    fed: bool,
 }
 
 #[derive(Debug)]
 struct Group {
-    epoch: Arc<str>,
     ring: Mutex<Ring>,
 }
 
@@ -222,6 +235,17 @@ struct Group {
 #[derive(Debug)]
 struct Ring {
     entries: VecDeque<Entry>,
+    /// The group's epoch: random, or the engine's.
+    epoch: Arc<str>,
+    /// Position of the first entry of the current epoch (the entry after
+    /// the last reset): resuming looks only from there.
+    epoch_start: u64,
+    /// Fed by an engine: the position came from it (else it is a
+    /// placeholder until the first delivery or subscriber sets it).
+    synced: bool,
+    /// Subscribers between registering with the engine and attaching:
+    /// the group stays and keeps what arrives for them.
+    joining: usize,
     /// Position of the next entry; positions count up for the group's life.
     end: u64,
     /// Bytes appended over the group's life: an entry's `at` subtracted
@@ -267,6 +291,10 @@ impl Ring {
         budget.add(GROUP_COST);
         Ring {
             entries: VecDeque::new(),
+            epoch: format!("{:016x}", rand::random::<u64>()).into(),
+            epoch_start: 0,
+            synced: false,
+            joining: 0,
             end: 0,
             bytes_end: 0,
             top: 0,
@@ -312,9 +340,11 @@ impl Ring {
         }
     }
 
-    /// Drop entries every member has taken, beyond the history kept.
+    /// Drop entries every member has taken, beyond the history kept
+    /// (everything stays while a subscriber is joining).
     fn trim(&mut self) {
-        while self.entries.len() > self.keep
+        while self.joining == 0
+            && self.entries.len() > self.keep
             && self.entries.front().is_some_and(|e| e.remaining == 0)
         {
             self.pop_front();
@@ -362,11 +392,27 @@ impl Ring {
         }
     }
 
-    fn position(&self, epoch: &Arc<str>) -> Position {
+    fn position(&self) -> Position {
         Position {
-            epoch: epoch.clone(),
+            epoch: self.epoch.clone(),
             offset: self.top,
         }
+    }
+
+    /// Where a cursor goes to deliver what follows offset `k` of the
+    /// current epoch, if the ring still holds all of it.
+    fn after(&self, k: u64) -> Option<u64> {
+        if k == self.top {
+            return Some(self.end);
+        }
+        if k > self.top {
+            return None;
+        }
+        // Offsets are contiguous within an epoch.
+        let from = self.epoch_start.max(self.start());
+        let first = self.entry(from)?.offset;
+        let pos = from + (k + 1).checked_sub(first)?;
+        (self.entry(pos)?.offset == k + 1).then_some(pos)
     }
 }
 
@@ -388,7 +434,6 @@ thread_local! {
 impl Group {
     fn new(budget: Arc<Budget>, keep: usize) -> Group {
         Group {
-            epoch: format!("{:016x}", rand::random::<u64>()).into(),
             ring: Mutex::new(Ring::new(budget, keep)),
         }
     }
@@ -428,6 +473,8 @@ struct Subscription {
     /// Entries are delivered as if numbered at least this: what a resumed
     /// subscription replays follows the ack queued when it joined.
     floor: u64,
+    /// Its registration with a shared engine (dropped with it).
+    interest: Option<Interest>,
 }
 
 /// What a subscription has next.
@@ -448,6 +495,7 @@ impl Subscription {
             head: None,
             behind: 0,
             floor: 0,
+            interest: None,
         }
     }
 
@@ -650,7 +698,15 @@ impl Hub {
             budget,
             retention: Retention::default(),
             idempotency: Mutex::default(),
+            fed: false,
         }
+    }
+
+    /// Positions and messages come from a shared engine through
+    /// [`Hub::deliver`] and [`Hub::reset`], not from [`Hub::publish_at`].
+    pub fn fed_by_engine(mut self) -> Hub {
+        self.fed = true;
+        self
     }
 
     /// Keep history and presence as `retention` says.
@@ -747,11 +803,6 @@ impl Hub {
         from: Option<u64>,
     ) -> Published {
         let keep = self.retention.history_size > 0 && !internal(name);
-        let nothing = Published {
-            delivered: 0,
-            position: None,
-            duplicate: false,
-        };
         let group = {
             let mut groups = self.lock();
             match groups.get(name) {
@@ -760,59 +811,77 @@ impl Hub {
                     .entry(name.to_owned())
                     .or_insert_with(|| self.new_group(name))
                     .clone(),
-                None => return nothing,
+                None => return Published::NOTHING,
             }
         };
+        let ring = group.lock();
+        if ring.dead {
+            // Removed from the hub since it was looked up: the hub has
+            // (or will make) another one for this name.
+            drop(ring);
+            return self.append(name, encode, from);
+        }
+        let remaining = ring.members - usize::from(from.is_some());
+        if remaining == 0 && !keep {
+            return Published::NOTHING;
+        }
+        let offset = ring.top + 1;
+        let msg = encode(offset);
+        // Rooms do not show positions: no epoch to share.
+        let position = from.is_none().then(|| Position {
+            epoch: ring.epoch.clone(),
+            offset,
+        });
+        let delivered = self.push(ring, &group, from, offset, msg);
+        Published {
+            delivered,
+            position,
+            duplicate: false,
+        }
+    }
+
+    /// Append `msg` (offset `offset`) to the locked `ring` of `group` for
+    /// every member but `from`, wake those waiting, and answer how many it
+    /// was queued for.
+    fn push(
+        &self,
+        mut ring: MutexGuard<'_, Ring>,
+        group: &Group,
+        from: Option<u64>,
+        offset: u64,
+        msg: Message,
+    ) -> usize {
+        let remaining = ring.members - usize::from(from.is_some());
         let order = self.order.fetch_add(1, Ordering::Relaxed);
-        let (published, mut woken) = {
-            let mut ring = group.lock();
-            if ring.dead {
-                // Removed from the hub since it was looked up: the hub has
-                // (or will make) another one for this name.
-                drop(ring);
-                return self.append(name, encode, from);
-            }
-            let remaining = ring.members - usize::from(from.is_some());
-            if remaining == 0 && !keep {
-                return nothing;
-            }
-            let time = self.retention.history_ttl.map(|ttl| {
-                let now = Instant::now();
-                ring.expire(Some(ttl), now);
-                now
-            });
-            let at = ring.bytes_end;
-            let offset = ring.top + 1;
-            let msg = encode(offset);
-            ring.top = offset;
-            ring.bytes_end += msg.len() as u64;
-            self.budget.add(msg.len());
-            ring.entries.push_back(Entry {
-                order,
-                from,
-                remaining,
-                at,
-                offset,
-                time,
-                msg,
-            });
-            ring.end += 1;
-            // Whoever has not taken what is dropped here is now behind.
-            let most = self.queue.max(ring.keep);
-            while ring.entries.len() > most || (ring.entries.len() > 1 && self.budget.over()) {
-                ring.pop_front();
-            }
-            ring.trim();
-            ring.generation += 1;
-            let spare = std::mem::take(&mut ring.spare);
-            let published = Published {
-                delivered: remaining,
-                // Rooms do not show positions: no epoch to share.
-                position: from.is_none().then(|| ring.position(&group.epoch)),
-                duplicate: false,
-            };
-            (published, std::mem::replace(&mut ring.waiters, spare))
-        };
+        let time = self.retention.history_ttl.map(|ttl| {
+            let now = Instant::now();
+            ring.expire(Some(ttl), now);
+            now
+        });
+        let at = ring.bytes_end;
+        ring.top = offset;
+        ring.bytes_end += msg.len() as u64;
+        self.budget.add(msg.len());
+        ring.entries.push_back(Entry {
+            order,
+            from,
+            remaining,
+            at,
+            offset,
+            time,
+            msg,
+        });
+        ring.end += 1;
+        // Whoever has not taken what is dropped here is now behind.
+        let most = self.queue.max(ring.keep);
+        while ring.entries.len() > most || (ring.entries.len() > 1 && self.budget.over()) {
+            ring.pop_front();
+        }
+        ring.trim();
+        ring.generation += 1;
+        let spare = std::mem::take(&mut ring.spare);
+        let mut woken = std::mem::replace(&mut ring.waiters, spare);
+        drop(ring);
         // Outside the lock: members woken first can take the entry at once.
         for w in woken.drain(..) {
             w.wake();
@@ -821,7 +890,57 @@ impl Hub {
         if ring.spare.capacity() < woken.capacity() {
             ring.spare = woken;
         }
-        published
+        remaining
+    }
+
+    /// Append a publication a shared engine delivered for `name`, at the
+    /// offset it assigned (the next one of `epoch`). Only groups with
+    /// members or joiners receive it.
+    pub fn deliver(&self, name: &str, epoch: &str, offset: u64, msg: Message) {
+        let Some(group) = self.lock().get(name).cloned() else {
+            return;
+        };
+        let mut ring = group.lock();
+        if ring.dead {
+            return;
+        }
+        if !ring.synced || *ring.epoch != *epoch {
+            // The first delivery of a new group (or, defensively, an
+            // epoch that came without a reset): it sets the position.
+            ring.epoch = epoch.into();
+            ring.epoch_start = ring.end;
+            ring.synced = true;
+        }
+        self.push(ring, &group, None, offset, msg);
+    }
+
+    /// Continuity of `name` was lost: queue `msg` (a `reset`) to every
+    /// member and carry on at `epoch`/`offset`. What the ring keeps from
+    /// before cannot be resumed from any more.
+    pub fn reset(&self, name: &str, epoch: &str, offset: u64, msg: Message) {
+        let Some(group) = self.lock().get(name).cloned() else {
+            return;
+        };
+        let mut ring = group.lock();
+        if ring.dead {
+            return;
+        }
+        ring.epoch = epoch.into();
+        ring.synced = true;
+        let end = ring.end;
+        ring.epoch_start = end + 1;
+        self.push(ring, &group, None, offset, msg);
+    }
+
+    /// `name`'s position now (a fresh placeholder for an unknown group).
+    pub fn position(&self, name: &str) -> Position {
+        match self.lock().get(name).cloned() {
+            Some(g) => g.lock().position(),
+            None => Position {
+                epoch: "".into(),
+                offset: 0,
+            },
+        }
     }
 
     /// Take `sub` (member `me`'s) out of its group, and the group out of
@@ -832,7 +951,7 @@ impl Hub {
         let mut groups = self.lock();
         if sub.detach(me) == 0 {
             let mut ring = sub.group.lock();
-            if ring.entries.is_empty() {
+            if ring.entries.is_empty() || (self.fed && ring.joining == 0) {
                 ring.dead = true;
                 drop(ring);
                 if let Some(g) = groups.get(&sub.name) {
@@ -852,7 +971,8 @@ impl Hub {
         self.lock().retain(|_, g| {
             let mut ring = g.lock();
             ring.expire(ttl, now);
-            let keep = ring.members > 0 || !ring.entries.is_empty();
+            let keep =
+                ring.members > 0 || ring.joining > 0 || (!self.fed && !ring.entries.is_empty());
             ring.dead = !keep;
             keep
         });
@@ -889,7 +1009,7 @@ impl Hub {
             .collect();
         messages.reverse();
         History {
-            position: Some(ring.position(&group.epoch)),
+            position: Some(ring.position()),
             messages,
         }
     }
@@ -926,6 +1046,75 @@ pub async fn sweep(hub: std::sync::Weak<Hub>) {
             None => return,
         }
     }
+}
+
+/// A group held open for a subscriber while a shared engine registers it:
+/// what arrives meanwhile stays in the ring for it.
+#[derive(Debug)]
+pub struct Joining {
+    hub: Arc<Hub>,
+    name: String,
+    group: Arc<Group>,
+}
+
+impl Hub {
+    /// Hold `name` open for a subscriber about to register with the engine.
+    pub fn joining(self: &Arc<Self>, name: &str) -> Joining {
+        let mut groups = self.lock();
+        let group = groups
+            .entry(name.to_owned())
+            .or_insert_with(|| self.new_group(name))
+            .clone();
+        group.lock().joining += 1;
+        drop(groups);
+        Joining {
+            hub: self.clone(),
+            name: name.to_owned(),
+            group,
+        }
+    }
+}
+
+impl Joining {
+    /// Can the ring alone resume a subscriber from `since`?
+    pub fn resumable(&self, since: &Position) -> bool {
+        let ring = self.group.lock();
+        ring.synced && ring.epoch == since.epoch && ring.after(since.offset).is_some()
+    }
+}
+
+impl Drop for Joining {
+    fn drop(&mut self) {
+        let mut groups = self.hub.lock();
+        let mut ring = self.group.lock();
+        ring.joining -= 1;
+        if ring.joining == 0 {
+            ring.trim();
+            if ring.members == 0 && (self.hub.fed || ring.entries.is_empty()) {
+                ring.dead = true;
+                drop(ring);
+                if groups
+                    .get(&self.name)
+                    .is_some_and(|g| Arc::ptr_eq(g, &self.group))
+                {
+                    groups.remove(&self.name);
+                }
+            }
+        }
+    }
+}
+
+/// How a subscriber joins a group fed by a shared engine.
+#[derive(Debug)]
+pub struct FedJoin {
+    /// The position the engine had handed to the hub when it registered
+    /// the subscriber: what follows it is (or will be) in the ring.
+    pub delivered: Position,
+    /// The resume position asked for, and what the engine's history
+    /// recovered after it (read when the ring alone could not resume).
+    pub since: Option<(Position, Option<Recovery>)>,
+    /// The registration, kept with the subscription.
+    pub interest: Interest,
 }
 
 /// A connection's membership: its groups, its cursors, its own replies.
@@ -971,8 +1160,7 @@ impl Member {
         ack: impl FnOnce(&Joined) -> Message,
     ) {
         if let Some(key) = self.find(name) {
-            let group = &self.subs[key].group;
-            let position = group.lock().position(&group.epoch);
+            let position = self.subs[key].group.lock().position();
             let reply = ack(&Joined {
                 position,
                 recovered: None,
@@ -989,8 +1177,8 @@ impl Member {
         since: Option<(&str, u64)>,
         ack: Option<impl FnOnce(&Joined) -> Message>,
     ) {
-        let groups_lock = self.hub.lock();
-        let mut groups = groups_lock;
+        let hub = self.hub.clone();
+        let mut groups = hub.lock();
         let group = groups
             .entry(name.to_owned())
             .or_insert_with(|| self.hub.new_group(name))
@@ -1000,18 +1188,147 @@ impl Member {
         let end = ring.end;
         let (cursor, recovered) = match since {
             None => (end, None),
-            Some((epoch, k)) if epoch == &*group.epoch && k <= ring.top => {
-                // The first message after `k` must be there, with nothing
-                // missing before the end.
-                let i = ring.entries.partition_point(|e| e.offset <= k);
-                match ring.entries.get(i) {
-                    _ if k == ring.top => (end, Some(true)),
-                    Some(e) if e.offset == k + 1 => (ring.start() + i as u64, Some(true)),
-                    _ => (end, Some(false)),
-                }
-            }
+            // The first message after `k` must be there, with nothing
+            // missing before the end.
+            Some((epoch, k)) if epoch == &*ring.epoch => match ring.after(k) {
+                Some(cursor) => (cursor, Some(true)),
+                None => (end, Some(false)),
+            },
             Some(_) => (end, Some(false)),
         };
+        let joined = Joined {
+            position: ring.position(),
+            recovered,
+        };
+        self.place(
+            name,
+            group.clone(),
+            ring,
+            groups,
+            cursor,
+            joined,
+            ack,
+            Vec::new(),
+            None,
+        );
+    }
+
+    /// Join a group fed by a shared engine, held open by `joining` while
+    /// the engine registered the subscriber (see [`FedJoin`]), and queue
+    /// the reply `ack` makes.
+    pub fn subscribe_fed(
+        &mut self,
+        joining: Joining,
+        join: FedJoin,
+        ack: impl FnOnce(&Joined) -> Message,
+    ) {
+        let name = joining.name.clone();
+        if self.is_in(&name) {
+            // Subscribed meanwhile: this registration is not needed.
+            drop(join.interest);
+            self.subscribe(&name, None, ack);
+            return;
+        }
+        let hub = self.hub.clone();
+        let groups = hub.lock();
+        let group = joining.group.clone();
+        let mut ring = group.lock();
+        ring.expire(self.hub.retention.history_ttl, Instant::now());
+        let delivered = join.delivered;
+        if !ring.synced {
+            // Nothing arrived since the registration: it is the position.
+            ring.epoch = delivered.epoch.clone();
+            ring.top = delivered.offset;
+            ring.epoch_start = ring.end;
+            ring.synced = true;
+        }
+        // Where this subscriber's live stream starts: after the position
+        // the engine had delivered (what arrived since is in the ring).
+        let live = if ring.epoch == delivered.epoch {
+            ring.after(delivered.offset).map(|c| (c, delivered.clone()))
+        } else {
+            None
+        };
+        let (live, live_position) = live.unwrap_or((ring.end, ring.position()));
+        let mut replay = Vec::new();
+        let (cursor, joined) = match join.since {
+            None => (
+                live,
+                Joined {
+                    position: live_position,
+                    recovered: None,
+                },
+            ),
+            Some((since, recovery)) => {
+                let from_ring = (since.epoch == ring.epoch)
+                    .then(|| ring.after(since.offset))
+                    .flatten();
+                let from_engine = recovery.and_then(|r| {
+                    let missed = r.missed?;
+                    let cursor = (r.top.epoch == ring.epoch)
+                        .then(|| ring.after(r.top.offset))
+                        .flatten()?;
+                    Some((cursor, r.top, missed))
+                });
+                match (from_ring, from_engine) {
+                    (Some(cursor), _) => (
+                        cursor,
+                        Joined {
+                            position: ring.position(),
+                            recovered: Some(true),
+                        },
+                    ),
+                    (None, Some((cursor, top, missed))) => {
+                        replay = missed;
+                        (
+                            cursor,
+                            Joined {
+                                position: top,
+                                recovered: Some(true),
+                            },
+                        )
+                    }
+                    (None, None) => (
+                        live,
+                        Joined {
+                            position: live_position,
+                            recovered: Some(false),
+                        },
+                    ),
+                }
+            }
+        };
+        self.place(
+            &name,
+            group.clone(),
+            ring,
+            groups,
+            cursor,
+            joined,
+            Some(ack),
+            replay,
+            Some(join.interest),
+        );
+        drop(joining);
+    }
+
+    /// Attach a subscription to the locked `ring` at `cursor`, queue the
+    /// reply `ack` makes from `joined`, then the `replay` messages, ahead
+    /// of everything the subscription delivers.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        name: &str,
+        group: Arc<Group>,
+        mut ring: MutexGuard<'_, Ring>,
+        groups: MutexGuard<'_, HashMap<String, Arc<Group>>>,
+        cursor: u64,
+        joined: Joined,
+        ack: Option<impl FnOnce(&Joined) -> Message>,
+        replay: Vec<Message>,
+        interest: Option<Interest>,
+    ) {
+        let end = ring.end;
         for pos in cursor..end {
             if let Some(e) = ring.entry_mut(pos) {
                 if e.from != Some(self.id) {
@@ -1023,10 +1340,6 @@ impl Member {
         if self.hub.retention.presence {
             ring.clients.insert(self.id, self.user.clone());
         }
-        let joined = Joined {
-            position: ring.position(&group.epoch),
-            recovered,
-        };
         // Numbered while no broadcast can reach the group: whatever the
         // subscription delivers comes after the reply.
         let floor = self.hub.order.load(Ordering::Relaxed);
@@ -1036,8 +1349,14 @@ impl Member {
             let reply = ack(&joined);
             self.queue_own(floor, reply);
         }
+        for msg in replay {
+            // A recovery is bounded by the history kept, not the queue.
+            self.own_bytes += msg.len();
+            self.own.push_back((floor, msg));
+        }
         let mut sub = Subscription::new(name, group, cursor);
         sub.floor = floor;
+        sub.interest = interest;
         let key = self.subs.insert(sub);
         match &mut self.multi {
             Some(multi) => {

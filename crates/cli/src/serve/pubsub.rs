@@ -26,6 +26,7 @@
 //! {"op": "presence","channel": "news", "clients": [{"client": "7", "user": "ann"}]}
 //! {"op": "join",    "channel": "news", "client": "8", "user": null}
 //! {"op": "leave",   "channel": "news", "client": "8", "user": null}
+//! {"op": "reset",   "channel": "news", "epoch": "…", "offset": 0}
 //! ```
 //!
 //! Every channel has a position: an epoch (random, new whenever the
@@ -40,13 +41,14 @@
 //! `{"channel": "news", "data": ..., "idempotency_key": "..."}`.
 
 use super::close::Summary;
+use super::cluster::EngineError;
 use super::config::MAX_NAME;
-use super::engine::Engine;
-use super::hub::{Hub, Joined, Member, Published};
+use super::engine::{Engine, Interest, Op, Present};
+use super::hub::{FedJoin, History, Hub, Joined, Member, Position, Published};
 use super::metrics::RouteMetrics;
 use super::policy::Grants;
 use super::presence;
-use super::session::hub_loop;
+use super::session::{hub_loop, Apply, Pending};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -108,6 +110,24 @@ pub fn valid_channel(c: &str) -> bool {
     !c.is_empty() && c.len() <= MAX_NAME && !c.chars().any(char::is_control)
 }
 
+/// A channel message: `name` is the channel as a JSON string, `data` the
+/// published JSON text.
+pub fn channel_message(name: &str, offset: u64, data: &str) -> Message {
+    Message::text(format!(
+        r#"{{"op":"message","channel":{name},"offset":{offset},"data":{data}}}"#
+    ))
+}
+
+/// The `reset` a subscriber gets when `channel`'s continuity was lost: it
+/// carries on from `epoch`/`offset`.
+pub fn reset_message(channel: &str, epoch: &str, offset: u64) -> Message {
+    Reply::new("reset")
+        .channel(channel)
+        .field("epoch", Value::from(epoch))
+        .field("offset", offset)
+        .done()
+}
+
 /// Publish `data` on `channel`: encoded once with its offset, shared by
 /// every subscriber, kept in the channel's history.
 pub fn publish(
@@ -115,14 +135,8 @@ pub fn publish(
     channel: &str,
     data: &Value,
     idempotency_key: Option<&str>,
-) -> Published {
-    let name = Value::from(channel).to_string();
-    let data = data.to_string();
-    engine.publish(channel, idempotency_key, &mut |offset| {
-        Message::text(format!(
-            r#"{{"op":"message","channel":{name},"offset":{offset},"data":{data}}}"#
-        ))
-    })
+) -> Op<Result<Published, EngineError>> {
+    engine.publish(channel, &data.to_string(), idempotency_key)
 }
 
 /// A JSON object written field by field, in order (serde_json would sort
@@ -190,13 +204,7 @@ fn published(id: &Option<Value>, channel: &str, p: &Published) -> Message {
 }
 
 /// `"messages":[...]` and the position of a channel's history.
-pub fn history_fields(
-    engine: &dyn Engine,
-    channel: &str,
-    limit: usize,
-    max_bytes: usize,
-) -> String {
-    let h = engine.history(channel, limit, max_bytes);
+pub fn history_fields(h: &History) -> String {
     let mut out = String::new();
     if let Some(pos) = &h.position {
         out.push_str(&format!(
@@ -219,13 +227,27 @@ pub fn history_fields(
 }
 
 /// `"clients":[...]` of a channel's presence.
-pub fn presence_fields(engine: &dyn Engine, channel: &str) -> String {
-    let clients: Vec<Value> = engine
-        .presence(channel)
+pub fn presence_fields(clients: Vec<Present>) -> String {
+    let clients: Vec<Value> = clients
         .into_iter()
-        .map(|(client, user)| json!({"client": client.to_string(), "user": user.as_deref()}))
+        .map(|(client, user)| json!({"client": client, "user": user.as_deref()}))
         .collect();
     format!(r#""clients":{}"#, Value::from(clients))
+}
+
+/// A reply made when an engine call completes (`Op::Done`: now).
+fn when_done<T: Send + 'static>(
+    op: Op<T>,
+    reply: impl FnOnce(T) -> Message + Send + 'static,
+) -> Result<Message, Pending> {
+    match op {
+        Op::Done(v) => Ok(reply(v)),
+        Op::Wait(f) => Err(Box::pin(async move {
+            let v = f.await;
+            let apply: Apply = Box::new(move |m: &mut Member| m.send_self(reply(v)));
+            apply
+        })),
+    }
 }
 
 /// What a connection may do, and where its channels live.
@@ -237,27 +259,29 @@ pub struct Rights<'a> {
     /// Largest history reply, in bytes of messages.
     pub max_reply: usize,
     /// The route's engine.
-    pub engine: &'a dyn Engine,
+    pub engine: &'a Arc<dyn Engine>,
 }
 
-/// Handle one client message; the answer is queued to the client.
-fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
+/// Handle one client message; the answer is queued to the client, now or
+/// (with a shared engine) when the returned work completes.
+fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) -> Option<Pending> {
     let grants = rights.grants;
     let Some(text) = msg.as_text() else {
         member.send_self(error(
             &None,
             "binary messages are not part of the protocol; send JSON text",
         ));
-        return;
+        return None;
     };
     let req: Request = match serde_json::from_str(text) {
         Ok(r) => r,
         Err(e) => {
             member.send_self(error(&None, &format!("bad request: {e}")));
-            return;
+            return None;
         }
     };
     let retention = member.hub().retention().clone();
+    let engine = rights.engine;
     let reply = match req {
         Request::Subscribe {
             channel,
@@ -288,11 +312,20 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
                         rights.max_subscriptions
                     ),
                 )
-            } else {
+            } else if engine.local() || member.is_in(&channel) {
                 let since = since.as_ref().map(|s| (s.epoch.as_str(), s.offset));
                 member.subscribe(&channel, since, |joined| subscribed(&id, &channel, joined));
                 presence::subscribed(member, &channel, fresh, presence_events);
-                return;
+                return None;
+            } else {
+                return Some(subscribe_fed(
+                    member,
+                    engine.clone(),
+                    channel,
+                    since,
+                    id,
+                    presence_events,
+                ));
             }
         }
         Request::Unsubscribe { channel, id } => {
@@ -310,8 +343,14 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
             } else if !grants.may_publish(&channel) {
                 error(&id, &format!("not allowed to publish to {channel}"))
             } else {
-                let p = publish(rights.engine, &channel, &data, None);
-                published(&id, &channel, &p)
+                let op = publish(&**engine, &channel, &data, None);
+                match when_done(op, move |r| match r {
+                    Ok(p) => published(&id, &channel, &p),
+                    Err(e) => error(&id, &format!("publish to {channel} failed: {e}")),
+                }) {
+                    Ok(reply) => reply,
+                    Err(pending) => return Some(pending),
+                }
             }
         }
         Request::History { channel, limit, id } => {
@@ -326,12 +365,20 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
                 error(&id, &format!("not allowed to subscribe to {channel}"))
             } else {
                 let limit = limit.unwrap_or(usize::MAX).min(retention.history_size);
-                let fields = history_fields(rights.engine, &channel, limit, rights.max_reply);
-                let mut r = Reply::new("history").channel(&channel).id(&id).0;
-                r.push(',');
-                r.push_str(&fields);
-                r.push('}');
-                Message::text(r)
+                let op = engine.history(&channel, limit, rights.max_reply);
+                match when_done(op, move |r| match r {
+                    Ok(h) => {
+                        let mut r = Reply::new("history").channel(&channel).id(&id).0;
+                        r.push(',');
+                        r.push_str(&history_fields(&h));
+                        r.push('}');
+                        Message::text(r)
+                    }
+                    Err(e) => error(&id, &format!("history of {channel} failed: {e}")),
+                }) {
+                    Ok(reply) => reply,
+                    Err(pending) => return Some(pending),
+                }
             }
         }
         Request::Presence { channel, id } => {
@@ -345,15 +392,86 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) {
             } else if !grants.may_subscribe(&channel) {
                 error(&id, &format!("not allowed to subscribe to {channel}"))
             } else {
-                let mut r = Reply::new("presence").channel(&channel).id(&id).0;
-                r.push(',');
-                r.push_str(&presence_fields(rights.engine, &channel));
-                r.push('}');
-                Message::text(r)
+                let op = engine.presence(&channel);
+                match when_done(op, move |r| match r {
+                    Ok(clients) => {
+                        let mut r = Reply::new("presence").channel(&channel).id(&id).0;
+                        r.push(',');
+                        r.push_str(&presence_fields(clients));
+                        r.push('}');
+                        Message::text(r)
+                    }
+                    Err(e) => error(&id, &format!("presence of {channel} failed: {e}")),
+                }) {
+                    Ok(reply) => reply,
+                    Err(pending) => return Some(pending),
+                }
             }
         }
     };
     member.send_self(reply);
+    None
+}
+
+/// Subscribe through a shared engine: hold the channel's group open,
+/// register with the engine (and read its history when the ring cannot
+/// resume from `since`), then join at the position the engine gave.
+fn subscribe_fed(
+    member: &mut Member,
+    engine: Arc<dyn Engine>,
+    channel: String,
+    since: Option<Since>,
+    id: Option<Value>,
+    presence_events: bool,
+) -> Pending {
+    let joining = member.hub().joining(&channel);
+    let client = member.hub().retention().presence.then_some(member.id);
+    let user = member.user().map(|u| u.to_string());
+    Box::pin(async move {
+        let delivered = match engine.subscribe(&channel).get().await {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = error(&id, &format!("subscribe to {channel} failed: {e}"));
+                let apply: Apply = Box::new(move |m: &mut Member| m.send_self(msg));
+                return apply;
+            }
+        };
+        let interest = Interest::new(engine.clone(), &channel, client);
+        let since = match since {
+            None => None,
+            Some(s) => {
+                let since = Position {
+                    epoch: s.epoch.into(),
+                    offset: s.offset,
+                };
+                let recovery = if joining.resumable(&since) {
+                    None
+                } else {
+                    // A failed read resumes nothing: `recovered: false`.
+                    engine
+                        .recover(&channel, &since, &delivered)
+                        .get()
+                        .await
+                        .ok()
+                };
+                Some((since, recovery))
+            }
+        };
+        let apply: Apply = Box::new(move |m: &mut Member| {
+            if let Some(client) = client {
+                engine.presence_join(&channel, client, user.as_deref());
+            }
+            let join = FedJoin {
+                delivered,
+                since,
+                interest,
+            };
+            let fresh = !m.is_in(&channel);
+            m.subscribe_fed(joining, join, |joined| subscribed(&id, &channel, joined));
+            presence::subscribed(m, &channel, fresh, presence_events);
+        });
+        apply
+    })
 }
 
 /// Serve the protocol until the connection ends.
@@ -398,7 +516,9 @@ pub async fn demo_ticker(hub: Arc<Hub>, engine: Arc<dyn Engine>, channel: String
             }));
         }
         if hub.count(&channel) > 0 {
-            publish(&*engine, &channel, &json!({"quotes": quotes}), None);
+            let _ = publish(&*engine, &channel, &json!({"quotes": quotes}), None)
+                .get()
+                .await;
         }
     }
 }
@@ -420,7 +540,7 @@ mod tests {
     #[test]
     fn subscribe_publish_unsubscribe() {
         let hub = Arc::new(Hub::new(8));
-        let engine = Memory(hub.clone());
+        let engine: Arc<dyn Engine> = Arc::new(Memory(hub.clone()));
         let mut m = hub.member();
         let grants = Grants::all();
         let all = Rights {
@@ -479,7 +599,7 @@ mod tests {
             publish: Some(vec![]),
             subject: None,
         };
-        let engine = Memory(hub.clone());
+        let engine: Arc<dyn Engine> = Arc::new(Memory(hub.clone()));
         let limited = Rights {
             grants: &grants,
             max_subscriptions: 8,
@@ -518,7 +638,7 @@ mod tests {
             history_ttl: None,
             presence: true,
         }));
-        let engine = Memory(hub.clone());
+        let engine: Arc<dyn Engine> = Arc::new(Memory(hub.clone()));
         let grants = Grants::all();
         let rights = Rights {
             grants: &grants,
@@ -528,7 +648,7 @@ mod tests {
         };
         let mut m = hub.member_as(Some("ann".into()));
         for n in 1..=3 {
-            publish(&engine, "news", &json!(n), None);
+            let _ = publish(&*engine, "news", &json!(n), None);
         }
         handle(
             &mut m,

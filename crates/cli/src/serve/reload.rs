@@ -14,9 +14,11 @@
 //! routes that still exist: a hub is found again by virtual host, path and
 //! kind, not by the route's position in the file.
 
-use super::config::EngineKind;
+use super::cluster::redis::{RedisConfig, RedisEngine, RedisRoute};
+use super::cluster::PublishOptions;
+use super::config::{EngineKind, RedisSettings};
 use super::config::{ListenerConfig, RawConfig, Route, RouteKind, ServerConfig};
-use super::engine::{Engine, Memory};
+use super::engine::{Engine, HubFeed, Memory};
 use super::hub::{self, Budget, Hub, Retention};
 use super::metrics::{Metrics, RouteMetrics};
 use super::policy::ConnLimiter;
@@ -25,6 +27,7 @@ use super::{prepare, pubsub, ServeArgs};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 use tether::{Keepalive, ServerBuilder, WebSocketConfig};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -132,6 +135,42 @@ fn ws_config(config: &ServerConfig) -> WebSocketConfig {
 /// names (empty for the default host), its path and its kind.
 type HubKey = (String, String, &'static str);
 
+/// A hub of the previous generation and its engine.
+type OldHub = (HubKey, Arc<Hub>, Option<Arc<dyn Engine>>);
+
+/// The Redis engine of one pub/sub route: its keys start with the
+/// configured prefix, then the route's virtual hosts and path, so routes
+/// (and nodes with the same configuration) share channels exactly when
+/// they are the same route.
+fn redis_route(
+    settings: &RedisSettings,
+    key: &HubKey,
+    hub: &Arc<Hub>,
+) -> Result<Arc<dyn Engine>, String> {
+    let retention = hub.retention();
+    // Unbounded history in a process is bounded by its TTL in Redis.
+    let history_ttl = retention
+        .history_ttl
+        .unwrap_or(Duration::from_secs(24 * 3600));
+    let config = RedisConfig {
+        url: settings.url.clone(),
+        prefix: format!("{}:{}{}", settings.prefix, key.0, key.1),
+        node: settings.node.clone(),
+        io_timeout: settings.io_timeout,
+        probe_interval: settings.probe_interval,
+        meta_ttl: history_ttl.max(Duration::from_secs(7 * 24 * 3600)),
+        presence_ttl: Duration::from_secs(60),
+    };
+    let feed = Arc::new(HubFeed(Arc::downgrade(hub)));
+    let engine = RedisEngine::start(config, feed)?;
+    let options = PublishOptions {
+        history_size: retention.history_size,
+        history_ttl,
+        ..PublishOptions::default()
+    };
+    Ok(Arc::new(RedisRoute::new(engine, options)))
+}
+
 /// Every route with its [`HubKey`].
 fn keyed_routes(config: &ServerConfig) -> impl Iterator<Item = (HubKey, &Route)> {
     let default = config.routes.iter().map(|r| (String::new(), r));
@@ -171,13 +210,19 @@ pub fn build(
     }
     let mut hubs = vec![None; config.route_count];
     let mut engines = vec![None; config.route_count];
-    let old_hubs: Vec<(HubKey, Arc<Hub>)> = previous
+    let old_hubs: Vec<OldHub> = previous
         .map(|old| {
             keyed_routes(&old.config)
-                .filter_map(|(k, r)| Some((k, old.hubs[r.id].clone()?)))
+                .filter_map(|(k, r)| Some((k, old.hubs[r.id].clone()?, old.engines[r.id].clone())))
                 .collect()
         })
         .unwrap_or_default();
+    if previous.is_some_and(|old| old.config.engine != config.engine) {
+        warn!("`[cluster]` changed: a reload keeps the running engine; restart to apply it");
+        if let Some(old) = previous {
+            config.engine = old.config.engine.clone();
+        }
+    }
     for (key, r) in keyed_routes(&config) {
         if !matches!(r.kind, RouteKind::Room | RouteKind::Pubsub { .. }) {
             continue;
@@ -195,12 +240,14 @@ pub fn build(
             },
             _ => Retention::default(),
         };
-        let (hub, made) = match old_hubs.iter().find(|(k, _)| *k == key) {
-            Some((_, h)) => {
+        let fed = matches!(r.kind, RouteKind::Pubsub { .. })
+            && !matches!(config.engine, EngineKind::Memory);
+        let (hub, old_engine, made) = match old_hubs.iter().find(|(k, _, _)| *k == key) {
+            Some((_, h, e)) => {
                 if *h.retention() != retention {
                     warn!(route = %r.path, "`history_size`, `history_ttl` and `presence` changed: a reload keeps the route's channels as they are; restart to apply them");
                 }
-                (h.clone(), false)
+                (h.clone(), e.clone(), false)
             }
             None => {
                 let limits = &config.limits;
@@ -208,13 +255,21 @@ pub fn build(
                     limits.send_queue,
                     limits.max_queued_bytes_per_connection,
                     shared.budget.clone(),
-                );
-                (Arc::new(hub.retaining(retention)), true)
+                )
+                .retaining(retention);
+                let hub = if fed { hub.fed_by_engine() } else { hub };
+                (Arc::new(hub), None, true)
             }
         };
         if let RouteKind::Pubsub { demo_ticker, .. } = &r.kind {
-            let engine: Arc<dyn Engine> = match config.engine {
-                EngineKind::Memory => Arc::new(Memory(hub.clone())),
+            let engine: Arc<dyn Engine> = match (old_engine, &config.engine) {
+                (Some(e), _) => e,
+                (None, EngineKind::Memory) => Arc::new(Memory(hub.clone())),
+                (None, EngineKind::Redis(settings)) => {
+                    redis_route(settings, &key, &hub).map_err(|e| {
+                        tracing::error!(route = %r.path, "{e}: this route is served by the in-memory engine");
+                    }).unwrap_or_else(|()| Arc::new(Memory(hub.clone())))
+                }
             };
             if made {
                 if let Some(ch) = demo_ticker {

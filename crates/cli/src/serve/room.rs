@@ -24,6 +24,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
         // Appended once to the room's ring, shared by every member.
         m.broadcast_others(room, &msg);
+        None
     })
     .await
 }

@@ -91,7 +91,7 @@ pub fn run_session<'a>(
             }
             RouteKind::Pubsub { .. } => {
                 let hub = state.hubs[route.id].as_ref().expect("pubsub hub");
-                let engine = state.engines[route.id].as_deref().expect("pubsub engine");
+                let engine = state.engines[route.id].as_ref().expect("pubsub engine");
                 let rights = pubsub::Rights {
                     grants,
                     max_subscriptions: state.config.limits.max_subscriptions,
@@ -136,11 +136,21 @@ pub fn run_session<'a>(
     }
 }
 
+/// What completed work does to the member (queue its reply, join).
+pub type Apply = Box<dyn FnOnce(&mut Member) + Send>;
+
+/// Work a message handler started that needs a round trip (a shared
+/// engine's publish or subscribe): applied to the member when it
+/// completes. The in-memory engine never makes one.
+pub type Pending = std::pin::Pin<Box<dyn Future<Output = Apply> + Send>>;
+
 enum Event {
     /// Shutdown or a slow consumer: close with this.
     Stop(CloseReason),
     Out(Message),
     In(Option<tether::Result<Message>>),
+    /// The pending work completed.
+    Done(Apply),
 }
 
 /// How writing a batch of queued messages ended.
@@ -235,6 +245,11 @@ async fn stop_with<S: AsyncRead + AsyncWrite + Unpin>(
 /// (which may broadcast, or queue replies with [`Member::send_self`]). Ends
 /// on the peer's close, a failure, falling too far behind (slow consumer)
 /// or shutdown.
+///
+/// `on_data` may answer [`Pending`] work: until it completes no further
+/// message is read (one request in flight per connection, so a client's
+/// requests are answered in order), while what is queued for the member
+/// is still written.
 pub async fn hub_loop<S, F>(
     ws: &mut WebSocket<S>,
     member: &mut Member,
@@ -244,8 +259,9 @@ pub async fn hub_loop<S, F>(
 ) -> Summary
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnMut(&mut Member, Message),
+    F: FnMut(&mut Member, Message) -> Option<Pending>,
 {
+    let mut pending: Option<Pending> = None;
     let mut out = Summary::default();
     // One shutdown future for the whole connection (it stays registered),
     // not a new one per message.
@@ -261,8 +277,17 @@ where
             if stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Stop(CloseReason::Shutdown));
             }
+            if let Some(work) = pending.as_mut() {
+                if let Poll::Ready(apply) = work.as_mut().poll(cx) {
+                    pending = None;
+                    return Poll::Ready(Event::Done(apply));
+                }
+            }
             for read in [read_first, !read_first] {
                 if read {
+                    if pending.is_some() {
+                        continue;
+                    }
                     if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
                         return Poll::Ready(Event::In(m));
                     }
@@ -307,8 +332,9 @@ where
                 out.messages_in += 1;
                 out.bytes_in += m.len() as u64;
                 metrics.received(1, m.len() as u64);
-                on_data(member, m);
+                pending = on_data(member, m);
             }
+            Event::Done(apply) => apply(member),
             Event::In(Some(Ok(_))) => {}
         }
     }
@@ -353,7 +379,7 @@ mod tests {
         let closer = tokio::spawn(async move { client.close(None).await });
         let (_tx, mut rx) = watch::channel(false);
         let metrics = RouteMetrics::default();
-        let looped = hub_loop(&mut server, &mut member, &mut rx, &metrics, |_, _| {});
+        let looped = hub_loop(&mut server, &mut member, &mut rx, &metrics, |_, _| None);
         let out = tokio::time::timeout(Duration::from_secs(20), looped)
             .await
             .expect("the loop ends");
@@ -392,6 +418,7 @@ mod tests {
                 read_before_the_first_write = Some(metrics.total(|t| &t.messages_in));
             }
             metrics.received(1, 0);
+            None
         });
         let client_side = async {
             let m = client.next().await.expect("open").expect("no error");

@@ -166,6 +166,22 @@ pub struct EngineMetrics {
 }
 
 impl EngineMetrics {
+    /// Add these counters to `sum`'s.
+    pub fn add_to(&self, sum: &EngineMetrics) {
+        let pairs = [
+            (&self.round_trips, &sum.round_trips),
+            (&self.errors, &sum.errors),
+            (&self.reconnects, &sum.reconnects),
+            (&self.probe_failures, &sum.probe_failures),
+            (&self.recoveries, &sum.recoveries),
+            (&self.resets, &sum.resets),
+            (&self.history_reads, &sum.history_reads),
+        ];
+        for (from, to) in pairs {
+            to.fetch_add(from.load(Relaxed), Relaxed);
+        }
+    }
+
     /// Append the counters in the Prometheus text format.
     pub fn render(&self, engine: &str, out: &mut String) {
         use std::fmt::Write as _;

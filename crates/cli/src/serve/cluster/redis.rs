@@ -438,8 +438,20 @@ impl RedisEngine {
     /// history read shared with the other subscribers recovering at the
     /// same time.
     pub async fn recover(&self, channel: &str, since: &Position) -> Result<Recovery, EngineError> {
+        self.recover_from(channel, since, since).await
+    }
+
+    /// [`RedisEngine::recover`], from a history read that reached at
+    /// least `not_before` (a position the node had already delivered).
+    pub async fn recover_from(
+        &self,
+        channel: &str,
+        since: &Position,
+        not_before: &Position,
+    ) -> Result<Recovery, EngineError> {
         let mut history = self.history(channel).await?;
-        if history.top.epoch == since.epoch && history.top.offset < since.offset {
+        let older = |p: &Position| history.top.epoch == p.epoch && history.top.offset < p.offset;
+        if older(since) || older(not_before) {
             // The shared read was older than what this subscriber saw.
             self.inner.metrics.history_reads.fetch_add(1, Relaxed);
             history = Arc::new(
@@ -535,5 +547,8 @@ async fn refresh_presence(inner: Weak<Inner>) {
     }
 }
 
+mod route;
 #[cfg(test)]
 mod tests;
+
+pub use route::RedisRoute;

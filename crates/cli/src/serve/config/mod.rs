@@ -20,9 +20,11 @@
 //!
 //! The modules: [`args`] (flags), [`raw`] (the file and its defaults),
 //! [`resolved`] (the validated types), `resolve` and `routes` (the
-//! validation), [`pattern`] (route paths), `values` (durations and sizes).
+//! validation), `cluster` (`[cluster]`), [`pattern`] (route paths),
+//! `values` (durations and sizes).
 
 pub mod args;
+mod cluster;
 mod deflate;
 pub mod pattern;
 pub mod raw;
@@ -34,8 +36,8 @@ mod values;
 pub use args::ServeArgs;
 pub use raw::RawConfig;
 pub use resolved::{
-    AuthConfig, EngineKind, ExecRoute, HostRule, ListenerConfig, Route, RouteKind, ServerConfig,
-    SseRoute,
+    AuthConfig, EngineKind, ExecRoute, HostRule, ListenerConfig, RedisSettings, Route, RouteKind,
+    ServerConfig, SseRoute,
 };
 
 /// Longest room or channel name, in bytes.

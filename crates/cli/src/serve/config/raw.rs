@@ -82,9 +82,24 @@ pub struct RawAdmin {
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawCluster {
-    /// `memory` (the default: this process alone).
+    /// `memory` (the default: this process alone) or `redis`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// `redis://HOST:PORT/DB` (engine `redis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// First part of every Redis key and PUB/SUB channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// This node's name, unique in the cluster (presence, logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Longest wait for any request to the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_timeout: Option<DurationValue>,
+    /// How often the engine's subscriber connection is probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_interval: Option<DurationValue>,
 }
 
 /// `[[listen]]`.
@@ -524,7 +539,13 @@ impl RawConfig {
                 r.sse_max_lifetime.get_or_insert(DurationValue::Secs(0));
             }
         }
-        self.cluster.engine.get_or_insert_with(|| "memory".into());
+        let c = &mut self.cluster;
+        if c.engine.get_or_insert_with(|| "memory".into()) == "redis" {
+            c.prefix.get_or_insert_with(|| "tether".into());
+            c.node.get_or_insert_with(super::cluster::default_node);
+            fill_dur(&mut c.io_timeout, "2s");
+            fill_dur(&mut c.probe_interval, "1s");
+        }
         self.deflate = self.deflate.with_defaults();
         self
     }

@@ -2,9 +2,7 @@
 //! the admin listener checked; every error names the key that is wrong.
 
 use super::raw::{DurationValue, RawAdmin, RawConfig, SizeValue};
-use super::resolved::{
-    AdminConfig, EngineKind, HostRule, Limits, ListenerConfig, ServerConfig, VHost,
-};
+use super::resolved::{AdminConfig, HostRule, Limits, ListenerConfig, ServerConfig, VHost};
 use super::routes::validate_routes;
 use super::values::{parse_duration, parse_size_value};
 use ipnet::IpNet;
@@ -134,14 +132,7 @@ impl ServerConfig {
             return Err("no `[[listen]]` address".into());
         }
         let admin = validate_admin(raw.admin.as_ref(), &listeners)?;
-        let engine = match raw.cluster.engine.as_deref().unwrap_or("memory") {
-            "memory" => EngineKind::Memory,
-            other => {
-                return Err(format!(
-                    "`cluster.engine`: \"{other}\" is not available in this build (only \"memory\")"
-                ))
-            }
-        };
+        let engine = super::cluster::validate_cluster(&raw.cluster)?;
         let deflate = match limits.permessage_deflate {
             true => Some(raw.deflate.validate()?),
             false => None,

@@ -46,10 +46,27 @@ pub struct AdminConfig {
 }
 
 /// Which engine keeps pub/sub positions, history and presence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineKind {
     /// This process alone.
     Memory,
+    /// Redis, shared by every node that uses the same server and prefix.
+    Redis(RedisSettings),
+}
+
+/// `[cluster]` with `engine = "redis"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://HOST:PORT/DB`.
+    pub url: String,
+    /// First part of every key; each pub/sub route adds its host and path.
+    pub prefix: String,
+    /// This node's name.
+    pub node: String,
+    /// Longest wait for any request.
+    pub io_timeout: Duration,
+    /// How often the PUB/SUB connection is probed.
+    pub probe_interval: Duration,
 }
 
 /// One listening socket.

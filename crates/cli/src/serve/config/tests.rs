@@ -135,8 +135,6 @@ fn history_and_presence_are_pubsub_route_options() {
     assert!(e.contains("history_size"), "{e}");
     let e = effective("[[route]]\npath = \"/r\"\nkind = \"room\"\npresence = true\n").unwrap_err();
     assert!(e.contains("presence"), "{e}");
-    let e = effective("[cluster]\nengine = \"redis\"\n").unwrap_err();
-    assert!(e.contains("cluster.engine") && e.contains("memory"), "{e}");
 }
 
 #[test]
