@@ -1076,6 +1076,20 @@ impl Hub {
 }
 
 impl Joining {
+    /// Has the ring received everything up to `target` (or moved to
+    /// another epoch)? `delivered` stands for the ring's position until
+    /// its first delivery. A history read can be ahead of the ring: what
+    /// it holds is still on its way to the node.
+    pub fn caught_up(&self, delivered: &Position, target: &Position) -> bool {
+        let ring = self.group.lock();
+        let (epoch, top) = if ring.synced {
+            (&ring.epoch, ring.top)
+        } else {
+            (&delivered.epoch, delivered.offset)
+        };
+        *epoch != target.epoch || top >= target.offset
+    }
+
     /// Can the ring alone resume a subscriber from `since`?
     pub fn resumable(&self, since: &Position) -> bool {
         let ring = self.group.lock();
@@ -2207,5 +2221,185 @@ mod tests {
             assert_eq!(last, [Some(EACH - 1); PUBLISHERS as usize]);
         }
         assert_eq!(hub.count("r"), 0, "members dropped with their tasks");
+    }
+
+    /// An engine that only counts unsubscribes (the hub tests feed the
+    /// hub by hand).
+    #[derive(Debug, Default)]
+    struct Fake {
+        unsubscribed: AtomicUsize,
+    }
+
+    impl super::super::engine::Engine for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn local(&self) -> bool {
+            false
+        }
+        fn publish(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+        ) -> super::super::engine::Op<Result<Published, super::super::cluster::EngineError>>
+        {
+            unreachable!()
+        }
+        fn history(
+            &self,
+            _: &str,
+            _: usize,
+            _: usize,
+        ) -> super::super::engine::Op<Result<History, super::super::cluster::EngineError>> {
+            unreachable!()
+        }
+        fn presence(
+            &self,
+            _: &str,
+        ) -> super::super::engine::Op<
+            Result<Vec<super::super::engine::Present>, super::super::cluster::EngineError>,
+        > {
+            unreachable!()
+        }
+        fn subscribe(
+            &self,
+            _: &str,
+        ) -> super::super::engine::Op<Result<Position, super::super::cluster::EngineError>>
+        {
+            unreachable!()
+        }
+        fn unsubscribe(&self, _: &str) {
+            self.unsubscribed.fetch_add(1, Ordering::Relaxed);
+        }
+        fn recover(
+            &self,
+            _: &str,
+            _: &Position,
+            _: &Position,
+        ) -> super::super::engine::Op<Result<Recovery, super::super::cluster::EngineError>>
+        {
+            unreachable!()
+        }
+        fn presence_join(&self, _: &str, _: u64, _: Option<&str>) {}
+        fn presence_leave(&self, _: &str, _: u64) {}
+        fn healthy(&self) -> bool {
+            true
+        }
+        fn metrics(&self) -> Option<&super::super::cluster::EngineMetrics> {
+            None
+        }
+    }
+
+    fn at(epoch: &str, offset: u64) -> Position {
+        Position {
+            epoch: epoch.into(),
+            offset,
+        }
+    }
+
+    fn fed_join(
+        engine: &Arc<Fake>,
+        delivered: Position,
+        since: Option<(Position, Option<Recovery>)>,
+    ) -> FedJoin {
+        let engine: Arc<dyn super::super::engine::Engine> = engine.clone();
+        FedJoin {
+            delivered,
+            since,
+            interest: Interest::new(engine, "news", None),
+        }
+    }
+
+    #[test]
+    fn a_fed_subscriber_gets_what_arrived_after_its_registration_once() {
+        let hub = Arc::new(Hub::new(64).fed_by_engine());
+        let engine = Arc::new(Fake::default());
+        let mut m = hub.member();
+        let joining = hub.joining("news");
+        // Delivered while the engine registered the subscriber: 5 was
+        // already delivered (the engine's answer), 6 and 7 came after.
+        for o in 5..=7 {
+            hub.deliver("news", "e1", o, Message::text(format!("m{o}")));
+        }
+        m.subscribe_fed(joining, fed_join(&engine, at("e1", 5), None), ack);
+        assert_eq!(drain(&mut m), ["ack 5 None", "m6", "m7"]);
+        hub.deliver("news", "e1", 8, Message::text("m8"));
+        assert_eq!(drain(&mut m), ["m8"]);
+        // Deliveries for channels nobody here subscribes to are dropped.
+        hub.deliver("other", "e1", 1, Message::text("x"));
+        assert_eq!(hub.count("other"), 0);
+        // The last subscriber leaving drops the group and tells the engine.
+        assert!(m.leave("news"));
+        assert_eq!(engine.unsubscribed.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.count("news"), 0);
+        assert!(hub.lock().get("news").is_none(), "no stale ring is kept");
+    }
+
+    #[test]
+    fn a_fed_resume_uses_the_ring_then_the_engines_history() {
+        let hub = Arc::new(Hub::new(64).fed_by_engine());
+        let engine = Arc::new(Fake::default());
+        let mut first = hub.member();
+        let joining = hub.joining("news");
+        first.subscribe_fed(joining, fed_join(&engine, at("e1", 10), None), ack);
+        for o in 11..=13 {
+            hub.deliver("news", "e1", o, Message::text(format!("m{o}")));
+        }
+        // From the ring: 12 and 13.
+        let mut again = hub.member();
+        let join = fed_join(&engine, at("e1", 13), Some((at("e1", 11), None)));
+        again.subscribe_fed(hub.joining("news"), join, ack);
+        assert_eq!(drain(&mut again), ["ack 13 Some(true)", "m12", "m13"]);
+        // From the engine's history: 8..10 precede the ring.
+        let mut older = hub.member();
+        let recovery = Recovery {
+            top: at("e1", 10),
+            missed: Some(vec![
+                Message::text("m8"),
+                Message::text("m9"),
+                Message::text("m10"),
+            ]),
+        };
+        let join = fed_join(&engine, at("e1", 13), Some((at("e1", 7), Some(recovery))));
+        older.subscribe_fed(hub.joining("news"), join, ack);
+        assert_eq!(
+            drain(&mut older),
+            ["ack 10 Some(true)", "m8", "m9", "m10", "m11", "m12", "m13"]
+        );
+        // Neither has it: nothing partial.
+        let mut lost = hub.member();
+        let join = fed_join(&engine, at("e1", 13), Some((at("e1", 2), None)));
+        lost.subscribe_fed(hub.joining("news"), join, ack);
+        assert_eq!(drain(&mut lost), ["ack 13 Some(false)"]);
+    }
+
+    #[test]
+    fn a_reset_reaches_every_subscriber_and_ends_resuming_the_old_epoch() {
+        let retention = Retention {
+            history_size: 8,
+            ..Retention::default()
+        };
+        let hub = Arc::new(Hub::new(64).retaining(retention).fed_by_engine());
+        let engine = Arc::new(Fake::default());
+        let mut m = hub.member();
+        m.subscribe_fed(
+            hub.joining("news"),
+            fed_join(&engine, at("e1", 0), None),
+            ack,
+        );
+        hub.deliver("news", "e1", 1, Message::text("m1"));
+        hub.reset("news", "e2", 0, Message::text("reset e2 0"));
+        hub.deliver("news", "e2", 1, Message::text("n1"));
+        assert_eq!(drain(&mut m), ["ack 0 None", "m1", "reset e2 0", "n1"]);
+        // The old epoch's entries are not a resume source any more.
+        let mut late = hub.member();
+        let join = fed_join(&engine, at("e2", 1), Some((at("e1", 0), None)));
+        late.subscribe_fed(hub.joining("news"), join, ack);
+        assert_eq!(drain(&mut late), ["ack 1 Some(false)"]);
+        let mut current = hub.member();
+        let join = fed_join(&engine, at("e2", 1), Some((at("e2", 0), None)));
+        current.subscribe_fed(hub.joining("news"), join, ack);
+        assert_eq!(drain(&mut current), ["ack 1 Some(true)", "n1"]);
     }
 }

@@ -413,6 +413,9 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) -> Option<Pen
     None
 }
 
+/// Longest wait for the node to receive what a history read returned.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
 /// Subscribe through a shared engine: hold the channel's group open,
 /// register with the engine (and read its history when the ring cannot
 /// resume from `since`), then join at the position the engine gave.
@@ -447,12 +450,27 @@ fn subscribe_fed(
                 let recovery = if joining.resumable(&since) {
                     None
                 } else {
-                    // A failed read resumes nothing: `recovered: false`.
-                    engine
-                        .recover(&channel, &since, &delivered)
-                        .get()
-                        .await
-                        .ok()
+                    match engine.recover(&channel, &since, &delivered).get().await {
+                        Ok(r) => {
+                            // The ring continues the replay: wait (briefly)
+                            // until it has what the read had.
+                            let deadline = tokio::time::Instant::now() + CATCH_UP;
+                            while !joining.caught_up(&delivered, &r.top)
+                                && tokio::time::Instant::now() < deadline
+                            {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            Some(r)
+                        }
+                        Err(e) => {
+                            // Not a `recovered: false`: the history may
+                            // well be there; the client tries again.
+                            drop(interest);
+                            let msg = error(&id, &format!("subscribe to {channel} failed: {e}"));
+                            let apply: Apply = Box::new(move |m: &mut Member| m.send_self(msg));
+                            return apply;
+                        }
+                    }
                 };
                 Some((since, recovery))
             }
