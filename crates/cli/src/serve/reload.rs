@@ -14,9 +14,10 @@
 //! routes that still exist: a hub is found again by virtual host, path and
 //! kind, not by the route's position in the file.
 
+use super::cluster::nats::{NatsConfig, NatsEngine, NatsRoute};
 use super::cluster::redis::{RedisConfig, RedisEngine, RedisRoute};
 use super::cluster::PublishOptions;
-use super::config::{EngineKind, RedisSettings};
+use super::config::{EngineKind, NatsSettings, RedisSettings};
 use super::config::{ListenerConfig, RawConfig, Route, RouteKind, ServerConfig};
 use super::engine::{Engine, HubFeed, Memory};
 use super::hub::{self, Budget, Hub, Retention};
@@ -171,6 +172,30 @@ fn redis_route(
     Ok(Arc::new(RedisRoute::new(engine, options)))
 }
 
+/// The NATS engine of one pub/sub route: its subjects start with the
+/// configured prefix, then a token made of the route's virtual hosts and
+/// path, so routes share channels exactly when they are the same route.
+fn nats_route(
+    settings: &NatsSettings,
+    key: &HubKey,
+    hub: &Arc<Hub>,
+) -> Result<Arc<dyn Engine>, String> {
+    let config = NatsConfig {
+        url: settings.url.clone(),
+        prefix: format!(
+            "{}.{}",
+            settings.prefix,
+            super::cluster::nats::token(&format!("{}{}", key.0, key.1))
+        ),
+        node: settings.node.clone(),
+        io_timeout: settings.io_timeout,
+        probe_interval: settings.probe_interval,
+    };
+    let feed = Arc::new(HubFeed(Arc::downgrade(hub)));
+    let engine = NatsEngine::start(config, feed)?;
+    Ok(Arc::new(NatsRoute::new(engine)))
+}
+
 /// Every route with its [`HubKey`].
 fn keyed_routes(config: &ServerConfig) -> impl Iterator<Item = (HubKey, &Route)> {
     let default = config.routes.iter().map(|r| (String::new(), r));
@@ -267,6 +292,11 @@ pub fn build(
                 (None, EngineKind::Memory) => Arc::new(Memory(hub.clone())),
                 (None, EngineKind::Redis(settings)) => {
                     redis_route(settings, &key, &hub).map_err(|e| {
+                        tracing::error!(route = %r.path, "{e}: this route is served by the in-memory engine");
+                    }).unwrap_or_else(|()| Arc::new(Memory(hub.clone())))
+                }
+                (None, EngineKind::Nats(settings)) => {
+                    nats_route(settings, &key, &hub).map_err(|e| {
                         tracing::error!(route = %r.path, "{e}: this route is served by the in-memory engine");
                     }).unwrap_or_else(|()| Arc::new(Memory(hub.clone())))
                 }

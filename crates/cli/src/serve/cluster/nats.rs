@@ -38,7 +38,7 @@ use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -82,7 +82,7 @@ pub fn refused_options(history_size: usize, presence: bool) -> Vec<String> {
 }
 
 /// `CH` as one subject token: bytes outside `[A-Za-z0-9_-]` as `%XX`.
-fn token(channel: &str) -> String {
+pub fn token(channel: &str) -> String {
     let mut out = String::with_capacity(channel.len());
     for b in channel.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
@@ -119,7 +119,8 @@ enum Command {
 
 struct Inner {
     config: NatsConfig,
-    client: Client,
+    /// Set once the client exists (it connects, and reconnects, by itself).
+    client: OnceLock<Client>,
     metrics: Arc<EngineMetrics>,
     deliver: Arc<dyn Deliver>,
     probes: Probes,
@@ -139,7 +140,20 @@ impl Inner {
     }
 
     fn connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+        self.client
+            .get()
+            .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected)
+    }
+
+    /// The client, while connected; an error naming the server otherwise.
+    fn client(&self) -> Result<&Client, EngineError> {
+        match self.client.get() {
+            Some(c) if self.connected() => Ok(c),
+            _ => {
+                self.metrics.errors.fetch_add(1, Relaxed);
+                Err(self.unreachable())
+            }
+        }
     }
 
     /// Wait until the server has processed everything this node sent so
@@ -148,9 +162,9 @@ impl Inner {
     /// subscription is in place, a publication routed to every subscriber).
     async fn round_trip(&self) -> Result<(), EngineError> {
         self.metrics.round_trips.fetch_add(1, Relaxed);
+        let client = self.client()?;
         let (seq, answer) = self.probes.expect();
-        let sent = self
-            .client
+        let sent = client
             .publish(self.probes.subject.clone(), Bytes::from(seq.to_string()))
             .await;
         let result = match sent {
@@ -227,11 +241,8 @@ pub struct NatsEngine {
 impl NatsEngine {
     /// Start the engine. The connection is made (and remade) in the
     /// background, so a node starts while NATS is down and reports itself
-    /// unhealthy.
-    pub async fn start(
-        config: NatsConfig,
-        deliver: Arc<dyn Deliver>,
-    ) -> Result<NatsEngine, String> {
+    /// unhealthy. Must be called within a tokio runtime.
+    pub fn start(config: NatsConfig, deliver: Arc<dyn Deliver>) -> Result<NatsEngine, String> {
         if config.prefix.is_empty()
             || config
                 .prefix
@@ -243,6 +254,12 @@ impl NatsEngine {
                 config.prefix
             ));
         }
+        let addrs = config
+            .url
+            .split(',')
+            .map(|a| a.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("`cluster.nats_url` {:?}: {e}", config.url))?;
         let (losses, _) = watch::channel(0u64);
         let metrics = Arc::new(EngineMetrics::default());
         let events = Arc::new(Events {
@@ -251,7 +268,6 @@ impl NatsEngine {
             connected_once: AtomicBool::new(false),
             url: config.url.clone(),
         });
-        let on_event = events.clone();
         let options = ConnectOptions::new()
             .name(format!("tether {}", config.node))
             .retry_on_initial_connect()
@@ -262,31 +278,23 @@ impl NatsEngine {
                 Duration::from_millis(50u64 << attempts.min(5)).min(Duration::from_secs(1))
             })
             .event_callback(move |event| {
-                let events = on_event.clone();
+                let events = events.clone();
                 async move { events.on(event) }
             });
-        let client = options
-            .connect(config.url.as_str())
-            .await
-            .map_err(|e| format!("`cluster.nats_url` {}: {e}", config.url))?;
         let probes = Probes {
             subject: format!("{}._probe.{}", config.prefix, new_epoch()),
             next: AtomicU64::new(0),
             waiting: Mutex::default(),
         };
-        let probe_subscription = client
-            .subscribe(probes.subject.clone())
-            .await
-            .map_err(|e| format!("nats at {}: {e}", config.url))?;
         let inner = Arc::new(Inner {
             config,
-            client,
+            client: OnceLock::new(),
             metrics,
             deliver,
             probes,
             losses,
         });
-        tokio::spawn(answer_probes(Arc::downgrade(&inner), probe_subscription));
+        tokio::spawn(connect(Arc::downgrade(&inner), options, addrs));
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(subscriptions(inner.clone(), rx));
         Ok(NatsEngine {
@@ -315,7 +323,7 @@ impl NatsEngine {
             return Err(inner.unreachable());
         }
         inner.metrics.round_trips.fetch_add(1, Relaxed);
-        if let Err(e) = inner.client.publish(inner.subject(channel), data).await {
+        if let Err(e) = inner.client()?.publish(inner.subject(channel), data).await {
             inner.metrics.errors.fetch_add(1, Relaxed);
             return Err(EngineError::Failed(format!(
                 "nats at {}: {e}",
@@ -348,6 +356,35 @@ impl NatsEngine {
             channel: channel.to_owned(),
         });
     }
+}
+
+/// Make the client (it connects in the background and reconnects by
+/// itself) and its probe subscription.
+async fn connect(inner: Weak<Inner>, options: ConnectOptions, addrs: Vec<async_nats::ServerAddr>) {
+    let url = match inner.upgrade() {
+        Some(i) => i.config.url.clone(),
+        None => return,
+    };
+    let client = match options.connect(addrs).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("nats at {url}: {e}");
+            return;
+        }
+    };
+    let Some(strong) = inner.upgrade() else {
+        return;
+    };
+    let probes = match client.subscribe(strong.probes.subject.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("nats at {url}: {e}");
+            return;
+        }
+    };
+    let _ = strong.client.set(client);
+    drop(strong);
+    answer_probes(inner, probes).await;
 }
 
 /// What the connection's events change: losses (resets), reconnects.
@@ -432,7 +469,7 @@ async fn open(inner: &Arc<Inner>, channel: &str) -> Result<Channel, EngineError>
     }
     inner.metrics.round_trips.fetch_add(1, Relaxed);
     let subscription = inner
-        .client
+        .client()?
         .subscribe(inner.subject(channel))
         .await
         .map_err(|e| {
@@ -493,5 +530,8 @@ async fn forward(
     }
 }
 
+mod route;
 #[cfg(test)]
 mod tests;
+
+pub use route::NatsRoute;

@@ -1,8 +1,8 @@
 //! `[cluster]`: which engine keeps pub/sub positions, history and
-//! presence, and the Redis engine's settings.
+//! presence, and the Redis and NATS engines' settings.
 
 use super::raw::{DurationValue, RawCluster};
-use super::resolved::{EngineKind, RedisSettings};
+use super::resolved::{EngineKind, NatsSettings, RedisSettings, Route, RouteKind};
 use super::values::duration_at;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ pub(super) fn default_node() -> String {
 pub(super) fn validate_cluster(c: &RawCluster) -> Result<EngineKind, String> {
     let redis_only = [
         ("redis_url", c.redis_url.is_some()),
+        ("nats_url", c.nats_url.is_some()),
         ("prefix", c.prefix.is_some()),
         ("node", c.node.is_some()),
         ("io_timeout", c.io_timeout.is_some()),
@@ -31,13 +32,20 @@ pub(super) fn validate_cluster(c: &RawCluster) -> Result<EngineKind, String> {
     match c.engine.as_deref().unwrap_or("memory") {
         "memory" => match redis_only.iter().find(|(_, set)| *set) {
             Some((key, _)) => Err(format!(
-                "`cluster.{key}` applies to `cluster.engine = \"redis\"`, not \"memory\""
+                "`cluster.{key}` applies to `cluster.engine = \"redis\"` or \"nats\", not \"memory\""
             )),
             None => Ok(EngineKind::Memory),
         },
+        "redis" if c.nats_url.is_some() => {
+            Err("`cluster.nats_url` applies to `cluster.engine = \"nats\"`, not \"redis\"".into())
+        }
         "redis" => redis(c).map(EngineKind::Redis),
+        "nats" if c.redis_url.is_some() => {
+            Err("`cluster.redis_url` applies to `cluster.engine = \"redis\"`, not \"nats\"".into())
+        }
+        "nats" => nats(c).map(EngineKind::Nats),
         other => Err(format!(
-            "`cluster.engine`: \"{other}\" is not an engine (\"memory\" or \"redis\")"
+            "`cluster.engine`: \"{other}\" is not an engine (\"memory\", \"redis\" or \"nats\")"
         )),
     }
 }
@@ -83,6 +91,71 @@ fn redis(c: &RawCluster) -> Result<RedisSettings, String> {
         io_timeout: positive(&c.io_timeout, "io_timeout", Duration::from_secs(2))?,
         probe_interval: positive(&c.probe_interval, "probe_interval", Duration::from_secs(1))?,
     })
+}
+
+fn nats(c: &RawCluster) -> Result<NatsSettings, String> {
+    let url = c.nats_url.clone().ok_or(
+        "`cluster.nats_url` is required with `cluster.engine = \"nats\"` (e.g. \"nats://127.0.0.1:4222\")",
+    )?;
+    if url
+        .split(',')
+        .any(|a| a.trim().parse::<async_nats::ServerAddr>().is_err())
+    {
+        return Err(format!(
+            "`cluster.nats_url`: \"{url}\" is not a nats:// URL or a comma-separated list of them (e.g. \"nats://127.0.0.1:4222\")"
+        ));
+    }
+    let prefix = c.prefix.clone().unwrap_or_else(|| "tether".into());
+    if prefix.len() > 64
+        || prefix.split('.').any(|t| {
+            t.is_empty()
+                || t.contains(['*', '>'])
+                || t.contains(|ch: char| ch.is_whitespace() || ch.is_control())
+        })
+    {
+        return Err(format!(
+            "`cluster.prefix`: \"{prefix}\" must be 1 to 64 bytes of dot-separated NATS subject tokens, without spaces, `*` or `>`"
+        ));
+    }
+    // The Redis checks of the shared keys (node, timeouts) apply as they are.
+    let shared = redis(&RawCluster {
+        redis_url: Some("redis://127.0.0.1:6379/0".into()),
+        prefix: Some("tether".into()),
+        nats_url: None,
+        ..c.clone()
+    })?;
+    Ok(NatsSettings {
+        url,
+        prefix,
+        node: shared.node,
+        io_timeout: shared.io_timeout,
+        probe_interval: shared.probe_interval,
+    })
+}
+
+/// The route options a broker-only engine cannot honour, each named with
+/// its key and why.
+pub(super) fn check_routes_for_engine<'a>(
+    engine: &EngineKind,
+    routes: impl Iterator<Item = &'a Route>,
+) -> Result<(), String> {
+    if !matches!(engine, EngineKind::Nats(_)) {
+        return Ok(());
+    }
+    for r in routes {
+        if let RouteKind::Pubsub {
+            history_size,
+            presence,
+            ..
+        } = &r.kind
+        {
+            let refused = crate::serve::cluster::nats::refused_options(*history_size, *presence);
+            if !refused.is_empty() {
+                return Err(format!("{}: {}", r.name, refused.join("; ")));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

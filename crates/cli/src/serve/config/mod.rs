@@ -36,8 +36,8 @@ mod values;
 pub use args::ServeArgs;
 pub use raw::RawConfig;
 pub use resolved::{
-    AuthConfig, EngineKind, ExecRoute, HostRule, ListenerConfig, RedisSettings, Route, RouteKind,
-    ServerConfig, SseRoute,
+    AuthConfig, EngineKind, ExecRoute, HostRule, ListenerConfig, NatsSettings, RedisSettings,
+    Route, RouteKind, ServerConfig, SseRoute,
 };
 
 /// Longest room or channel name, in bytes.

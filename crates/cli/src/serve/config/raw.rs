@@ -82,12 +82,15 @@ pub struct RawAdmin {
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawCluster {
-    /// `memory` (the default: this process alone) or `redis`.
+    /// `memory` (the default: this process alone), `redis` or `nats`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
     /// `redis://HOST:PORT/DB` (engine `redis`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// `nats://HOST:PORT`, comma-separated for several (engine `nats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
     /// First part of every Redis key and PUB/SUB channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
@@ -540,7 +543,10 @@ impl RawConfig {
             }
         }
         let c = &mut self.cluster;
-        if c.engine.get_or_insert_with(|| "memory".into()) == "redis" {
+        if matches!(
+            c.engine.get_or_insert_with(|| "memory".into()).as_str(),
+            "redis" | "nats"
+        ) {
             c.prefix.get_or_insert_with(|| "tether".into());
             c.node.get_or_insert_with(super::cluster::default_node);
             fill_dur(&mut c.io_timeout, "2s");

@@ -137,7 +137,7 @@ impl ServerConfig {
             true => Some(raw.deflate.validate()?),
             false => None,
         };
-        Ok(ServerConfig {
+        let config = ServerConfig {
             listeners,
             limits,
             routes,
@@ -146,7 +146,9 @@ impl ServerConfig {
             admin,
             engine,
             deflate,
-        })
+        };
+        super::cluster::check_routes_for_engine(&config.engine, config.all_routes())?;
+        Ok(config)
     }
 }
 

@@ -52,6 +52,23 @@ pub enum EngineKind {
     Memory,
     /// Redis, shared by every node that uses the same server and prefix.
     Redis(RedisSettings),
+    /// NATS, a broker only: publications cross nodes, nothing is stored.
+    Nats(NatsSettings),
+}
+
+/// `[cluster]` with `engine = "nats"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSettings {
+    /// `nats://HOST:PORT`, comma-separated for several.
+    pub url: String,
+    /// First token(s) of every subject; each pub/sub route adds its own.
+    pub prefix: String,
+    /// This node's name.
+    pub node: String,
+    /// Longest wait for a publish or subscribe to be confirmed.
+    pub io_timeout: Duration,
+    /// How often the server is pinged.
+    pub probe_interval: Duration,
 }
 
 /// `[cluster]` with `engine = "redis"`.

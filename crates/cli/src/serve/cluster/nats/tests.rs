@@ -86,9 +86,7 @@ fn config(url: String, node: &str) -> NatsConfig {
 
 async fn node(url: String, name: &str) -> (NatsEngine, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
-    let engine = NatsEngine::start(config(url, name), rec.clone())
-        .await
-        .expect("engine starts");
+    let engine = NatsEngine::start(config(url, name), rec.clone()).expect("engine starts");
     eventually("connected", Duration::from_secs(10), || engine.healthy()).await;
     (engine, rec)
 }
@@ -127,12 +125,16 @@ fn options_it_cannot_honour_are_named_with_why() {
 }
 
 #[tokio::test]
-async fn a_bad_prefix_is_refused_naming_the_key() {
+async fn a_bad_prefix_or_url_is_refused_naming_the_key() {
     let rec: Arc<dyn Deliver> = Arc::new(Recorder::default());
     let mut c = config("nats://127.0.0.1:1".into(), "a");
     c.prefix = "tether.>".into();
-    let e = NatsEngine::start(c, rec).await.err().expect("refused");
+    let e = NatsEngine::start(c, rec.clone()).err().expect("refused");
     assert!(e.contains("`cluster.prefix`"), "{e}");
+    let mut c = config("http://[::1".into(), "a");
+    c.prefix = "tether".into();
+    let e = NatsEngine::start(c, rec).err().expect("refused");
+    assert!(e.contains("`cluster.nats_url`"), "{e}");
 }
 
 #[tokio::test]
