@@ -1,6 +1,7 @@
 //! Limits and options for a connection, with safe defaults.
 
 use crate::deflate::{DeflateConfig, DeflateParams};
+use crate::random::Randomness;
 
 /// Options for a [`Connection`](crate::Connection).
 ///
@@ -53,6 +54,10 @@ pub struct Config {
     /// compresses outgoing messages of at least
     /// [`DeflateConfig::min_size`] bytes. Default `None`.
     pub negotiated_deflate: Option<DeflateParams>,
+    /// Where a client's masking keys come from (and, in `tether`, its
+    /// handshake nonces). Default: the thread-local CSPRNG (see
+    /// [`crate::random`]).
+    pub random: Randomness,
 }
 
 impl Default for Config {
@@ -66,6 +71,7 @@ impl Default for Config {
             fragment_size: None,
             deflate: None,
             negotiated_deflate: None,
+            random: Randomness::ThreadRng,
         }
     }
 }
@@ -82,6 +88,13 @@ impl Config {
     #[must_use]
     pub fn with_max_message_size(mut self, max_message_size: usize) -> Self {
         self.max_message_size = max_message_size;
+        self
+    }
+
+    /// Take masking keys (and, in `tether`, handshake nonces) from
+    /// `random` instead of the thread-local CSPRNG.
+    pub fn with_random(mut self, random: Randomness) -> Self {
+        self.random = random;
         self
     }
 

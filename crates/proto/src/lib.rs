@@ -49,6 +49,7 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod output;
+pub mod random;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
@@ -57,6 +58,7 @@ pub use connection::{CloseState, Connection, InPlace, Role, Sender};
 pub use error::{ProtocolError, SendError};
 pub use frame::{FrameHeader, OpCode};
 pub use message::{Event, Message, MessageRef};
+pub use random::Randomness;
 pub use utf8::Utf8Bytes;
 
 pub use bytes::{Buf, Bytes, BytesMut};

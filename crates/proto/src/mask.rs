@@ -209,23 +209,9 @@ fn mask_into_blocks(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
     }
 }
 
-/// Masking keys generated at once: one refill of the thread's pool.
-const KEY_BATCH: usize = 64;
-
-thread_local! {
-    /// Masking keys drawn from the thread's CSPRNG (`rand`'s ChaCha12,
-    /// seeded from the OS), used once each, in order.
-    static KEYS: std::cell::RefCell<([u32; KEY_BATCH], usize)> =
-        const { std::cell::RefCell::new(([0; KEY_BATCH], KEY_BATCH)) };
-}
-
 /// A fresh masking key for a client frame (RFC 6455 §5.3: unpredictable,
-/// from a strong source of entropy).
-///
-/// Keys come from a per-thread pool refilled 64 at a time from `rand`'s
-/// thread generator: the same cryptographic generator and bytes as calling
-/// it for every frame, without its per-call overhead (a reference-counted
-/// handle and a reseeding check), which cost a client 2-3 ns per message.
+/// from a strong source of entropy), from the default source
+/// ([`Randomness::ThreadRng`](crate::random::Randomness::ThreadRng)).
 ///
 /// ```
 /// use tether_proto::mask::new_key;
@@ -234,17 +220,7 @@ thread_local! {
 /// ```
 #[inline]
 pub fn new_key() -> [u8; 4] {
-    KEYS.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let (keys, next) = &mut *pool;
-        if *next == KEY_BATCH {
-            rand::fill(&mut keys[..]);
-            *next = 0;
-        }
-        let key = keys[*next];
-        *next += 1;
-        key.to_ne_bytes()
-    })
+    crate::random::Randomness::ThreadRng.mask_key()
 }
 
 #[cfg(test)]
@@ -258,18 +234,6 @@ mod tests {
         let mut data = *b"Hello";
         apply_mask(&mut data, [0x37, 0xfa, 0x21, 0x3d], 0);
         assert_eq!(data, [0x7f, 0x9f, 0x4d, 0x51, 0x58]);
-    }
-
-    #[test]
-    fn keys_are_not_reused_across_refills() {
-        let keys: Vec<[u8; 4]> = (0..3 * KEY_BATCH + 5).map(|_| new_key()).collect();
-        let distinct: std::collections::HashSet<_> = keys.iter().collect();
-        // 197 random 32-bit keys: a repeat has probability ~5e-6.
-        assert!(distinct.len() >= keys.len() - 1, "keys repeat: {keys:?}");
-        assert!(
-            keys.iter().any(|k| *k != [0; 4]),
-            "the pool was never filled"
-        );
     }
 
     proptest! {

@@ -28,7 +28,7 @@ use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
 use tether_proto::handshake::{
-    generate_key, parse_response, parse_target, validate_response, HandshakeError, Target,
+    generate_key_from, parse_response, parse_target, validate_response, HandshakeError, Target,
 };
 use tether_proto::Role;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -400,7 +400,7 @@ impl ClientBuilder {
         req.headers = self.headers.clone();
         let (offer, offered_extensions) = crate::extensions::client_offer(&self.config);
         req.extensions = offer;
-        let key = generate_key();
+        let key = generate_key_from(self.config.protocol.random);
         let bytes = req.encode(&key).map_err(Error::InvalidRequest)?;
         let timeout = self.config.handshake_timeout;
         let limits = self.config.handshake_limits.clone();

@@ -16,7 +16,6 @@ use crate::client::ClientBuilder;
 use crate::error::{Error, Result};
 use crate::socket::WebSocket;
 use crate::stream::MaybeTlsStream;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 use tether_proto::handshake::HandshakeError;
 
@@ -94,17 +93,10 @@ impl Backoff {
     }
 }
 
-/// A random number from the standard library's per-instance hash keys (no
-/// extra dependency; jitter needs spread, not cryptographic quality).
+/// A random number for the jitter, from the workspace's one source
+/// (`rand`'s thread-local CSPRNG, through `tether_proto::Randomness`).
 fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    );
-    h.finish()
+    tether_proto::Randomness::ThreadRng.u64()
 }
 
 /// Whether retrying could fix this error (see the module docs).

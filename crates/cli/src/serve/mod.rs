@@ -279,19 +279,8 @@ fn announce_publish_token(raw: &RawConfig, random: bool, url: &str) {
     }
 }
 
-/// 128 random bits as hex, from the OS.
+/// 128 random bits as hex, from `rand`'s CSPRNG (seeded from the OS).
 fn random_token() -> String {
-    let mut buf = [0u8; 16];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
-        .is_ok();
-    if !ok {
-        // Not a secret worth much, but never a constant.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        buf = (t ^ (std::process::id() as u128) << 64).to_le_bytes();
-    }
+    let buf: [u8; 16] = rand::random();
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }

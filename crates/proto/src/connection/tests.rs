@@ -68,6 +68,10 @@ impl F {
         self.mask = None;
         self
     }
+    fn mask(mut self, key: [u8; 4]) -> Self {
+        self.mask = Some(key);
+        self
+    }
     fn declared_len(mut self, len: u64) -> Self {
         self.declared_len = Some(len);
         self
@@ -621,6 +625,22 @@ fn client_echo_masks_with_a_fresh_key() {
     let mut s = server();
     s.receive(&wire);
     assert_eq!(drain(&mut s), vec![msg_text("hi"), msg_text("hi")]);
+}
+
+#[test]
+fn a_client_masks_with_the_keys_its_randomness_gives() {
+    let fixed: fn(&mut [u8]) = |buf| buf.fill(0x5a);
+    let config = Config::default().with_random(crate::random::Randomness::Custom(fixed));
+    let mut c = Connection::new(Role::Client, config.clone());
+    c.send(Message::text("hi")).unwrap();
+    c.receive(&text("hi").unmasked().bytes());
+    assert!(matches!(echo_in_place(&mut c), InPlace::Read(Ok(2))));
+    // The same bytes every time: the frame builder's masking with that key.
+    let want = text("hi").mask([0x5a; 4]).bytes();
+    assert_eq!(&c.take_output()[..], &[want.clone(), want].concat()[..]);
+    let mut again = Connection::new(Role::Client, config);
+    again.send(Message::text("hi")).unwrap();
+    assert_eq!(&again.take_output()[..], &text("hi").mask([0x5a; 4]).bytes()[..]);
 }
 
 #[test]

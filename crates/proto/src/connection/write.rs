@@ -11,6 +11,7 @@ use crate::error::SendError;
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, RSV1};
 use crate::message::{Message, MessageRef};
 use crate::output::{Output, STAGED_MASK_THRESHOLD, ZERO_COPY_THRESHOLD};
+use crate::random::Randomness;
 use bytes::{Buf, Bytes, BytesMut};
 
 /// The sending half of a [`Connection`]: encodes frames into the output
@@ -32,6 +33,8 @@ pub struct Sender {
     control_backlog: usize,
     /// permessage-deflate's compressing half, if negotiated.
     pub(super) deflate: Option<Box<DeflateTx>>,
+    /// Where a client's masking keys come from.
+    random: Randomness,
 }
 
 impl Sender {
@@ -45,6 +48,7 @@ impl Sender {
             fragment_size: config.fragment_size.filter(|&s| s > 0),
             control_backlog: config.control_backlog,
             deflate,
+            random: config.random,
         }
     }
 
@@ -129,7 +133,7 @@ impl Sender {
     #[inline(always)]
     fn write_frame_from(&mut self, opcode: OpCode, payload: &[u8]) {
         let mask = match self.role {
-            Role::Client => Some(crate::mask::new_key()),
+            Role::Client => Some(self.random.mask_key()),
             Role::Server => None,
         };
         let header = FrameHeader {
@@ -222,7 +226,7 @@ impl Sender {
     /// Encode one frame into the output queue.
     fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: Bytes) {
         let mask = match self.role {
-            Role::Client => Some(crate::mask::new_key()),
+            Role::Client => Some(self.random.mask_key()),
             Role::Server => None,
         };
         let header = FrameHeader {

@@ -5,6 +5,7 @@
 //! response cannot produce the right accept value), which is why the client
 //! MUST check it and MUST use a fresh random key for every connection.
 
+use crate::random::Randomness;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
@@ -35,8 +36,13 @@ pub fn accept_key(key: &[u8]) -> String {
 /// base64-encoded (RFC 6455 §4.1 client item 7 requires a nonce "randomly
 /// selected for each connection").
 pub fn generate_key() -> String {
+    generate_key_from(Randomness::ThreadRng)
+}
+
+/// [`generate_key`] with the nonce from `random`.
+pub fn generate_key_from(random: Randomness) -> String {
     let mut nonce = [0u8; 16];
-    rand::fill(&mut nonce[..]);
+    random.fill(&mut nonce[..]);
     STANDARD.encode(nonce)
 }
 

@@ -101,7 +101,7 @@ pub use h2::{
     WEBSOCKET_PROTOCOL,
 };
 pub use headers::{format_extensions, header_tokens, is_token, parse_extensions, ExtensionOffer};
-pub use key::{accept_key, generate_key, WEBSOCKET_GUID};
+pub use key::{accept_key, generate_key, generate_key_from, WEBSOCKET_GUID};
 pub use parse::{parse_request, parse_response};
 pub use server::{
     accept_response, build_accept_response, build_reject_response, validate_request, UpgradeRequest,

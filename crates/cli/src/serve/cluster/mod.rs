@@ -235,25 +235,11 @@ impl EngineMetrics {
 }
 
 /// A new epoch: 64 bits as hex, unpredictable and unique within the
-/// process (a seed read once from the OS, then a counter through
-/// SplitMix64). Cheap, because every publish offers one in case the channel
+/// process (a seed drawn once from `rand`'s CSPRNG, the workspace's one
+/// source of randomness, then a counter through SplitMix64). Cheap, because every publish offers one in case the channel
 /// has none.
 fn new_epoch() -> String {
-    static SEED: LazyLock<u64> = LazyLock::new(|| {
-        let mut buf = [0u8; 8];
-        let ok = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
-            .is_ok();
-        if ok {
-            u64::from_le_bytes(buf)
-        } else {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos() as u64;
-            t ^ u64::from(std::process::id()).rotate_left(32)
-        }
-    });
+    static SEED: LazyLock<u64> = LazyLock::new(rand::random);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut z = SEED.wrapping_add(
         COUNTER
