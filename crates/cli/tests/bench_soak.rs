@@ -2,10 +2,8 @@
 //! every kind of connection must pass its own checks, and its counts must
 //! agree with the server's `/metrics`.
 
-mod serve_support;
-
 use serde_json::Value;
-use serve_support::Server;
+use test_support::serve::Server;
 
 const CONFIG: &str = r#"
 [[listen]]

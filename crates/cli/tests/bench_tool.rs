@@ -2,8 +2,6 @@
 //! must account for every message and report errors and close codes
 //! faithfully. No timing is asserted.
 
-mod serve_support;
-
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -298,8 +296,8 @@ async fn compress_flag_negotiates_permessage_deflate() {
 }
 
 /// A `tether serve` with a pub/sub route whose clients may publish.
-fn pubsub_server() -> serve_support::Server {
-    serve_support::Server::with_config(
+fn pubsub_server() -> test_support::serve::Server {
+    test_support::serve::Server::with_config(
         "[[route]]\npath = \"/pubsub\"\nkind = \"pubsub\"\nclient_publish = true\nhistory_size = 50\n",
     )
 }

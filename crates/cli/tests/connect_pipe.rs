@@ -2,14 +2,12 @@
 //! exit statuses, `--listen`. The servers are in-process Tether servers,
 //! and `tether serve` for its own echo and exec routes.
 
-mod serve_support;
-
 use futures_util::StreamExt;
-use serve_support::Server;
-use std::process::Stdio;
 use std::time::Duration;
+use test_support::connect::run;
+use test_support::serve::Server;
 use tether::{CloseCode, CloseFrame, Message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::process::Command;
 
@@ -17,76 +15,62 @@ const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
 /// A server whose behaviour depends on the request path (see the match).
 async fn server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let incoming = tether::ServerBuilder::new()
-                    .read_request(tcp)
-                    .await
-                    .unwrap();
-                let path = incoming.path().to_owned();
-                let mut accept = tether::Accept::default();
-                if incoming.protocols().iter().any(|p| p == "chat.v1") {
-                    accept = accept.protocol("chat.v1");
-                }
-                let auth = incoming
-                    .header("authorization")
-                    .map(|v| v.to_str().unwrap().to_owned());
-                let mut ws = incoming.accept(accept).await.unwrap();
-                if path == "/whoami" {
-                    ws.send(Message::text(auth.unwrap_or_default()))
-                        .await
-                        .unwrap();
-                }
-                while let Some(Ok(m)) = ws.next().await {
-                    if !m.is_data() {
-                        continue;
+    test_support::peer::ws_server("chat.v1", |mut ws, req| async move {
+        let path = req.uri().path().to_owned();
+        let auth = req
+            .headers()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned());
+        if path == "/whoami" {
+            ws.send(Message::text(auth.unwrap_or_default()))
+                .await
+                .unwrap();
+        }
+        while let Some(Ok(m)) = ws.next().await {
+            if !m.is_data() {
+                continue;
+            }
+            match path.as_str() {
+                "/burst" => {
+                    for i in 0..200 {
+                        ws.send(Message::text(format!("burst {i}"))).await.unwrap();
                     }
-                    match path.as_str() {
-                        "/burst" => {
-                            for i in 0..200 {
-                                ws.send(Message::text(format!("burst {i}"))).await.unwrap();
-                            }
-                        }
-                        "/close4000" => {
-                            let _ = ws
-                                .close(Some(CloseFrame::new(CloseCode(4000), "bye")))
-                                .await;
+                }
+                "/close4000" => {
+                    let _ = ws
+                        .close(Some(CloseFrame::new(CloseCode(4000), "bye")))
+                        .await;
+                    return;
+                }
+                "/drop" => return,
+                "/sink" => {}
+                "/paced" => return paced_echo(ws, m).await,
+                "/late-close" => {
+                    // Answer and close 1.5 s later, unless the client closed meanwhile.
+                    let late = tokio::time::sleep(Duration::from_millis(1500));
+                    tokio::select! {
+                        _ = late => {
+                            ws.send(Message::text("late answer")).await.unwrap();
+                            let _ = ws.close(None).await;
+                            while ws.next().await.is_some() {}
                             return;
                         }
-                        "/drop" => return,
-                        "/sink" => {}
-                        "/paced" => return paced_echo(ws, m).await,
-                        "/late-close" => {
-                            // Answer and close 1.5 s later, unless the client closed meanwhile.
-                            let late = tokio::time::sleep(Duration::from_millis(1500));
-                            tokio::select! {
-                                _ = late => {
-                                    ws.send(Message::text("late answer")).await.unwrap();
-                                    let _ = ws.close(None).await;
-                                    while ws.next().await.is_some() {}
-                                    return;
-                                }
-                                _ = ws.next() => return,
-                            }
-                        }
-                        "/late" => {
-                            // Answer 100 ms later, unless the client closed meanwhile.
-                            let late = tokio::time::sleep(Duration::from_millis(100));
-                            tokio::select! {
-                                _ = late => ws.send(Message::text("late answer")).await.unwrap(),
-                                _ = ws.next() => return,
-                            }
-                        }
-                        _ => ws.send(m).await.unwrap(),
+                        _ = ws.next() => return,
                     }
                 }
-            });
+                "/late" => {
+                    // Answer 100 ms later, unless the client closed meanwhile.
+                    let late = tokio::time::sleep(Duration::from_millis(100));
+                    tokio::select! {
+                        _ = late => ws.send(Message::text("late answer")).await.unwrap(),
+                        _ = ws.next() => return,
+                    }
+                }
+                _ => ws.send(m).await.unwrap(),
+            }
         }
-    });
-    port
+    })
+    .await
 }
 
 /// Echo like a server whose reader runs ahead of its handler (Python
@@ -117,75 +101,13 @@ where
 /// A server that completes the handshake and then sends text that is not
 /// UTF-8 (the client must fail the connection with 1007).
 async fn bad_utf8_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            tcp.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
-        let key = head
-            .lines()
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case("sec-websocket-key")
-                    .then(|| v.trim().to_owned())
-            })
-            .unwrap();
-        let accept = tether::proto::handshake::accept_key(key.as_bytes());
-        let response = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        );
-        tcp.write_all(response.as_bytes()).await.unwrap();
-        tcp.write_all(&[0x81, 0x02, 0xff, 0xfe]).await.unwrap();
-        let mut rest = Vec::new();
-        let _ = tcp.read_to_end(&mut rest).await;
-    });
-    port
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn tether_connect(args: &[&str], stdin: &[u8]) -> Run {
-    let mut child = Command::new(BIN)
-        .arg("connect")
-        .args(args)
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("ALL_PROXY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin).await.unwrap();
-    drop(pipe);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("tether connect finished within 30 s")
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    test_support::peer::raw_server("", &[0x81, 0x02, 0xff, 0xfe]).await
 }
 
 #[tokio::test]
 async fn connect_pipes_lines_and_exits_zero_on_clean_close() {
     let port = server().await;
-    let run = tether_connect(
+    let run = run(
         &[&format!("ws://127.0.0.1:{port}/echo")],
         b"one\ntwo\r\nthree",
     )
@@ -197,7 +119,7 @@ async fn connect_pipes_lines_and_exits_zero_on_clean_close() {
 #[tokio::test]
 async fn connect_keeps_printing_after_end_of_input_until_the_close_handshake() {
     let port = server().await;
-    let run = tether_connect(&[&format!("ws://127.0.0.1:{port}/burst")], b"go\n").await;
+    let run = run(&[&format!("ws://127.0.0.1:{port}/burst")], b"go\n").await;
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 200, "stderr: {}", run.stderr);
     assert_eq!(lines[199], "burst 199");
@@ -207,7 +129,7 @@ async fn connect_keeps_printing_after_end_of_input_until_the_close_handshake() {
 #[tokio::test]
 async fn connect_jsonl_reports_open_messages_and_close() {
     let port = server().await;
-    let run = tether_connect(
+    let run = run(
         &[
             "--jsonl",
             "--protocol",
@@ -238,7 +160,7 @@ async fn connect_jsonl_reports_open_messages_and_close() {
 #[tokio::test]
 async fn connect_linger_waits_for_late_answers_before_closing() {
     let port = server().await;
-    let run = tether_connect(
+    let run = run(
         &["--linger", "3", &format!("ws://127.0.0.1:{port}/late")],
         b"question\n",
     )
@@ -255,7 +177,7 @@ fn hundred_lines() -> String {
 async fn connect_returns_every_reply_of_a_server_that_answers_the_close_at_once() {
     let port = server().await;
     let input = hundred_lines();
-    let run = tether_connect(&[&format!("ws://127.0.0.1:{port}/paced")], input.as_bytes()).await;
+    let run = run(&[&format!("ws://127.0.0.1:{port}/paced")], input.as_bytes()).await;
     assert_eq!(run.stdout.lines().count(), 100, "stderr: {}", run.stderr);
     assert_eq!(run.stdout, input);
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
@@ -264,7 +186,7 @@ async fn connect_returns_every_reply_of_a_server_that_answers_the_close_at_once(
 #[tokio::test]
 async fn connect_linger_0_closes_at_once_and_reports_replies_cut_off() {
     let port = server().await;
-    let run = tether_connect(
+    let run = run(
         &["--linger", "0", &format!("ws://127.0.0.1:{port}/paced")],
         hundred_lines().as_bytes(),
     )
@@ -284,7 +206,7 @@ async fn connect_linger_0_closes_at_once_and_reports_replies_cut_off() {
 async fn connect_closes_after_a_quiet_second_when_the_server_never_answers() {
     let port = server().await;
     let started = std::time::Instant::now();
-    let run = tether_connect(&[&format!("ws://127.0.0.1:{port}/sink")], b"a\nb\n").await;
+    let run = run(&[&format!("ws://127.0.0.1:{port}/sink")], b"a\nb\n").await;
     assert_eq!(run.stdout, "");
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
     assert!(
@@ -297,7 +219,7 @@ async fn connect_closes_after_a_quiet_second_when_the_server_never_answers() {
 #[tokio::test]
 async fn connect_no_close_waits_for_the_server_to_close() {
     let port = server().await;
-    let run = tether_connect(
+    let run = run(
         &["--no-close", &format!("ws://127.0.0.1:{port}/late-close")],
         b"question\n",
     )
@@ -323,7 +245,7 @@ command = ["cat"]
     let input = hundred_lines();
     for path in ["/echo", "/cat"] {
         let url = server.ws_url(path);
-        let run = tether_connect(&[&url], input.as_bytes()).await;
+        let run = run(&[&url], input.as_bytes()).await;
         assert_eq!(
             run.stdout.lines().count(),
             100,
@@ -342,7 +264,7 @@ async fn connect_takes_urls_without_a_scheme_as_ws() {
         format!("127.0.0.1:{port}/echo"),
         format!("localhost:{port}"),
     ] {
-        let run = tether_connect(&[&url], b"plain\n").await;
+        let run = run(&[&url], b"plain\n").await;
         assert_eq!(run.stdout, "plain\n", "{url}: stderr: {}", run.stderr);
         assert_eq!(run.code, 0, "{url}: stderr: {}", run.stderr);
         assert!(
@@ -356,14 +278,7 @@ async fn connect_takes_urls_without_a_scheme_as_ws() {
 #[tokio::test]
 async fn connect_listen_accepts_a_host_name() {
     use tokio::io::AsyncBufReadExt;
-    let mut child = Command::new(BIN)
-        .args(["connect", "--listen", "localhost:0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = test_support::connect::spawn(&["--listen", "localhost:0"]);
     let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let line = tokio::time::timeout(Duration::from_secs(10), stderr.next_line())
         .await
@@ -394,7 +309,7 @@ async fn connect_listen_accepts_a_host_name() {
 #[tokio::test]
 async fn connect_sends_extra_headers() {
     let port = server().await;
-    let run = tether_connect(
+    let run = run(
         &[
             "-H",
             "Authorization: Bearer t0ken",
@@ -409,7 +324,7 @@ async fn connect_sends_extra_headers() {
 #[tokio::test]
 async fn connect_exit_status_distinguishes_how_the_connection_ended() {
     let port = server().await;
-    let closed = tether_connect(&[&format!("ws://127.0.0.1:{port}/close4000")], b"x\n").await;
+    let closed = run(&[&format!("ws://127.0.0.1:{port}/close4000")], b"x\n").await;
     assert_eq!(
         closed.code, 3,
         "4000 is a clean close with an error code: {}",
@@ -417,11 +332,11 @@ async fn connect_exit_status_distinguishes_how_the_connection_ended() {
     );
     assert!(closed.stderr.contains("4000"), "{}", closed.stderr);
 
-    let dropped = tether_connect(&[&format!("ws://127.0.0.1:{port}/drop")], b"x\n").await;
+    let dropped = run(&[&format!("ws://127.0.0.1:{port}/drop")], b"x\n").await;
     assert_eq!(dropped.code, 4, "abnormal closure: {}", dropped.stderr);
 
     let bad = bad_utf8_server().await;
-    let violated = tether_connect(&[&format!("ws://127.0.0.1:{bad}/")], b"").await;
+    let violated = run(&[&format!("ws://127.0.0.1:{bad}/")], b"").await;
     assert_eq!(violated.code, 5, "protocol error: {}", violated.stderr);
 
     let free = TcpListener::bind("127.0.0.1:0")
@@ -430,7 +345,7 @@ async fn connect_exit_status_distinguishes_how_the_connection_ended() {
         .local_addr()
         .unwrap()
         .port();
-    let refused = tether_connect(&[&format!("ws://127.0.0.1:{free}/")], b"").await;
+    let refused = run(&[&format!("ws://127.0.0.1:{free}/")], b"").await;
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("cannot connect"),
@@ -438,7 +353,7 @@ async fn connect_exit_status_distinguishes_how_the_connection_ended() {
         refused.stderr
     );
 
-    let usage = tether_connect(&["ws://h/#fragment"], b"").await;
+    let usage = run(&["ws://h/#fragment"], b"").await;
     assert_eq!(usage.code, 1, "{}", usage.stderr);
     assert!(usage.stderr.contains("fragment"), "{}", usage.stderr);
 }
@@ -449,14 +364,7 @@ async fn connect_listen_mode_pipes_one_accepted_connection() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut child = Command::new(BIN)
-        .args(["connect", "--listen", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = test_support::connect::spawn(&["--listen", &format!("127.0.0.1:{port}")]);
     let url = format!("ws://127.0.0.1:{port}/");
     let mut ws = loop {
         match tether::ClientBuilder::new(&url).no_proxy().connect().await {
@@ -526,16 +434,8 @@ async fn connect_reconnects_after_an_abnormal_closure() {
             }
         }
     });
-    let mut child = Command::new(BIN)
-        .args(["connect", "--reconnect", &format!("ws://127.0.0.1:{port}/")])
-        .env_remove("http_proxy")
-        .env_remove("all_proxy")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child =
+        test_support::connect::spawn(&["--reconnect", &format!("ws://127.0.0.1:{port}/")]);
     reconnected_rx.await.unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"after reconnect\n").await.unwrap();

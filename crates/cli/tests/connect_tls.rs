@@ -1,94 +1,28 @@
 //! `tether connect` to a `wss://` server with a certificate from a private
-//! CA (generated with rcgen): `--cacert`, the error without it, `--insecure`.
+//! CA (the test-support PKI): `--cacert`, the error without it, `--insecure`.
 
-use futures_util::StreamExt;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tether");
-
-/// Writes ca.pem, server.pem, server.key into a fresh directory.
-fn pki() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tether-connect-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    dir
-}
-
+/// A `wss://` echo server with the certificate in `dir` (`server.pem`,
+/// `server.key`).
 async fn wss_echo(dir: &std::path::Path) -> u16 {
     let acceptor =
         tether::tls::acceptor_from_pem(&dir.join("server.pem"), &dir.join("server.key")).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut ws = tether::accept(tls).await.unwrap();
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_data() {
-                        ws.send(m).await.unwrap();
-                    }
-                }
-            });
-        }
-    });
-    port
+    test_support::peer::tls_echo_server(acceptor).await
 }
 
 async fn run(args: &[&str], input: &[u8]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .arg("connect")
-        .args(args)
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("ALL_PROXY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input).await.unwrap();
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let r = test_support::connect::run(args, input).await;
+    (r.code, r.stdout, r.stderr)
 }
 
 #[tokio::test]
 async fn connect_wss_with_cacert_without_it_and_insecure() {
-    let dir = pki();
-    let port = wss_echo(&dir).await;
+    let pki = test_support::tls::Pki::new();
+    let port = wss_echo(pki.dir()).await;
     let url = format!("wss://localhost:{port}/");
-    let ca = dir.join("ca.pem");
+    let ca = pki.path("ca.pem");
 
     let (code, out, err) = run(&["--cacert", ca.to_str().unwrap(), &url], b"secret\n").await;
     assert_eq!((code, out.as_str()), (0, "secret\n"), "{err}");
@@ -110,8 +44,6 @@ async fn connect_wss_with_cacert_without_it_and_insecure() {
     let (code, out, err) = run(&["--insecure", &url], b"secret\n").await;
     assert_eq!((code, out.as_str()), (0, "secret\n"), "{err}");
     assert!(err.contains("WARNING: --insecure"), "{err}");
-
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A self-signed certificate from the usual `openssl req -x509` one-liner

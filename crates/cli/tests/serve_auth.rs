@@ -1,28 +1,14 @@
 //! `tether serve` authentication: JWT validation (time claims, issuer,
 //! audience, lifetime, asymmetric keys) and what a refused client is told.
 
-mod serve_support;
-
 use serde_json::{json, Value};
-use serve_support::{upgrade_raw, Server};
-use std::time::{SystemTime, UNIX_EPOCH};
+use test_support::jwt::now;
+use test_support::serve::{upgrade_raw, Server};
 
 const SECRET: &[u8] = b"jwt-secret";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn hs256(claims: &Value) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET),
-    )
-    .unwrap()
+    test_support::jwt::hs256(SECRET, claims)
 }
 
 /// The status of an upgrade to `path` with this bearer token (and the body
@@ -110,7 +96,7 @@ fn the_client_is_not_told_why_its_token_failed_but_the_log_says() {
     assert_eq!(body.trim(), "invalid token");
     let (status, body) = try_token(&server, "/plain", "not.a.jwt");
     assert_eq!((status, body.trim()), (401, "invalid token"));
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(5),
         || server.log().contains("ExpiredSignature")
     ));
@@ -174,7 +160,7 @@ fn rs256_tokens_verify_with_a_pem_public_key_and_hs256_with_it_fails() {
     let hs = jsonwebtoken::EncodingKey::from_secret(public.as_bytes());
     let confused = sign(jsonwebtoken::Algorithm::HS256, None, &hs);
     assert_eq!(try_token(&server, "/k", &confused).0, 401);
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(5),
         || server.log().contains("InvalidAlgorithm")
     ));
@@ -222,7 +208,7 @@ fn cookie_auth_open_to_every_origin_is_warned_about_at_startup() {
         "[[route]]\npath = \"/c\"\nkind = \"echo\"\norigins = [\"*\"]\nauth = { tokens = [\"t\"], cookie = \"session\" }\n\
          [[route]]\npath = \"/h\"\nkind = \"echo\"\norigins = [\"*\"]\nauth = { tokens = [\"t\"] }\n",
     );
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(5),
         || server.log().contains("route[0] (/c)")
     ));
@@ -234,7 +220,7 @@ fn cookie_auth_open_to_every_origin_is_warned_about_at_startup() {
 #[test]
 fn the_demo_publish_token_is_not_written_to_the_log() {
     let server = Server::with_args(&["--publish-token", "known-secret-4711"]);
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(5),
         || server.log().contains("/api/publish")
     ));
@@ -243,7 +229,7 @@ fn the_demo_publish_token_is_not_written_to_the_log() {
     // A random one is not logged either (stdout is not a terminal here):
     // the log says how to choose one instead.
     let server = Server::with_args(&[]);
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(5),
         || server.log().contains("TETHER_PUBLISH_TOKEN")
     ));
@@ -277,7 +263,7 @@ fn a_refused_host_or_origin_is_logged_with_the_setting_that_would_allow_it() {
         "Origin: https://a.example\r\n",
     );
     assert_eq!(status, 403);
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(5),
         || server.log().contains("https://a.example")
     ));
@@ -332,7 +318,7 @@ fn a_reload_reads_the_key_file_again() {
     // The key is rotated on disk; SIGHUP makes the server read it.
     std::fs::write(server.dir.path().join("keys.json"), jwks(&new, "new")).unwrap();
     server.signal("HUP");
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(10),
         || server.log().contains("configuration reloaded")
     ));

@@ -6,14 +6,12 @@
 //! `TETHER_TEST_REDIS_SERVER` (`scripts/test cluster`); skipped without it.
 
 mod cluster_support;
-mod serve_support;
 
 use cluster_support::redis_server::RedisServer;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
-use serve_support::Server;
-use std::time::Duration;
-use tether::{ClientBuilder, MaybeTlsStream, Message, WebSocket};
+use test_support::serve::Server;
+use test_support::ws::{next_json, send_json};
+use tether::{ClientBuilder, MaybeTlsStream, WebSocket};
 
 type Ws = WebSocket<MaybeTlsStream>;
 
@@ -78,25 +76,6 @@ async fn connect(server: &Server) -> Ws {
         .await
         .expect("connect")
         .0
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("stream open")
-            .expect("no error");
-        match m {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-async fn send_json(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
 }
 
 /// Subscribe (with `since` if given); the ack.
@@ -194,7 +173,7 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
             "secret",
             &json!({"channel": "feed", "data": i}).to_string(),
         );
-        assert_eq!(serve_support::status_of(&r), 200, "{r}");
+        assert_eq!(test_support::serve::status_of(&r), 200, "{r}");
     }
     let seen = messages(&mut ws, 10).await;
     assert_eq!(seen.last().unwrap().0, 10);
@@ -207,7 +186,7 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
             "secret",
             &json!({"channel": "feed", "data": i}).to_string(),
         );
-        assert_eq!(serve_support::status_of(&r), 200, "{r}");
+        assert_eq!(test_support::serve::status_of(&r), 200, "{r}");
     }
     let mut ws = connect(&b).await;
     let ack = subscribe(&mut ws, "feed", Some((&epoch, 10))).await;
@@ -225,7 +204,7 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
             "secret",
             &json!({"channel": "feed", "data": i}).to_string(),
         );
-        assert_eq!(serve_support::status_of(&r), 200, "{r}");
+        assert_eq!(test_support::serve::status_of(&r), 200, "{r}");
     }
     let mut late = connect(&a).await;
     let ack = subscribe(&mut late, "feed", Some((&epoch, 60))).await;

@@ -1,12 +1,10 @@
 //! `exec` routes: a program per connection, its environment and lifecycle.
 
-mod serve_support;
-
 use futures_util::StreamExt;
-use serve_support::{eventually, status_of, Server};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use test_support::serve::{eventually, status_of, Server};
 use tether::{ClientBuilder, CloseFrame, MaybeTlsStream, Message, WebSocket};
 
 type Ws = WebSocket<MaybeTlsStream>;

@@ -1,13 +1,11 @@
 //! `tether serve` as an HTTP server: the demo page, static files, health,
 //! metrics, Host checks, keep-alive, and configuration errors.
 
-mod serve_support;
-
-use serve_support::{status_of, Server};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
+use test_support::serve::{status_of, Server};
 
 const STATIC: &str = r#"
 [[route]]
@@ -221,7 +219,7 @@ fn top_level_help_shows_one_example_per_line() {
 
 #[test]
 fn bad_config_fails_naming_the_key() {
-    let dir = serve_support::TempDir::new();
+    let dir = test_support::serve::TempDir::new();
     let cfg = dir.write("bad.toml", "[[route]]\npath = \"/x\"\nkind = \"exec\"\n");
     let out = Command::new(env!("CARGO_BIN_EXE_tether"))
         .args(["serve", "--config", cfg.to_str().unwrap()])
@@ -435,7 +433,7 @@ fn a_public_listener_needs_allowed_hosts() {
     ] {
         assert!(out.contains(needed), "{needed:?} missing from:\n{out}");
     }
-    let dir = serve_support::TempDir::new();
+    let dir = test_support::serve::TempDir::new();
     let cfg = dir.write(
         "public.toml",
         "[[listen]]\naddr = \"127.0.0.1:0\"\n[[listen]]\naddr = \"[::]:0\"\n[[route]]\npath = \"/e\"\nkind = \"echo\"\n",
@@ -515,7 +513,7 @@ dir = "$DIR/www"
     write!(s, "GET /big.bin HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).unwrap();
     // Read nothing until the server has given up.
     assert!(
-        serve_support::eventually(Duration::from_secs(15), || server
+        test_support::serve::eventually(Duration::from_secs(15), || server
             .log()
             .contains("HTTP response not taken")),
         "the slow reader was kept; log:\n{}",
@@ -582,7 +580,7 @@ kind = "echo"
     );
     drop(kept);
     drop(answers);
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         Duration::from_secs(10),
         || server.metric("tether_http_connections_refused_total{reason=\"limit_ip\"}") >= 1
     ));

@@ -1,32 +1,13 @@
 //! Slow consumers, graceful shutdown and TLS of `tether serve`.
 
-mod serve_support;
-
 use futures_util::StreamExt;
-use serve_support::{eventually, Server};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use test_support::serve::{eventually, Server};
+use test_support::ws::close_of;
 use tether::{ClientBuilder, Message};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::rustls;
-
-async fn close_of<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut tether::WebSocket<S>,
-) -> (u16, String) {
-    loop {
-        let item = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("closed within 20 s");
-        match item {
-            Some(Ok(Message::Close(Some(f)))) => return (f.code.as_u16(), f.reason.to_string()),
-            Some(Ok(Message::Close(None))) => return (1005, String::new()),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("error before the close frame: {e}"),
-            None => panic!("ended without a close frame"),
-        }
-    }
-}
 
 #[tokio::test]
 async fn slow_consumer_is_closed_with_1008_and_counted() {
@@ -131,7 +112,7 @@ fn make_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) 
 
 #[tokio::test]
 async fn wss_and_https_share_the_tls_port() {
-    let dir = serve_support::TempDir::new();
+    let dir = test_support::serve::TempDir::new();
     let (cert, key) = make_cert(dir.path());
     let server = Server::with_args(&[
         "--tls-cert",
@@ -246,8 +227,8 @@ kind = "echo"
     let mut s = server.raw_websocket("/echo");
     // Echo requests that are never read: the server's socket fills, then
     // its output queue, then it stops reading ours.
-    let frame = serve_support::client_frame(&[7u8; 60_000]);
-    serve_support::write_until_blocked(&mut s, &frame, Duration::from_millis(500), 1 << 30);
+    let frame = test_support::serve::client_frame(&[7u8; 60_000]);
+    test_support::serve::write_until_blocked(&mut s, &frame, Duration::from_millis(500), 1 << 30);
     assert!(
         eventually(Duration::from_secs(10), || server
             .metric("tether_connections_open")

@@ -1,10 +1,8 @@
 //! Operating `tether serve`: logs, `--check-config`, `/metrics` and the
 //! admin listener, reloading with SIGHUP.
 
-mod serve_support;
-
-use serve_support::{status_of, Server};
 use std::process::{Command, Stdio};
+use test_support::serve::{status_of, Server};
 
 #[test]
 fn logs_to_a_pipe_have_no_ansi_escapes() {
@@ -70,7 +68,7 @@ fn json_logs_are_one_object_per_line() {
 }
 
 fn check_config(toml: &str) -> (bool, String, String) {
-    let dir = serve_support::TempDir::new();
+    let dir = test_support::serve::TempDir::new();
     let toml = toml.replace("$DIR", dir.path().to_str().unwrap());
     let cfg = dir.write("tether.toml", &toml);
     let out = Command::new(env!("CARGO_BIN_EXE_tether"))
@@ -152,7 +150,7 @@ async fn metrics_have_help_process_build_info_and_handshake_latency() {
         .unwrap();
     // Counted just after the 101 is written, so possibly after the client
     // has read it.
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(10),
         || server.metric("tether_handshake_duration_seconds_count") == 1
     ));
@@ -205,14 +203,17 @@ fn admin_listener_serves_metrics_and_health_and_the_public_one_does_not() {
         .parse()
         .unwrap();
     assert_ne!(admin, server.addr);
-    let metrics = serve_support::get_from(admin, "/metrics", "");
+    let metrics = test_support::serve::get_from(admin, "/metrics", "");
     assert_eq!(status_of(&metrics), 200, "{metrics}");
     assert!(body(&metrics).contains("tether_connections_open 0"));
     assert_eq!(
-        status_of(&serve_support::get_from(admin, "/healthz", "")),
+        status_of(&test_support::serve::get_from(admin, "/healthz", "")),
         200
     );
-    assert_eq!(status_of(&serve_support::get_from(admin, "/echo", "")), 404);
+    assert_eq!(
+        status_of(&test_support::serve::get_from(admin, "/echo", "")),
+        404
+    );
     // The public port no longer answers them.
     assert_eq!(status_of(&server.get("/metrics")), 404);
     assert_eq!(status_of(&server.get("/healthz")), 404);
@@ -246,10 +247,11 @@ fn metrics_token_guards_metrics_but_not_health() {
         .to_ascii_lowercase()
         .contains("www-authenticate: bearer"));
     assert!(!none.contains("tether_connections_open"));
-    let wrong = serve_support::get_from(server.addr, "/metrics", "Authorization: Bearer nope\r\n");
+    let wrong =
+        test_support::serve::get_from(server.addr, "/metrics", "Authorization: Bearer nope\r\n");
     assert_eq!(status_of(&wrong), 401);
     let right =
-        serve_support::get_from(server.addr, "/metrics", "Authorization: Bearer sekrit\r\n");
+        test_support::serve::get_from(server.addr, "/metrics", "Authorization: Bearer sekrit\r\n");
     assert_eq!(status_of(&right), 200, "{right}");
     assert!(body(&right).contains("tether_connections_open 0"));
     assert_eq!(status_of(&server.get("/healthz")), 200);
@@ -271,7 +273,7 @@ where
 
 /// Wait until the server's log has `n` lines containing `what`.
 fn wait_log(server: &Server, what: &str, n: usize) -> String {
-    let ok = serve_support::eventually(std::time::Duration::from_secs(10), || {
+    let ok = test_support::serve::eventually(std::time::Duration::from_secs(10), || {
         server.log().matches(what).count() >= n
     });
     let log = server.log();
@@ -298,7 +300,10 @@ async fn sighup_reloads_routes_and_keeps_open_connections() {
     let refused = tether::ClientBuilder::new(server.ws_url("/b"))
         .connect()
         .await;
-    assert_eq!(serve_support::rejected_status(&refused.unwrap_err()), 404);
+    assert_eq!(
+        test_support::serve::rejected_status(&refused.unwrap_err()),
+        404
+    );
 
     // Route B added (and the room route moved after it: hubs follow the
     // route, not its position).
@@ -332,7 +337,7 @@ async fn sighup_reloads_routes_and_keeps_open_connections() {
         .connect()
         .await
         .unwrap();
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(10),
         || server.metric("tether_route_connections_open{route=\"/chat/{room}\",kind=\"room\"}")
             == 2
@@ -393,7 +398,7 @@ fn connector(roots: rustls::RootCertStore) -> tokio_rustls::TlsConnector {
 
 #[tokio::test]
 async fn sighup_reloads_tls_certificates() {
-    let tls_dir = serve_support::TempDir::new();
+    let tls_dir = test_support::serve::TempDir::new();
     let old_roots = write_cert(tls_dir.path());
     let cert = tls_dir.path().join("cert.pem");
     let key = tls_dir.path().join("key.pem");
@@ -470,8 +475,8 @@ fn admin_listener_serves_a_bounded_number_of_connections() {
     assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
     // A slot freed is a slot for the next scraper.
     drop(idle.pop());
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         std::time::Duration::from_secs(10),
-        || status_of(&serve_support::get_from(admin, "/healthz", "")) == 200
+        || status_of(&test_support::serve::get_from(admin, "/healthz", "")) == 200
     ));
 }

@@ -2,12 +2,10 @@
 //! from `X-Forwarded-For`/`-Proto` and `Forwarded` (only from
 //! `trusted_proxies`), and from the PROXY protocol (v1 and v2).
 
-mod serve_support;
-
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
-use serve_support::{eventually, rejected_status, Server};
 use std::time::Duration;
+use test_support::serve::{eventually, rejected_status, Server};
 use tether::{ClientBuilder, Message};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

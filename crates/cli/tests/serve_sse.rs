@@ -3,12 +3,11 @@
 //! `Last-Event-ID`, the statuses that stop a browser, and the limits a
 //! WebSocket subscriber has.
 
-mod serve_support;
-
 use serde_json::{json, Value};
-use serve_support::{eventually, Server, SseEvent, SseStream};
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use test_support::jwt::now;
+use test_support::serve::{eventually, Server, SseEvent, SseStream};
 
 const TOKEN: &str = "pub-token";
 const WAIT: Duration = Duration::from_secs(10);
@@ -213,20 +212,8 @@ fn a_resume_the_history_cannot_serve_is_a_reset_event() {
     assert_eq!(s.next_event(WAIT).unwrap().event.as_deref(), Some("reset"));
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn hs256(claims: &Value) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(b"jwt-secret"),
-    )
-    .unwrap()
+    test_support::jwt::hs256(b"jwt-secret", claims)
 }
 
 #[test]
@@ -290,7 +277,7 @@ fn streams_count_against_the_connection_limits() {
     assert_eq!(code, 429);
     assert!(second.head.contains("retry-after: 5"), "{}", second.head);
     let (code, _) =
-        serve_support::upgrade_raw(server.addr, &server.addr.to_string(), "/pubsub", "");
+        test_support::serve::upgrade_raw(server.addr, &server.addr.to_string(), "/pubsub", "");
     assert_eq!(code, 429, "a WebSocket while the stream holds the slot");
     drop(s);
     assert!(eventually(WAIT, || SseStream::request(

@@ -1,13 +1,12 @@
 //! `tether serve` WebSocket routes and their policies, through the real
 //! binary and the `tether` client.
 
-mod serve_support;
-
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
-use serve_support::{rejected_status, status_of, Server};
 use std::time::Duration;
+use test_support::serve::{rejected_status, status_of, Server};
+use test_support::ws::{close_of, next_json, next_text, send_json};
 use tether::{ClientBuilder, MaybeTlsStream, Message, WebSocket};
 
 type Ws = WebSocket<MaybeTlsStream>;
@@ -58,45 +57,6 @@ protocols = ["v2.tether", "v1.tether"]
 
 async fn connect(url: &str) -> Ws {
     ClientBuilder::new(url).connect().await.expect("connect").0
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("stream open")
-            .expect("no error");
-        match m {
-            Message::Text(t) => return t.to_string(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    serde_json::from_str(&next_text(ws).await).unwrap()
-}
-
-async fn send_json(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
-
-/// The close frame the server sends (code, reason), reading past data.
-async fn close_of(ws: &mut Ws) -> (u16, String) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("closed within 20 s")
-        {
-            Some(Ok(Message::Close(Some(f)))) => return (f.code.as_u16(), f.reason.to_string()),
-            Some(Ok(Message::Close(None))) => return (1005, String::new()),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("error before close: {e}"),
-            None => panic!("ended without a close frame"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -410,9 +370,10 @@ async fn connection_limits_hold() {
     // Closing one frees its slot.
     let mut first = open.remove(0);
     first.close(None).await.unwrap();
-    assert!(serve_support::eventually(Duration::from_secs(10), || {
-        server.metric("tether_connections_open") == 2
-    }));
+    assert!(test_support::serve::eventually(
+        Duration::from_secs(10),
+        || { server.metric("tether_connections_open") == 2 }
+    ));
     open.push(connect(&url).await);
 
     let total = Server::with_config_and_args(CONFIG, &["--max-connections", "1"]);
@@ -436,9 +397,10 @@ async fn oversized_message_closes_with_1009() {
     assert_eq!(close_of(&mut ws).await.0, 1009);
     // Finish our side of the closing handshake, so the server is done at once.
     while ws.next().await.is_some() {}
-    assert!(serve_support::eventually(Duration::from_secs(10), || {
-        server.metric("tether_closes_total{code=\"1009\"}") == 1
-    }));
+    assert!(test_support::serve::eventually(
+        Duration::from_secs(10),
+        || { server.metric("tether_closes_total{code=\"1009\"}") == 1 }
+    ));
 }
 
 #[tokio::test]
@@ -453,9 +415,10 @@ async fn metrics_count_messages_bytes_and_closes() {
         .await
         .unwrap();
     let label = "{route=\"/echo\",kind=\"echo\"}";
-    assert!(serve_support::eventually(Duration::from_secs(10), || {
-        server.metric("tether_closes_total{code=\"1000\"}") == 1
-    }));
+    assert!(test_support::serve::eventually(
+        Duration::from_secs(10),
+        || { server.metric("tether_closes_total{code=\"1000\"}") == 1 }
+    ));
     assert_eq!(
         server.metric(&format!("tether_messages_in_total{label}")),
         3
@@ -548,7 +511,7 @@ async fn a_close_reason_cannot_forge_log_lines() {
     )))
     .await
     .unwrap();
-    assert!(serve_support::eventually(
+    assert!(test_support::serve::eventually(
         Duration::from_secs(10),
         || server.log().contains("close") && server.log().contains("bye")
     ));

@@ -4,12 +4,12 @@
 #[allow(dead_code)]
 #[path = "../examples/axum_chat.rs"]
 mod axum_chat;
-mod common;
 
 use common::{client, raw_http};
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::time::Duration;
+use test_support::raw as common;
 use tether::proto::deflate::DeflateConfig;
 use tether::{Message, WebSocketConfig};
 use tokio::time::timeout;

@@ -1,10 +1,9 @@
 //! A peer that never reads slows the sender down instead of growing memory.
 
-mod common;
-
 use common::*;
 use futures_util::SinkExt;
 use std::time::Duration;
+use test_support::raw as common;
 use tether::{Message, WebSocketConfig};
 use tokio::time::timeout;
 

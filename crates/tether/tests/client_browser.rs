@@ -8,7 +8,6 @@ use tether::browser::{
     BrowserError, BrowserEvent, BrowserPolicy, BrowserSocket, CloseEvent, ReadyState,
 };
 use tether::{ClientBuilder, CloseCode, CloseFrame, Message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// What the test server does after the handshake.
@@ -25,43 +24,28 @@ enum Behaviour {
 }
 
 async fn server(behaviour: Behaviour) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let incoming = tether::ServerBuilder::new()
-                    .read_request(tcp)
-                    .await
-                    .unwrap();
-                let mut accept = tether::Accept::default();
-                if incoming.protocols().iter().any(|p| p == "chat") {
-                    accept = accept.protocol("chat");
+    test_support::peer::ws_server("chat", move |mut ws, _| async move {
+        while let Some(Ok(m)) = ws.next().await {
+            if !m.is_data() {
+                continue;
+            }
+            match behaviour {
+                Behaviour::Echo => ws.send(m).await.unwrap(),
+                Behaviour::CloseWith(code, reason) => {
+                    let _ = ws
+                        .close(Some(CloseFrame::new(CloseCode(code), reason)))
+                        .await;
+                    return;
                 }
-                let mut ws = incoming.accept(accept).await.unwrap();
-                while let Some(Ok(m)) = ws.next().await {
-                    if !m.is_data() {
-                        continue;
-                    }
-                    match behaviour {
-                        Behaviour::Echo => ws.send(m).await.unwrap(),
-                        Behaviour::CloseWith(code, reason) => {
-                            let _ = ws
-                                .close(Some(CloseFrame::new(CloseCode(code), reason)))
-                                .await;
-                            return;
-                        }
-                        Behaviour::CloseWithoutStatus => {
-                            let _ = ws.close(None).await;
-                            return;
-                        }
-                        Behaviour::Drop => return,
-                    }
+                Behaviour::CloseWithoutStatus => {
+                    let _ = ws.close(None).await;
+                    return;
                 }
-            });
+                Behaviour::Drop => return,
+            }
         }
-    });
-    port
+    })
+    .await
 }
 
 async fn next(ws: &mut BrowserSocket) -> BrowserEvent {
@@ -167,45 +151,11 @@ async fn lost_connection_fires_error_then_close_1006_not_clean() {
     assert!(ws.failure().is_some());
 }
 
-/// A hand-written server: answers the handshake with a 101 carrying
-/// `extra_headers`, then writes `after` and reads until the client is gone.
-async fn raw_server(extra_headers: &'static str, after: &'static [u8]) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            tcp.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
-        let key = head
-            .lines()
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case("sec-websocket-key")
-                    .then(|| v.trim().to_owned())
-            })
-            .unwrap();
-        let accept = tether::proto::handshake::accept_key(key.as_bytes());
-        let response = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra_headers}\r\n"
-        );
-        tcp.write_all(response.as_bytes()).await.unwrap();
-        tcp.write_all(after).await.unwrap();
-        let mut sink = Vec::new();
-        let _ = tcp.read_to_end(&mut sink).await;
-    });
-    port
-}
-
 #[tokio::test]
 async fn protocol_error_by_the_server_is_an_abnormal_closure() {
     // After the handshake the server sends a masked frame (servers must not
     // mask: RFC 6455 §5.1).
-    let port = raw_server("", &[0x81, 0x81, 1, 2, 3, 4, b'x' ^ 1]).await;
+    let port = test_support::peer::raw_server("", &[0x81, 0x81, 1, 2, 3, 4, b'x' ^ 1]).await;
     let mut ws = open(port, &[]).await;
     assert_eq!(next(&mut ws).await, BrowserEvent::Error);
     match next(&mut ws).await {
@@ -223,7 +173,7 @@ async fn protocol_error_by_the_server_is_an_abnormal_closure() {
 async fn unrequested_subprotocol_fails_the_connection_without_open() {
     // WHATWG/RFC 6455 §4.1: a protocol the client did not offer fails the
     // connection: error, then close 1006, and never an open event.
-    let port = raw_server("Sec-WebSocket-Protocol: evil\r\n", b"").await;
+    let port = test_support::peer::raw_server("Sec-WebSocket-Protocol: evil\r\n", b"").await;
     let mut ws = BrowserSocket::new(&format!("ws://127.0.0.1:{port}/"), &["chat"]).unwrap();
     assert_eq!(next(&mut ws).await, BrowserEvent::Error);
     match next(&mut ws).await {

@@ -1,8 +1,6 @@
 //! `tether::connect` takes what a tungstenite user passes: a URL string, a
 //! parsed URL, or an `http::Request` carrying headers and subprotocols.
 
-mod common;
-
 use tether::{Accept, Reject};
 use tokio::net::TcpListener;
 

@@ -1,11 +1,10 @@
 //! The closing handshake (RFC 6455 §7) initiated by either side, `close()`
 //! and `Sink::close` completing, and a transport that just vanishes.
 
-mod common;
-
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
+use test_support::raw as common;
 use tether::proto::frame::OpCode;
 use tether::{CloseCode, CloseFrame, Error, Message, WebSocketConfig};
 

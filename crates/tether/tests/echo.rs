@@ -1,11 +1,10 @@
 //! Data flowing both ways: text and binary, large messages, fragmentation,
 //! split halves used from two tasks, automatic pongs.
 
-mod common;
-
 use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use test_support::raw as common;
 use tether::proto::frame::OpCode;
 use tether::{Message, WebSocketConfig};
 

@@ -5,11 +5,10 @@
 // and `Reject` is large; every policy closure trips this lint.
 #![allow(clippy::result_large_err)]
 
-mod common;
-
 use common::*;
 use http::StatusCode;
 use std::time::Duration;
+use test_support::raw as common;
 use tether::proto::frame::OpCode;
 use tether::proto::handshake::HandshakeError;
 use tether::{Accept, ClientBuilder, Error, Message, Reject, ServerBuilder, WebSocketConfig};

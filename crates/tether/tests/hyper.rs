@@ -1,7 +1,6 @@
 //! The hyper helper, through the `hyper_server` example served on
 //! 127.0.0.1 and talked to with the tether client.
 
-mod common;
 #[allow(dead_code)]
 #[path = "../examples/hyper_server.rs"]
 mod hyper_server;
@@ -10,6 +9,7 @@ use common::{client, raw_http};
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::time::Duration;
+use test_support::raw as common;
 use tether::proto::deflate::DeflateConfig;
 use tether::{Message, WebSocketConfig};
 use tokio::time::timeout;

@@ -1,10 +1,9 @@
 //! Keepalive pings (`WebSocketConfig::keepalive`), on paused tokio time so
 //! the tests take no real time and assert nothing about speed.
 
-mod common;
-
 use common::*;
 use std::time::Duration;
+use test_support::raw as common;
 use tether::proto::frame::OpCode;
 use tether::{Error, Keepalive, Message, WebSocketConfig};
 use tokio::time::{timeout_at, Instant};

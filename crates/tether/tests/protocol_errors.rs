@@ -1,9 +1,8 @@
 //! A peer that breaks RFC 6455 gets a Close frame with the code §7.4.1 asks
 //! for, and the application sees `Error::Protocol` naming the rule.
 
-mod common;
-
 use common::*;
+use test_support::raw as common;
 use tether::proto::frame::OpCode;
 use tether::proto::ProtocolError;
 use tether::{Error, WebSocketConfig};

@@ -1,10 +1,9 @@
 //! `send_timeout`: a peer that stops reading while output is queued fails
 //! the connection instead of holding it (and its memory) for ever.
 
-mod common;
-
 use common::*;
 use std::time::Duration;
+use test_support::raw as common;
 use tether::{Error, Message, WebSocketConfig};
 use tokio::time::{timeout, Instant};
 

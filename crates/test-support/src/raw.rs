@@ -1,7 +1,6 @@
-//! Helpers shared by the integration tests: connected pairs over TCP and
-//! in-memory pipes, and a "raw" peer that speaks bytes directly so tests can
-//! send what no conforming endpoint would.
-#![allow(dead_code)]
+//! Connected pairs over TCP and in-memory pipes, a frame builder, and a
+//! "raw" peer that speaks bytes directly so tests can send what no
+//! conforming endpoint would.
 
 use bytes::{Buf, BytesMut};
 use tether::proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};

@@ -1,24 +1,37 @@
-//! Shared by the `serve_*` integration tests: run the real `tether serve`
-//! binary on a free port with a temporary config, and talk to it.
-#![allow(dead_code)]
+//! The `tether serve` harness of the `serve_*` integration tests: run the
+//! real binary on a free port with a temporary config, and talk to it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tether::proto::frame::OpCode;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// The `tether` binary of the test being run: `TETHER_BIN`, else
+/// `target/<profile>/tether` beside the test executable (which cargo
+/// builds in `target/<profile>/deps` together with the package's binary).
+pub fn tether_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("TETHER_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps");
+    let bin = profile.join(format!("tether{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} not built (set TETHER_BIN)", bin.display());
+    bin
+}
 
 /// A private temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// A new empty directory.
     pub fn new() -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("tether-serve-test-{}-{n}", std::process::id()));
+        let dir = crate::temp_path("serve-test");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -35,6 +48,12 @@ impl TempDir {
         }
         std::fs::write(&p, contents).unwrap();
         p
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> TempDir {
+        TempDir::new()
     }
 }
 
@@ -111,7 +130,7 @@ impl Server {
     /// (panics if it starts listening or takes more than 20 s).
     pub fn refused_config(toml: &str, setup: impl FnOnce(&Path)) -> String {
         let (dir, cfg) = Self::config_dir(toml, setup);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        let mut child = Command::new(tether_bin())
             .args([
                 "serve",
                 "--config",
@@ -161,7 +180,7 @@ impl Server {
 
     fn spawn(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        let mut child = Command::new(tether_bin())
             .args(args)
             .env_remove("RUST_LOG")
             .env("TETHER_LOG", "info")
@@ -369,21 +388,7 @@ pub fn get_from(addr: SocketAddr, path: &str, headers: &str) -> String {
 
 /// A masked binary frame as a client sends it (zero mask key).
 pub fn client_frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x82];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n < 65536 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(payload);
-    f
+    crate::raw::encode_frame(true, 0, OpCode::Binary, Some([0; 4]), payload)
 }
 
 /// Write `chunk` over and over until the peer stops taking it (a write
@@ -430,19 +435,7 @@ pub fn rejected_status(e: &tether::Error) -> u16 {
     }
 }
 
-/// Poll `f` until it is true or `limit` passes; returns the last result.
-pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
+pub use crate::eventually;
 
 /// The status and (for a refusal) the body of a raw WebSocket upgrade
 /// request for `path` with `extra` header lines (each ending in `\r\n`).
