@@ -8,10 +8,12 @@
 mod cluster_support;
 
 use cluster_support::redis_server::RedisServer;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
+use std::time::Duration;
 use test_support::serve::Server;
 use test_support::ws::{next_json, send_json};
-use tether::{ClientBuilder, MaybeTlsStream, WebSocket};
+use tether::{ClientBuilder, MaybeTlsStream, Message, WebSocket};
 
 type Ws = WebSocket<MaybeTlsStream>;
 
@@ -50,7 +52,7 @@ fn publish(server: &Server, channel: &str, data: Value) -> (u16, String) {
         "secret",
         &json!({"channel": channel, "data": data}).to_string(),
     );
-    (serve_support::status_of(&r), r)
+    (test_support::serve::status_of(&r), r)
 }
 
 /// Wait (at most 20 s, without blocking the runtime) until `/healthz` of
@@ -58,7 +60,7 @@ fn publish(server: &Server, channel: &str, data: Value) -> (u16, String) {
 async fn health_becomes(server: &Server, status: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let got = serve_support::status_of(&server.get("/healthz"));
+        let got = test_support::serve::status_of(&server.get("/healthz"));
         if got == status {
             return;
         }

@@ -6,13 +6,12 @@
 //! skipped without it (the configuration checks always run).
 
 mod cluster_support;
-mod serve_support;
 
 use cluster_support::nats_server::NatsServer;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use serve_support::Server;
 use std::time::Duration;
+use test_support::serve::Server;
 use tether::{ClientBuilder, MaybeTlsStream, Message, WebSocket};
 
 type Ws = WebSocket<MaybeTlsStream>;
@@ -36,7 +35,7 @@ fn node(nats: &NatsServer, name: &str) -> Server {
 async fn health_becomes(server: &Server, status: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let got = serve_support::status_of(&server.get("/healthz"));
+        let got = test_support::serve::status_of(&server.get("/healthz"));
         if got == status {
             return;
         }
@@ -125,7 +124,7 @@ async fn publications_cross_nodes_and_an_outage_is_visible() {
     let epoch = ack["epoch"].as_str().expect("an epoch").to_owned();
     for i in 1..=5 {
         let r = publish(&a, "news", json!(i));
-        assert_eq!(serve_support::status_of(&r), 200, "{r}");
+        assert_eq!(test_support::serve::status_of(&r), 200, "{r}");
     }
     // A client publishes on b: the same channel, through NATS.
     let mut publisher = connect(&b).await;
@@ -149,13 +148,13 @@ async fn publications_cross_nodes_and_an_outage_is_visible() {
         "secret",
         &json!({"channel": "news", "data": 0, "idempotency_key": "k"}).to_string(),
     );
-    assert_eq!(serve_support::status_of(&r), 503, "{r}");
+    assert_eq!(test_support::serve::status_of(&r), 503, "{r}");
     assert!(r.contains("idempotency_key"), "{r}");
 
     nats.stop();
     health_becomes(&a, 503).await;
     let r = publish(&a, "news", json!("lost"));
-    assert_eq!(serve_support::status_of(&r), 503, "{r}");
+    assert_eq!(test_support::serve::status_of(&r), 503, "{r}");
     // The subscriber is told that continuity was lost.
     let reset = next_json(&mut ws).await;
     assert_eq!(reset["op"], "reset", "{reset}");
@@ -168,7 +167,7 @@ async fn publications_cross_nodes_and_an_outage_is_visible() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let r = publish(&a, "news", json!("again"));
-        assert_eq!(serve_support::status_of(&r), 200, "{r}");
+        assert_eq!(test_support::serve::status_of(&r), 200, "{r}");
         if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), next_json(&mut ws)).await {
             if m["op"] == "reset" {
                 continue;

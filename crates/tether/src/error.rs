@@ -283,6 +283,7 @@ mod tests {
                 Blame::Peer,
             ),
             (Error::Tls("untrusted".into()), Blame::Peer),
+            (Error::Http2("no extended CONNECT".into()), Blame::Peer),
             (Error::Closed(None), Blame::Application),
             (
                 SendError::ControlPayloadTooLong(200).into(),

@@ -3,19 +3,18 @@
 //! the `tether::http2` client against it, over cleartext HTTP/2 (prior
 //! knowledge) and over TLS with ALPN.
 
-mod common;
 #[allow(dead_code)]
 #[path = "../examples/hyper_http2.rs"]
 mod hyper_http2;
 
 use bytes::Bytes;
-use common::client;
 use futures_util::StreamExt;
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use test_support::raw::client;
 use tether::http2::{ClientStream, Http2Connection};
 use tether::proto::deflate::DeflateConfig;
 use tether::tls::TlsOptions;

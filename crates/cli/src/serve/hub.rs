@@ -4,14 +4,13 @@
 //! # Why a ring per group, not a queue per subscriber
 //!
 //! A broadcast is encoded once; a [`Message`] holds `Bytes`, so every copy
-//! of it is a reference count, not the bytes. The hub used to push such a
-//! copy into each subscriber's own bounded queue (a tokio `mpsc`). With
-//! 10,000 subscribers that was three cold cache lines per subscriber per
-//! message (the queue's semaphore, its tail and its waker), about 40% of the
-//! server's CPU in a broadcast profile. Now a broadcast appends once to its
-//! group's ring and wakes the members that wait; each member's task takes
-//! what lies past its cursor when it runs, under one short lock, as many
-//! messages as are there, and writes them with one flush.
+//! of it is a reference count, not the bytes. A queue per subscriber (a
+//! tokio `mpsc`) would touch three cold cache lines per subscriber per
+//! message (the queue's semaphore, its tail and its waker). Instead a
+//! broadcast appends once to its group's ring and wakes the members that
+//! wait; each member's task takes what lies past its cursor when it runs,
+//! under one short lock, as many messages as are there, and writes them
+//! with one flush. (The measured difference is in `docs/performance.md`.)
 //!
 //! # Slow consumers and memory
 //!

@@ -6,9 +6,8 @@
 //!
 //! The traffic counters (messages and bytes, in and out) are bumped after
 //! every batch a connection handles, from every worker thread. One shared
-//! set of atomics would bounce its cache line between cores on each update
-//! (measured: 4 such updates per batch cost `tether serve` 4-5% of its echo
-//! throughput against the library alone), so each route keeps [`SHARDS`]
+//! set of atomics would bounce its cache line between cores on each update,
+//! so each route keeps [`SHARDS`]
 //! cache-line-sized sets, a thread always updates the same one, and
 //! `/metrics` adds them up. The handshake-latency histogram is sharded the
 //! same way. Process metrics come from [`super::procfs`] at render time.

@@ -21,9 +21,7 @@ pub fn signal_shutdown(tx: &watch::Sender<bool>) {
 ///
 /// Every connection waits on the one watch channel beside its traffic, and
 /// polling a registered watch future again takes the channel's lock, once
-/// per wakeup of every connection (about 3% of server CPU in a 10,000-
-/// subscriber broadcast profile).
-/// So once registered, this future is polled through only when the shutdown
+/// per wakeup of every connection. So once registered, this future is polled through only when the shutdown
 /// epoch moved or the task's waker changed; otherwise it answers `Pending`
 /// from one atomic load, and the watch's registration wakes the task.
 pub fn wait_shutdown(

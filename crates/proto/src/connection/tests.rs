@@ -640,7 +640,10 @@ fn a_client_masks_with_the_keys_its_randomness_gives() {
     assert_eq!(&c.take_output()[..], &[want.clone(), want].concat()[..]);
     let mut again = Connection::new(Role::Client, config);
     again.send(Message::text("hi")).unwrap();
-    assert_eq!(&again.take_output()[..], &text("hi").mask([0x5a; 4]).bytes()[..]);
+    assert_eq!(
+        &again.take_output()[..],
+        &text("hi").mask([0x5a; 4]).bytes()[..]
+    );
 }
 
 #[test]
