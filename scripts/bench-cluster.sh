@@ -12,13 +12,17 @@
 #   fan-out   --subscribers on one channel, the publisher as fast as it can:
 #             single node (all on S) and cross-node (publisher on A,
 #             subscribers split over B and C); deliveries/s.
+#   publish   --publishers connections publishing as fast as they can to
+#             one channel with one subscriber: publishes/s delivered, on S,
+#             and through Redis (publishers on A, the subscriber on B).
 #   latency   100 subscribers, 1,000 publications/s: publish -> delivery
 #             p50/p99 on S, and from A to B and C.
 #   storm     --storm subscribers each miss --backlog messages, then all
 #             resubscribe with `since` at once: time until all recovered,
 #             on S, and on B and C with the backlog published on A; the
 #             Redis history reads it took (INFO commandstats).
-#   idle      10,000 idle connections on B: resident memory per connection.
+#   idle      10,000 idle connections on a fresh node D on the same Redis:
+#             resident memory per connection.
 #
 # Prints a table with the cross-node / single-node ratios. The JSON of every
 # run is kept in target/bench-cluster/.
@@ -29,6 +33,7 @@ STORM=2000
 BACKLOG=20
 DURATION=10
 IDLE=10000
+PUBLISHERS=16
 while [ $# -gt 0 ]; do
     case "$1" in
         --subscribers) SUBS="$2"; shift ;;
@@ -36,6 +41,7 @@ while [ $# -gt 0 ]; do
         --backlog) BACKLOG="$2"; shift ;;
         --duration) DURATION="$2"; shift ;;
         --idle) IDLE="$2"; shift ;;
+        --publishers) PUBLISHERS="$2"; shift ;;
         -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
@@ -123,12 +129,13 @@ node S memory
 node A redis
 node B redis
 node C redis
+node D redis
 echo "== redis 127.0.0.1:$RPORT; single node S $URL_S; cluster A $URL_A, B $URL_B, C $URL_C"
 
 bench() {
     local out=$1
     shift
-    "$TETHER" bench "$@" --json --log warn >"$OUT/$out.json" 2>"$OUT/$out.err" || {
+    "$TETHER" bench "$@" --close-timeout 10s --json --log warn >"$OUT/$out.json" 2>"$OUT/$out.err" || {
         echo "bench $out failed:" >&2
         cat "$OUT/$out.err" >&2
         exit 1
@@ -155,6 +162,12 @@ bench fanout-cross "ws://$URL_B/pubsub" --subscribe-url "ws://$URL_C/pubsub" \
     --publish-url "ws://$URL_A/pubsub" --broadcast --channel fan -c "$SUBS" -t "${DURATION}s"
 echo "$cpu0 $(redis_cpu)" >"$OUT/fanout-cross-redis-cpu.txt"
 
+echo "== publish: $PUBLISHERS publishers, 1 subscriber, ${DURATION}s each"
+bench publish-single "ws://$URL_S/pubsub" --broadcast --channel pub --publishers "$PUBLISHERS" -c 1 -t "${DURATION}s" \
+    --server-pid "$PID_S"
+bench publish-cross "ws://$URL_B/pubsub" --publish-url "ws://$URL_A/pubsub" --broadcast --channel pub \
+    --publishers "$PUBLISHERS" -c 1 -t "${DURATION}s" --server-pid "$PID_A"
+
 echo "== latency: 100 subscribers, 1,000 publications/s"
 bench latency-single "ws://$URL_S/pubsub" --broadcast --channel lat -c 100 --rate 1000 -t "${DURATION}s"
 bench latency-cross "ws://$URL_B/pubsub" --subscribe-url "ws://$URL_C/pubsub" \
@@ -168,8 +181,8 @@ bench storm-cross "ws://$URL_B/pubsub" --subscribe-url "ws://$URL_C/pubsub" \
 after=$(history_calls)
 echo "$(( after - before ))" >"$OUT/storm-cross-scripts.txt"
 
-echo "== idle: $IDLE connections on B"
-bench idle-cross "ws://$URL_B/echo" --idle -c "$IDLE" --server-pid "$PID_B"
+echo "== idle: $IDLE connections on D"
+bench idle-cross "ws://$URL_D/echo" --idle -c "$IDLE" --server-pid "$PID_D"
 
 python3 - "$OUT" "$STORM" "$BACKLOG" <<'EOF'
 import json, sys
@@ -180,6 +193,9 @@ def load(name):
 def lat(s, q):
     l = s.get("latency_us") or {}
     return l.get(q)
+def cpu_of(s):
+    c = (s.get("server") or {}).get("cpu") or {}
+    return f'{c["percent"]:.0f}' if "percent" in c else "-"
 rows = []
 fs, fc = load("fanout-single"), load("fanout-cross")
 rows.append(("fan-out deliveries/s", fs["msgs_per_sec"], fc["msgs_per_sec"],
@@ -191,6 +207,9 @@ for q in ("p50", "p99"):
                  f"+{(b - a) / 1000:.2f} ms" if a is not None and b is not None else "-"))
 rows.append(("publishes/s (one publisher)", fs["messages_sent"] / fs["duration_secs"],
              fc["messages_sent"] / fc["duration_secs"], "through Redis from A"))
+ps, pc = load("publish-single"), load("publish-cross")
+rows.append(("publishes/s delivered (many publishers)", ps["msgs_per_sec"], pc["msgs_per_sec"],
+             f'{pc["msgs_per_sec"] / max(ps["msgs_per_sec"], 1e-9):.2f}x; CPU S {cpu_of(ps)}%, A {cpu_of(pc)}%'))
 with open(f"{out}/fanout-cross-redis-cpu.txt") as f:
     c0, c1 = map(float, f.read().split())
 if fc["messages_sent"]:
@@ -206,13 +225,13 @@ rows.append(("storm: Redis script calls", "-", scripts,
              f"{storm} clients, 1 channel, incl. {backlog + 1} publishes"))
 idle = load("idle-cross")
 per = (idle.get("server") or {}).get("rss_per_connection_bytes")
-rows.append(("idle RSS per connection (B)", "-", f"{per:.0f} B" if per else "-", ""))
+rows.append(("idle RSS per connection (D)", "-", f"{per:.0f} B" if per else "-", ""))
 print()
 print(f'{"":38} {"single node":>14} {"cross-node":>14}  ratio')
 for name, a, b, r in rows:
     fmt = lambda v: f"{v:,.0f}" if isinstance(v, (int, float)) and v >= 100 else (f"{v:.3f}" if isinstance(v, float) else str(v))
     print(f"{name:38} {fmt(a):>14} {fmt(b):>14}  {r}")
-for name in ("fanout-single", "fanout-cross", "latency-single", "latency-cross", "storm-single", "storm-cross"):
+for name in ("publish-single", "publish-cross", "fanout-single", "fanout-cross", "latency-single", "latency-cross", "storm-single", "storm-cross"):
     s = load(name)
     if s["errors"]:
         print(f"{name}: {s['errors']} errors: {s['error_samples']}")

@@ -341,6 +341,37 @@ async fn broadcast_mode_on_a_channel_spreads_subscribers_over_urls() {
 }
 
 #[tokio::test]
+async fn several_publishers_share_the_rate_and_every_publication_is_delivered() {
+    let server = pubsub_server();
+    let url = server.ws_url("/pubsub");
+    let s = bench(&[
+        &url,
+        "--broadcast",
+        "--channel",
+        "many",
+        "--publishers",
+        "3",
+        "-c",
+        "2",
+        "-s",
+        "64",
+        "-t",
+        "1s",
+        "--rate",
+        "600",
+    ])
+    .await;
+    assert_eq!(count(&s, "errors"), 0, "{s:#}");
+    // --rate is the total over the publishers, not each one's.
+    let published = count(&s, "messages_sent");
+    assert!((300..=700).contains(&published), "{s:#}");
+    // Both subscribers see the publications of all three publishers.
+    let delivered = count(&s, "messages_received");
+    assert!(delivered > published, "{s:#}");
+    assert!(delivered <= 2 * published, "{s:#}");
+}
+
+#[tokio::test]
 async fn recovery_storm_recovers_every_subscriber_exactly() {
     let server = pubsub_server();
     let url = server.ws_url("/pubsub");

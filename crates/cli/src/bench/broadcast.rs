@@ -1,12 +1,13 @@
 //! Broadcast mode: `-c` subscribers on a room (or a pub/sub channel with
-//! `--channel`, spread over `--subscribe-url`s), one publisher.
+//! `--channel`, spread over `--subscribe-url`s), one publisher (or
+//! `--publishers N`).
 //!
 //! Every published payload starts with a marker and the time it was queued
 //! (nanoseconds since the run's start, in this process's monotonic clock),
 //! so each subscriber measures fan-out latency on its own. Deliveries are
 //! counted only inside the measurement window.
 
-use super::echo::{close_label, finish, ConnCounts, Ended, Shared};
+use super::echo::{finish, ConnCounts, Ended, Shared};
 use super::report::{Summary, Window};
 use super::stats::LocalLatencies;
 use super::{client_config, connect_over, pubsub, spawn_progress, BenchArgs};
@@ -16,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tether::{ClientBuilder, Message};
+use tether::{ClientBuilder, Message, WebSocket};
 
 /// Marks a payload as ours: "tethbnch".
 pub(super) const MAGIC: [u8; 8] = *b"tethbnch";
@@ -129,11 +130,15 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     }
     let connected = subs.len();
     let publish_url = args.publish_url.clone().unwrap_or_else(|| args.url.clone());
-    let (publisher, _) = ClientBuilder::new(&publish_url)
-        .config(client_config(&args))
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("publisher cannot connect to {publish_url}: {e}"))?;
+    let mut publishers = Vec::with_capacity(args.publishers as usize);
+    for _ in 0..args.publishers {
+        let (publisher, _) = ClientBuilder::new(&publish_url)
+            .config(client_config(&args))
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!("publisher cannot connect to {publish_url}: {e}"))?;
+        publishers.push(publisher);
+    }
     // Let the server register the last subscribers before publishing.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -168,58 +173,19 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
         });
     }
 
-    // The publisher: its own reader drains whatever the room sends back.
-    let (mut sink, mut stream) = publisher.split();
-    let reader = tokio::spawn(async move {
-        while let Some(m) = stream.next().await {
-            match m {
-                Ok(Message::Close(f)) => return (stream, Some(close_label(f.as_ref()))),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        (stream, None)
-    });
+    let mut publishing = tokio::task::JoinSet::new();
+    for publisher in publishers {
+        let (args, shared) = (args.clone(), shared.clone());
+        publishing.spawn(async move { publish(publisher, epoch, deadline, &args, &shared).await });
+    }
     let mut published = 0u64;
-    let frame = || match &args.channel {
-        Some(channel) => pubsub::publish_frame(epoch, args.size, channel),
-        None => stamped(epoch, args.size, args.text),
-    };
-    let publish = async {
-        if args.rate == 0 {
-            loop {
-                for _ in 0..32 {
-                    sink.feed(frame()).await?;
-                    published += 1;
-                }
-                sink.flush().await?;
-            }
-        } else {
-            let mut tick = tokio::time::interval(Duration::from_millis(1));
-            let mut due = 0.0f64;
-            loop {
-                tick.tick().await;
-                due += args.rate as f64 / 1000.0;
-                while due >= 1.0 {
-                    sink.feed(frame()).await?;
-                    published += 1;
-                    due -= 1.0;
-                }
-                sink.flush().await?;
-            }
+    while let Some(joined) = publishing.join_next().await {
+        match joined {
+            Ok(n) => published += n,
+            Err(e) => shared.errors.record(format!("publisher task: {e}")),
         }
-        #[allow(unreachable_code)]
-        Ok::<(), tether::Error>(())
-    };
-    tokio::select! {
-        r = publish => if let Err(e) = r { shared.errors.record(format!("publisher: {e}")) },
-        _ = tokio::time::sleep_until(deadline.into()) => {}
     }
     let cpu = window.cpu(&args, measure);
-    let _ = tokio::time::timeout(args.close_timeout, sink.close()).await;
-    if let Ok(Ok((stream, _))) = tokio::time::timeout(args.close_timeout, reader).await {
-        drop(stream);
-    }
 
     let mut total = ConnCounts::default();
     while let Some(joined) = tasks.join_next().await {
@@ -239,6 +205,69 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let mut summary = shared.summary(&args, counts.counts(connected, measure), cpu);
     summary.compressed_connections = compressed;
     Ok(summary)
+}
+
+/// One publisher until `deadline`: sends at `--rate / --publishers` per
+/// second (or as fast as it can) while its own reader drains whatever the
+/// server sends back; then closes. Returns the messages it sent.
+async fn publish(
+    publisher: WebSocket<tether::MaybeTlsStream>,
+    epoch: Instant,
+    deadline: Instant,
+    args: &BenchArgs,
+    shared: &Shared,
+) -> u64 {
+    let (mut sink, mut stream) = publisher.split();
+    let reader = tokio::spawn(async move {
+        while let Some(m) = stream.next().await {
+            match m {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        stream
+    });
+    let mut published = 0u64;
+    let frame = || match &args.channel {
+        Some(channel) => pubsub::publish_frame(epoch, args.size, channel),
+        None => stamped(epoch, args.size, args.text),
+    };
+    let rate = args.rate as f64 / f64::from(args.publishers);
+    let sending = async {
+        if args.rate == 0 {
+            loop {
+                for _ in 0..32 {
+                    sink.feed(frame()).await?;
+                    published += 1;
+                }
+                sink.flush().await?;
+            }
+        } else {
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            let mut due = 0.0f64;
+            loop {
+                tick.tick().await;
+                due += rate / 1000.0;
+                while due >= 1.0 {
+                    sink.feed(frame()).await?;
+                    published += 1;
+                    due -= 1.0;
+                }
+                sink.flush().await?;
+            }
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), tether::Error>(())
+    };
+    tokio::select! {
+        r = sending => if let Err(e) = r { shared.errors.record(format!("publisher: {e}")) },
+        _ = tokio::time::sleep_until(deadline.into()) => {}
+    }
+    let _ = tokio::time::timeout(args.close_timeout, sink.close()).await;
+    if let Ok(Ok(stream)) = tokio::time::timeout(args.close_timeout, reader).await {
+        drop(stream);
+    }
+    published
 }
 
 #[cfg(test)]

@@ -118,6 +118,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
 
+    /// Publisher connections in --broadcast mode, each sending --rate / N
+    /// (or as fast as it can): several publishers measure how many publishes
+    /// per second the server (and its cluster engine) takes, with few
+    /// subscribers reporting what was delivered.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub publishers: u32,
+
     /// More URLs the subscribers are spread over, round-robin with URL
     /// (--broadcast, --recovery-storm): subscribers on other nodes than the
     /// publisher's measure cross-node delivery. Repeatable.

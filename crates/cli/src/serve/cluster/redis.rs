@@ -7,10 +7,13 @@
 //! tag (`{...}`), so one channel's keys live in one slot and its scripts
 //! stay valid on a cluster:
 //!
-//! - `PREFIX:{CHANNEL}:m`: HASH, `e` = epoch, `s` = last offset; its TTL
-//!   (`cluster.history_meta_ttl`) is renewed by every publish and read.
-//! - `PREFIX:{CHANNEL}:s`: STREAM of the publications kept (`history_size`,
-//!   exact `MAXLEN`), entry id = offset, field `d` = data; TTL `history_ttl`.
+//! - `PREFIX:{CHANNEL}:m`: HASH, `e` = epoch, `s` = last offset, `k` =
+//!   offsets kept (`history_size`); its TTL (`cluster.history_meta_ttl`) is
+//!   renewed by every publish and read.
+//! - `PREFIX:{CHANNEL}:s`: STREAM of the publications kept, entry id =
+//!   offset, field `d` = data; TTL `history_ttl`. Trimmed with `MAXLEN ~`
+//!   (whole stream nodes, so it may hold up to `stream-node-max-entries`
+//!   more); reads never return an offset older than the last `k`.
 //! - `PREFIX:{CHANNEL}:i:KEY`: the position of an idempotent publish.
 //! - `PREFIX:{CHANNEL}:pz` / `:ph`: presence, ZSET client -> expiry and HASH
 //!   client -> info, refreshed by the node that holds the client.

@@ -20,12 +20,18 @@ if meta_ttl > 0 then
 end
 local since = tonumber(ARGV[1])
 local entries = {}
-if since >= 0 and since < top then
+-- Only the last `k` offsets count as kept (publish.lua trims approximately).
+local keep = tonumber(redis.call("hget", meta, "k") or "-1")
+local from = since + 1
+if keep >= 0 then
+  from = math.max(from, top - keep + 1)
+end
+if since >= 0 and from <= top then
   local limit = tonumber(ARGV[2])
   if limit > 0 then
-    entries = redis.call("xrange", stream, since + 1, "+", "COUNT", limit)
+    entries = redis.call("xrange", stream, from, "+", "COUNT", limit)
   else
-    entries = redis.call("xrange", stream, since + 1, "+")
+    entries = redis.call("xrange", stream, from, "+")
   end
 end
 return {top, epoch, entries}

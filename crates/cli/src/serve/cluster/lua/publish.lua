@@ -29,9 +29,13 @@ local meta_ttl = tonumber(ARGV[5])
 if meta_ttl > 0 then
   redis.call("expire", meta, meta_ttl)
 end
+-- The stream is trimmed approximately (whole nodes at a time, far cheaper
+-- than exact trimming); `k` records how many offsets count as kept, and
+-- history.lua never reads further back than that.
 local size = tonumber(ARGV[3])
+redis.call("hset", meta, "k", size)
 if size > 0 then
-  redis.call("xadd", stream, "MAXLEN", size, offset, "d", ARGV[2])
+  redis.call("xadd", stream, "MAXLEN", "~", size, offset, "d", ARGV[2])
   local ttl = tonumber(ARGV[4])
   if ttl > 0 then
     redis.call("expire", stream, ttl)
