@@ -110,6 +110,7 @@ history_size = 100
 path = "/echo"
 kind = "echo"
 EOF
+    : >"$OUT/$name.log"
     "$TETHER" serve --config "$OUT/$name.toml" --log warn >"$OUT/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
