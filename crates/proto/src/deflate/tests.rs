@@ -1,5 +1,8 @@
 //! permessage-deflate: negotiation rules, the RFC 7692 §7.2.3 vectors,
 //! connection behaviour (RSV1 rules, limits, UTF-8), bombs and round trips.
+//!
+//! One file over 800 lines: short tests, one per rule of RFC 7692, that
+//! share the frame and offer helpers at the top.
 
 use super::*;
 use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN, RSV1, RSV2};
