@@ -417,3 +417,98 @@ async fn recovery_storm_beyond_history_reports_every_subscriber_unrecovered() {
     assert_eq!(count(&s, "errors"), 5, "{s:#}");
     assert_eq!(count(&s, "messages_received"), 0, "{s:#}");
 }
+
+fn storm_phase<'a>(s: &'a Value, name: &str) -> &'a Value {
+    s["phases"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} phase: {s:#}"))
+}
+
+#[tokio::test]
+async fn storm_mode_opens_closes_and_reopens_every_connection() {
+    let server =
+        test_support::serve::Server::with_config("[[route]]\npath = \"/echo\"\nkind = \"echo\"\n");
+    let pid = server.pid().to_string();
+    let s = bench(&[
+        &server.ws_url("/echo"),
+        "--storm",
+        "-c",
+        "60",
+        "--probes",
+        "2",
+        "--server-pid",
+        &pid,
+    ])
+    .await;
+    assert_eq!(s["mode"], "storm");
+    assert_eq!(count(&s, "errors"), 0, "{s:#}");
+    for name in ["connect", "reconnect"] {
+        let p = storm_phase(&s, name);
+        assert_eq!(p["opened"], 60, "{s:#}");
+        assert_eq!(p["failed"], 0, "{s:#}");
+        assert_eq!(p["handshake_us"]["samples"], 60, "{s:#}");
+        assert!(p["handshakes_per_sec"].as_f64().unwrap() > 0.0, "{s:#}");
+        assert!(p["server_cpu_us_per_handshake"].is_number(), "{s:#}");
+        assert!(p["tls_resumed"].is_null(), "plain ws has no TLS: {s:#}");
+    }
+    // The probes echoed throughout.
+    assert!(s["probe_echo_us"]["samples"].as_u64().unwrap() > 0, "{s:#}");
+    assert_eq!(count(&s, "probe_errors"), 0, "{s:#}");
+}
+
+#[tokio::test]
+async fn storm_over_tls_resumes_every_session_on_reconnect() {
+    // More connections than rustls's default server session cache (256):
+    // every one resumes only with the server's session tickets.
+    let pki = test_support::tls::Pki::new();
+    let cert = pki.path("server.pem");
+    let key = pki.path("server.key");
+    let server = test_support::serve::Server::with_config_and_args(
+        "[[route]]\npath = \"/echo\"\nkind = \"echo\"\n",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = format!("wss://localhost:{}/echo", server.addr.port());
+    let ca = pki.path("ca.pem");
+    let s = bench(&[
+        &url,
+        "--storm",
+        "-c",
+        "300",
+        "--probes",
+        "1",
+        "--cacert",
+        ca.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(count(&s, "errors"), 0, "{s:#}");
+    assert_eq!(s["tls"], true);
+    assert_eq!(storm_phase(&s, "connect")["opened"], 300, "{s:#}");
+    assert_eq!(storm_phase(&s, "connect")["tls_resumed"], 0, "{s:#}");
+    assert_eq!(storm_phase(&s, "reconnect")["opened"], 300, "{s:#}");
+    assert_eq!(storm_phase(&s, "reconnect")["tls_resumed"], 300, "{s:#}");
+
+    let full = bench(&[
+        &url,
+        "--storm",
+        "-c",
+        "20",
+        "--probes",
+        "1",
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--no-tls-resumption",
+    ])
+    .await;
+    assert_eq!(storm_phase(&full, "reconnect")["opened"], 20, "{full:#}");
+    assert_eq!(
+        storm_phase(&full, "reconnect")["tls_resumed"],
+        0,
+        "{full:#}"
+    );
+}

@@ -10,14 +10,14 @@
 use super::echo::{finish, ConnCounts, Ended, Shared};
 use super::report::{Summary, Window};
 use super::stats::LocalLatencies;
-use super::{client_config, connect_over, pubsub, spawn_progress, BenchArgs};
+use super::{client_builder, connect_over, pubsub, spawn_progress, BenchArgs};
 use bytes::{BufMut, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tether::{ClientBuilder, Message, WebSocket};
+use tether::{Message, WebSocket};
 
 /// Marks a payload as ours: "tethbnch".
 pub(super) const MAGIC: [u8; 8] = *b"tethbnch";
@@ -132,8 +132,7 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let publish_url = args.publish_url.clone().unwrap_or_else(|| args.url.clone());
     let mut publishers = Vec::with_capacity(args.publishers as usize);
     for _ in 0..args.publishers {
-        let (publisher, _) = ClientBuilder::new(&publish_url)
-            .config(client_config(&args))
+        let (publisher, _) = client_builder(&args, &publish_url)
             .connect()
             .await
             .map_err(|e| anyhow::anyhow!("publisher cannot connect to {publish_url}: {e}"))?;

@@ -47,6 +47,7 @@ mod report;
 mod soak;
 mod sse;
 mod stats;
+mod storm;
 
 use crate::size::parse_size;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,6 +162,26 @@ pub struct BenchArgs {
     #[arg(long)]
     pub server_pid: Option<u32>,
 
+    /// Storm mode: open -c connections as fast as --connect-concurrency
+    /// allows, close them, and open them all again at once (TLS sessions
+    /// resumed); handshakes/s, handshake latency, the server's CPU per
+    /// handshake (--server-pid), and the echo latency of --probes
+    /// connections during the storm. URL is an echo route.
+    #[arg(long, conflicts_with_all = ["broadcast", "idle", "sse", "recovery_storm", "raw_tcp", "http2"])]
+    pub storm: bool,
+
+    /// With --storm: connections that echo a message every 10 ms throughout.
+    #[arg(long, default_value_t = 10, requires = "storm")]
+    pub probes: usize,
+
+    /// Trust this CA (or self-signed server) certificate, PEM, for wss:// URLs.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
+
+    /// For wss:// URLs: never resume a TLS session (every handshake full).
+    #[arg(long)]
+    pub no_tls_resumption: bool,
+
     /// Connection attempts in progress at once while connecting.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub connect_concurrency: u32,
@@ -221,6 +242,8 @@ impl BenchArgs {
             "sse"
         } else if self.idle {
             "idle"
+        } else if self.storm {
+            "storm"
         } else {
             "echo"
         }
@@ -284,6 +307,17 @@ pub fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
         args.channel.is_none() || args.broadcast || args.recovery_storm || args.sse,
         "--channel needs --broadcast, --recovery-storm or --sse"
     );
+    init_tls(&args)?;
+    if args.storm {
+        let report = runtime.block_on(storm::run(Arc::new(args.clone())))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
+        anyhow::ensure!(report.errors == 0, "{} connections failed", report.errors);
+        return Ok(());
+    }
     if args.sse {
         let both = runtime.block_on(sse::run(Arc::new(args.clone())))?;
         if args.json {
@@ -311,6 +345,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Summary> {
         "recovery-storm" => pubsub::storm(args).await,
         "idle" => idle::run(args).await,
         _ => echo::run(args).await,
+    }
+}
+
+/// The TLS client settings of every wss:// connection of the run, built
+/// once so that connections share one session cache (resumption).
+static TLS: std::sync::OnceLock<Arc<tokio_rustls::rustls::ClientConfig>> =
+    std::sync::OnceLock::new();
+
+/// Build [`TLS`] from `--cacert` and `--no-tls-resumption`.
+fn init_tls(args: &BenchArgs) -> anyhow::Result<()> {
+    let mut options = tether::tls::TlsOptions::new();
+    if let Some(ca) = &args.cacert {
+        options = options.ca_file(ca);
+    }
+    let mut config = (*options.build()?).clone();
+    config.resumption = if args.no_tls_resumption {
+        tokio_rustls::rustls::client::Resumption::disabled()
+    } else {
+        // Room for every connection of a storm to resume.
+        tokio_rustls::rustls::client::Resumption::in_memory_sessions(args.connections.max(256))
+    };
+    let _ = TLS.set(Arc::new(config));
+    Ok(())
+}
+
+/// A client for `url` with the run's WebSocket and TLS settings.
+fn client_builder(args: &BenchArgs, url: &str) -> ClientBuilder {
+    let builder = ClientBuilder::new(url).config(client_config(args));
+    match TLS.get() {
+        Some(tls) => builder.tls_config(tls.clone()),
+        None => builder,
     }
 }
 
@@ -366,7 +431,7 @@ async fn connect_over(
     };
     for first in (0..args.connections).step_by(per) {
         let limit = limit.clone();
-        let builder = ClientBuilder::new(&urls[first % urls.len()]).config(client_config(args));
+        let builder = client_builder(args, &urls[first % urls.len()]);
         let ids = first..(first + per).min(args.connections);
         let http2 = args.http2;
         tasks.spawn(async move {

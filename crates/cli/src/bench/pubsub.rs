@@ -11,12 +11,12 @@
 use super::echo::{finish, ConnCounts, Shared};
 use super::report::{Summary, Window};
 use super::stats::LocalLatencies;
-use super::{client_config, connect_over, BenchArgs};
+use super::{client_builder, connect_over, BenchArgs};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tether::{ClientBuilder, Message, WebSocket};
+use tether::{Message, WebSocket};
 
 type Ws = WebSocket<super::BenchStream>;
 
@@ -152,8 +152,7 @@ pub(super) async fn storm(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     // subscribers (one without is forgotten when they leave, and comes back
     // in a new epoch that no resume can reach).
     let publish_url = args.publish_url.clone().unwrap_or_else(|| args.url.clone());
-    let (mut publisher, _) = ClientBuilder::new(&publish_url)
-        .config(client_config(&args))
+    let (mut publisher, _) = client_builder(&args, &publish_url)
         .connect_http1()
         .await
         .map_err(|e| anyhow::anyhow!("publisher cannot connect to {publish_url}: {e}"))?;

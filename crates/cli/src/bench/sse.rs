@@ -16,13 +16,13 @@ use super::broadcast::MAGIC;
 use super::echo::{finish, ConnCounts, Ended, Shared};
 use super::report::{human, Summary, Window};
 use super::stats::LocalLatencies;
-use super::{client_config, connect_all, spawn_progress, BenchArgs};
+use super::{client_builder, connect_all, spawn_progress, BenchArgs};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tether::{ClientBuilder, Message};
+use tether::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -172,8 +172,7 @@ async fn phase(args: &Arc<BenchArgs>, readers: Readers) -> anyhow::Result<Summar
         );
     }
     let publish_url = args.publish_url.clone().unwrap_or_else(|| args.url.clone());
-    let (publisher, _) = ClientBuilder::new(&publish_url)
-        .config(client_config(args))
+    let (publisher, _) = client_builder(args, &publish_url)
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("publisher cannot connect to {publish_url}: {e}"))?;
