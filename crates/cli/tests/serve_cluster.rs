@@ -55,23 +55,6 @@ fn publish(server: &Server, channel: &str, data: Value) -> (u16, String) {
     (test_support::serve::status_of(&r), r)
 }
 
-/// Wait (at most 20 s, without blocking the runtime) until `/healthz` of
-/// `server` answers `status`.
-async fn health_becomes(server: &Server, status: u16) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = test_support::serve::status_of(&server.get("/healthz"));
-        if got == status {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/healthz stayed {got}, expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn connect(server: &Server) -> Ws {
     ClientBuilder::new(server.ws_url("/pubsub"))
         .connect()
@@ -238,7 +221,7 @@ async fn a_redis_restart_without_persistence_resets_every_subscriber() {
     // Both nodes notice, reconnect and catch their channels up (each
     // subscriber gets its reset then) before they call themselves healthy.
     for n in &nodes {
-        health_becomes(n, 200).await;
+        test_support::serve::health_becomes(n, 200).await;
     }
     for i in 1..=3 {
         let (status, r) = publish(&nodes[i % 2], "news", json!(format!("new-{i}")));
@@ -274,11 +257,11 @@ async fn while_redis_is_down_health_is_503_and_publishes_fail() {
         return;
     };
     let a = node(&redis, "a");
-    health_becomes(&a, 200).await;
+    test_support::serve::health_becomes(&a, 200).await;
     let mut ws = connect(&a).await;
     subscribe(&mut ws, "news", None).await;
     redis.stop();
-    health_becomes(&a, 503).await;
+    test_support::serve::health_becomes(&a, 503).await;
     let (status, r) = publish(&a, "news", json!(1));
     assert_eq!(status, 503, "{r}");
     assert!(r.contains("unreachable"), "{r}");
@@ -301,7 +284,7 @@ async fn while_redis_is_down_health_is_503_and_publishes_fail() {
         "{e}"
     );
     redis.restart();
-    health_becomes(&a, 200).await;
+    test_support::serve::health_becomes(&a, 200).await;
     let (status, r) = publish(&a, "news", json!("back"));
     assert_eq!(status, 200, "{r}");
     // The subscriber hears of the lost history, then the new message.

@@ -8,10 +8,10 @@
 mod cluster_support;
 
 use cluster_support::nats_server::NatsServer;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 use test_support::serve::Server;
+use test_support::ws::next_json;
 use tether::{ClientBuilder, MaybeTlsStream, Message, WebSocket};
 
 type Ws = WebSocket<MaybeTlsStream>;
@@ -31,43 +31,12 @@ fn node(nats: &NatsServer, name: &str) -> Server {
     ))
 }
 
-/// Wait (at most 20 s) until `/healthz` answers `status`.
-async fn health_becomes(server: &Server, status: u16) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = test_support::serve::status_of(&server.get("/healthz"));
-        if got == status {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/healthz stayed {got}, expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn connect(server: &Server) -> Ws {
     ClientBuilder::new(server.ws_url("/pubsub"))
         .connect()
         .await
         .expect("connect")
         .0
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("stream open")
-            .expect("no error");
-        match m {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
 }
 
 async fn subscribe(ws: &mut Ws, channel: &str) -> Value {
@@ -117,8 +86,8 @@ async fn publications_cross_nodes_and_an_outage_is_visible() {
     };
     let a = node(&nats, "a");
     let b = node(&nats, "b");
-    health_becomes(&a, 200).await;
-    health_becomes(&b, 200).await;
+    test_support::serve::health_becomes(&a, 200).await;
+    test_support::serve::health_becomes(&b, 200).await;
     let mut ws = connect(&b).await;
     let ack = subscribe(&mut ws, "news").await;
     let epoch = ack["epoch"].as_str().expect("an epoch").to_owned();
@@ -152,7 +121,7 @@ async fn publications_cross_nodes_and_an_outage_is_visible() {
     assert!(r.contains("idempotency_key"), "{r}");
 
     nats.stop();
-    health_becomes(&a, 503).await;
+    test_support::serve::health_becomes(&a, 503).await;
     let r = publish(&a, "news", json!("lost"));
     assert_eq!(test_support::serve::status_of(&r), 503, "{r}");
     // The subscriber is told that continuity was lost.
@@ -161,8 +130,8 @@ async fn publications_cross_nodes_and_an_outage_is_visible() {
     assert_ne!(reset["epoch"], epoch.as_str(), "{reset}");
 
     nats.start_again();
-    health_becomes(&a, 200).await;
-    health_becomes(&b, 200).await;
+    test_support::serve::health_becomes(&a, 200).await;
+    test_support::serve::health_becomes(&b, 200).await;
     // The nodes resubscribe by themselves; publish until one arrives.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {

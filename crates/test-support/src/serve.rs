@@ -665,3 +665,20 @@ pub fn parse_sse_block(block: &str) -> SseEvent {
     }
     e
 }
+
+/// Wait (at most 20 s, without blocking the runtime) until `/healthz` of
+/// `server` answers `status`.
+pub async fn health_becomes(server: &Server, status: u16) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let got = status_of(&server.get("/healthz"));
+        if got == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz stayed {got}, expected {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -141,7 +141,9 @@ fn server_cpu(args: &BenchArgs) -> Option<CpuTimes> {
 /// resumes each client's own session (one shared cache would let the
 /// first phase resume too, and keeps only a few tickets per server).
 fn tls_per_client(args: &BenchArgs) -> Option<Vec<Arc<ClientConfig>>> {
-    let base = super::TLS.get().filter(|_| args.url.starts_with("wss://"))?;
+    let base = super::TLS
+        .get()
+        .filter(|_| args.url.starts_with("wss://"))?;
     let resumption = || match args.no_tls_resumption {
         true => Resumption::disabled(),
         false => Resumption::in_memory_sessions(4),
