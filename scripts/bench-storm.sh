@@ -102,28 +102,28 @@ def phase(s, name):
 rows = {}
 for c in cases:
     rs = list(runs(c))
-    # tls-full measures its connect phase, tls-resumed its reconnect phase;
-    # the plain servers both (reported: reconnect, all at once).
-    name = "connect" if c == "tls-full" else "reconnect"
-    ph = [phase(s, name) for s in rs]
-    rows[c] = dict(
-        hs=med([p["handshakes_per_sec"] for p in ph]),
-        p99=med([(p["handshake_us"] or {}).get("p99") for p in ph]),
-        cpu=med([p["server_cpu_us_per_handshake"] for p in ph]),
-        failed=sum(p["failed"] for p in ph),
-        resumed=med([p["tls_resumed"] for p in ph]),
-        probe=med([(s["probe_echo_us"] or {}).get("p99") for s in rs]),
-    )
+    for name in ("connect", "reconnect"):
+        ph = [phase(s, name) for s in rs]
+        rows[(c, name)] = dict(
+            hs=med([p["handshakes_per_sec"] for p in ph]),
+            p99=med([(p["handshake_us"] or {}).get("p99") for p in ph]),
+            cpu=med([p["server_cpu_us_per_handshake"] for p in ph]),
+            failed=sum(p["failed"] for p in ph),
+            resumed=med([p["tls_resumed"] for p in ph]),
+            probe=med([(s["probe_echo_us"] or {}).get("p99") for s in rs]),
+        )
 def f(v, fmt):
     return "-" if v is None else fmt.format(v)
 print()
-print(f'{"server":16} {"handshakes/s":>13} {"p99 (ms)":>9} {"server CPU/handshake":>21} {"failed":>7} {"resumed":>8} {"probe echo p99":>15}')
-for c, r in rows.items():
-    print(f'{c:16} {f(r["hs"], "{:,.0f}"):>13} {f(r["p99"] and r["p99"]/1000, "{:.1f}"):>9} {f(r["cpu"], "{:.0f} µs"):>21} {r["failed"]:>7} {f(r["resumed"], "{:.0f}"):>8} {f(r["probe"] and r["probe"]/1000, "{:.2f} ms"):>15}')
-t, fw = rows.get("tether", {}), rows.get("fastwebsockets", {})
-if t.get("hs") and fw.get("hs"):
-    print(f'\ntether serve / fastwebsockets handshakes/s: {t["hs"] / fw["hs"]:.2f}x')
-full, res = rows.get("tls-full", {}), rows.get("tls-resumed", {})
+print(f'{"server":16} {"phase":10} {"handshakes/s":>13} {"p99 (ms)":>9} {"server CPU/handshake":>21} {"failed":>7} {"resumed":>8} {"probe echo p99":>15}')
+for (c, name), r in rows.items():
+    print(f'{c:16} {name:10} {f(r["hs"], "{:,.0f}"):>13} {f(r["p99"] and r["p99"]/1000, "{:.1f}"):>9} {f(r["cpu"], "{:.0f} µs"):>21} {r["failed"]:>7} {f(r["resumed"], "{:.0f}"):>8} {f(r["probe"] and r["probe"]/1000, "{:.2f} ms"):>15}')
+print()
+for name in ("connect", "reconnect"):
+    t, fw = rows.get(("tether", name), {}), rows.get(("fastwebsockets", name), {})
+    if t.get("hs") and fw.get("hs"):
+        print(f'{name}: tether serve / fastwebsockets handshakes/s {t["hs"] / fw["hs"]:.2f}x, server CPU per handshake {t["cpu"] / fw["cpu"]:.2f}x')
+full, res = rows.get(("tls-full", "reconnect"), {}), rows.get(("tls-resumed", "reconnect"), {})
 if full.get("cpu") and res.get("cpu"):
-    print(f'TLS: a resumed handshake costs the server {full["cpu"] / res["cpu"]:.1f}x less CPU than a full one')
+    print(f'TLS reconnect storm: resumed handshakes cost the server {full["cpu"] / res["cpu"]:.1f}x less CPU than full ones ({full["hs"]:,.0f} vs {res["hs"]:,.0f} handshakes/s)')
 PY
