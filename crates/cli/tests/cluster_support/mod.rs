@@ -3,4 +3,5 @@
 
 pub mod fault_proxy;
 pub mod nats_server;
+pub mod process;
 pub mod redis_server;

@@ -251,6 +251,11 @@ fn new_epoch() -> String {
     format!("{:016x}", z ^ (z >> 31))
 }
 
+/// Real server processes for the engines' tests.
+#[cfg(test)]
+#[path = "../../../tests/cluster_support/process.rs"]
+mod test_process;
+
 #[cfg(test)]
 mod tests {
     use super::*;

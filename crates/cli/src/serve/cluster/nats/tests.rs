@@ -3,6 +3,7 @@
 
 #[path = "../../../../tests/cluster_support/nats_server.rs"]
 mod nats_server;
+use super::super::test_process as process;
 
 use super::*;
 use nats_server::NatsServer;

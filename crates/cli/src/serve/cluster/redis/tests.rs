@@ -3,6 +3,7 @@
 
 #[path = "../../../../tests/cluster_support/fault_proxy.rs"]
 mod fault_proxy;
+use super::super::test_process as process;
 #[path = "../../../../tests/cluster_support/redis_server.rs"]
 mod redis_server;
 
