@@ -25,6 +25,7 @@
 mod accept;
 mod admin;
 mod auth;
+mod body;
 // The server's routes do not use the cluster engine: only its tests do.
 mod close;
 #[cfg_attr(not(test), allow(dead_code))]
@@ -34,6 +35,7 @@ mod echo;
 mod engine;
 mod exec;
 mod http;
+mod http2;
 mod hub;
 mod logsafe;
 mod metrics;
@@ -53,6 +55,7 @@ mod state;
 mod tls;
 mod transport;
 mod upgrade;
+mod upgrade_h2;
 
 pub use config::ServeArgs;
 
@@ -194,7 +197,7 @@ fn prepare(
         .listeners
         .iter()
         .map(|l| match &l.tls {
-            Some((cert, key)) => tls::acceptor(cert, key).map(Some),
+            Some((cert, key)) => tls::acceptor(cert, key, l.http2).map(Some),
             None => Ok(None),
         })
         .collect::<anyhow::Result<_>>()?;

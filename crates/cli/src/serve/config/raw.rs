@@ -131,6 +131,10 @@ pub struct RawListener {
     /// which gives the client's address (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<bool>,
+    /// Serve HTTP/2 beside HTTP/1.1 (default false): offered by ALPN with
+    /// TLS, by prior knowledge without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
 }
 
 /// `[limits]`.
