@@ -46,11 +46,27 @@ path = "/pubsub"
 kind = "pubsub"
 publish_path = "/api/publish"
 publish_token = "{TOKEN}"
+sse = true
+
+[[route]]
+path = "/files"
+kind = "static"
+dir = "$DIR/www"
 
 [limits]
 max_message_size = "8M"
 "#
     )
+}
+
+/// The static route's file: 200 KiB, several DATA frames.
+fn static_file() -> Vec<u8> {
+    (0..200 << 10).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+fn write_files(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/big.txt"), static_file()).unwrap();
 }
 
 /// A server with `http2 = true`, over TLS with the PKI's certificate or
@@ -59,7 +75,7 @@ fn server(tls: Option<&Pki>) -> Server {
     let server = match tls {
         Some(pki) => {
             let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));
-            Server::with_config_and_args(
+            Server::with_setup(
                 &config(),
                 &[
                     "--tls-cert",
@@ -67,9 +83,10 @@ fn server(tls: Option<&Pki>) -> Server {
                     "--tls-key",
                     key.to_str().unwrap(),
                 ],
+                write_files,
             )
         }
-        None => Server::with_config(&config()),
+        None => Server::with_setup(&config(), &[], write_files),
     };
     assert_eq!(server.scheme == "https", tls.is_some());
     server
@@ -384,6 +401,19 @@ async fn h2_one_stalled_socket_of_100_by_prior_knowledge() {
 #[tokio::test]
 async fn h2_rapid_reset_flood_is_survived() {
     let mut server = server(None);
+    // A socket on another connection echoes while the flood runs.
+    let builder = ws_client(&server, None, "/echo");
+    let beside = Http2Connection::connect(&builder).await.unwrap();
+    let (mut ws, _) = beside.open(builder).await.unwrap();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let beside = tokio::spawn(async move {
+        let mut echoed = 0u32;
+        while stopped.try_recv().is_err() {
+            echo_once(&mut ws, Message::text(format!("beside {echoed}"))).await;
+            echoed += 1;
+        }
+        echoed
+    });
     // Open streams and reset each at once, as fast as the client can.
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let (client, conn) = h2::client::handshake(tcp).await.unwrap();
@@ -411,8 +441,11 @@ async fn h2_rapid_reset_flood_is_survived() {
     let sent = timeout(Duration::from_secs(60), flood)
         .await
         .expect("the flood ends");
-    assert!(sent > 0);
+    let _ = stop.send(());
+    assert_eq!(sent, 20_000);
     driver.abort();
+    let echoed = timeout(T, beside).await.unwrap().unwrap();
+    assert!(echoed >= 1, "the socket beside the flood echoed nothing");
     // The server keeps serving everyone else.
     assert!(server.is_running(), "the server died under the flood");
     let mut h2 = h2_requests(&server, None).await;
@@ -448,4 +481,91 @@ async fn h2_shutdown_closes_sockets_with_1001_then_the_connection() {
         "the HTTP/2 connection outlived the shutdown"
     );
     assert!(server.wait_exit(T).is_some());
+}
+
+#[tokio::test]
+async fn h2_serves_static_files_head_and_event_streams() {
+    let server = server(None);
+    let mut h2 = h2_requests(&server, None).await;
+    let (file, body) = fetch(&mut h2, get(&server, "/files/big.txt")).await;
+    assert_eq!(file.status, 200);
+    assert_eq!(file.headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(file.headers["content-length"], (200 << 10).to_string());
+    assert!(body[..] == static_file()[..], "the file's bytes");
+    let head = http::Request::head(format!("http://{}/files/big.txt", server.addr))
+        .body(Full::default())
+        .unwrap();
+    let (head, body) = fetch(&mut h2, head).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-length"], (200 << 10).to_string());
+    assert!(body.is_empty());
+
+    // An event stream on one stream, a publish on another.
+    h2.ready().await.unwrap();
+    let events = h2
+        .send_request(get(&server, "/pubsub/events?channel=news"))
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    assert_eq!(events.version(), http::Version::HTTP_2);
+    let mut events = events.into_body();
+    let mut text = String::new();
+    let mut read_until = async |want: &str, text: &mut String| {
+        while !text.contains(want) {
+            let frame = timeout(T, events.frame()).await.unwrap().unwrap().unwrap();
+            if let Some(data) = frame.data_ref() {
+                text.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+    };
+    read_until("event: subscribed", &mut text).await;
+    assert!(text.starts_with("retry:"), "{text}");
+    let publish = http::Request::post(format!("http://{}/api/publish", server.addr))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Full::new(Bytes::from_static(
+            br#"{"channel":"news","data":"to the event stream"}"#,
+        )))
+        .unwrap();
+    let (published, body) = fetch(&mut h2, publish).await;
+    assert_eq!(published.status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["delivered"], 1, "the event stream is a subscriber");
+    read_until("to the event stream", &mut text).await;
+    assert!(text.contains("\nid: "), "{text}");
+}
+
+#[tokio::test]
+async fn h2_streams_count_in_the_connection_limits() {
+    let server = Server::with_setup(&config(), &["--max-connections-per-ip", "3"], write_files);
+    let builder = ws_client(&server, None, "/echo");
+    let connection = Http2Connection::connect(&builder).await.unwrap();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(connection.open(builder.clone()).await.unwrap().0);
+    }
+    // A fourth stream of the same connection is a fourth connection.
+    match connection.open(builder.clone()).await {
+        Err(Error::Refused { status, .. }) => assert_eq!(status, 429),
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    // A closed socket frees its slot.
+    let mut first = open.remove(0);
+    first.close(None).await.unwrap();
+    assert!(timeout(T, first.next()).await.unwrap().is_none());
+    let deadline = Instant::now() + T;
+    let mut again = loop {
+        match connection.open(builder.clone()).await {
+            Ok((ws, _)) => break ws,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("the slot was not freed: {e}"),
+        }
+    };
+    echo_once(&mut again, Message::text("in the freed slot")).await;
+    assert_eq!(
+        server.metric("tether_handshakes_rejected_total{reason=\"limit_ip\"}"),
+        1
+    );
 }

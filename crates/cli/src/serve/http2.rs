@@ -269,3 +269,39 @@ impl RequestBody for Http2Body {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::transport::Transport;
+    use tokio::io::AsyncWriteExt;
+
+    /// The server's end of a loopback connection whose client sent `sent`.
+    async fn conn_with(sent: &[u8]) -> (Conn, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(sent).await.unwrap();
+        (Conn::new(Transport::Plain(server)), client)
+    }
+
+    #[tokio::test]
+    async fn the_preface_is_found_and_http11_is_left_as_it_was_sent() {
+        let t = Duration::from_secs(5);
+        let (mut conn, _client) = conn_with(PREFACE).await;
+        assert_eq!(starts_with_preface(&mut conn, t).await, Some(true));
+        // A request starting with the preface's first letter.
+        let request = b"POST /api/publish HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (mut conn, _client) = conn_with(request).await;
+        assert_eq!(starts_with_preface(&mut conn, t).await, Some(false));
+        let mut again = vec![0u8; request.len()];
+        conn.read_exact(&mut again).await.unwrap();
+        assert_eq!(&again[..], &request[..]);
+        // A client that closes at once.
+        let (mut conn, client) = conn_with(b"PRI").await;
+        drop(client);
+        assert_eq!(starts_with_preface(&mut conn, t).await, Some(false));
+    }
+}
