@@ -569,3 +569,24 @@ async fn h2_streams_count_in_the_connection_limits() {
         1
     );
 }
+
+#[tokio::test]
+async fn h2_idle_connections_close_and_busy_ones_stay() {
+    let server = Server::with_setup(&config(), &["--handshake-timeout", "1"], write_files);
+    let builder = ws_client(&server, None, "/echo");
+    let idle = Http2Connection::connect(&builder).await.unwrap();
+    let busy = Http2Connection::connect(&builder).await.unwrap();
+    let (mut ws, _) = busy.open(builder.clone()).await.unwrap();
+    let deadline = Instant::now() + T;
+    while !idle.is_closed() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        idle.is_closed(),
+        "an idle connection outlived handshake_timeout"
+    );
+    // The connection with a socket open is not idle.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!busy.is_closed());
+    echo_once(&mut ws, Message::text("still open")).await;
+}

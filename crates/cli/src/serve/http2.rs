@@ -13,7 +13,9 @@
 //! never the others'. hyper's defaults against rapid resets (a client
 //! resetting streams faster than they are accepted: RUSTSEC-2024-0003,
 //! CVE-2023-44487) stay on, stated here. Shutdown: the sessions close with
-//! 1001 over their streams, then the connection gets a GOAWAY.
+//! 1001 over their streams, then the connection gets a GOAWAY. A
+//! connection with no request and no session open for `handshake_timeout`
+//! gets a GOAWAY too, as an idle HTTP/1.1 keep-alive connection is closed.
 
 use super::body::ResponseBody;
 use super::http::{self, BodyRead, RequestBody};
@@ -34,7 +36,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -103,7 +105,58 @@ pub struct Http2Conn {
     /// The local address of the connection.
     pub local: SocketAddr,
     /// WebSocket and event-stream sessions open on it.
-    pub sessions: AtomicUsize,
+    sessions: AtomicUsize,
+    /// Requests being answered (their service futures).
+    requests: AtomicUsize,
+    /// When it was last busy: milliseconds after `opened`.
+    last_busy: AtomicU64,
+    opened: Instant,
+}
+
+impl Http2Conn {
+    /// A WebSocket or event stream opened on the connection.
+    pub fn session_opened(&self) {
+        self.sessions.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A session of [`session_opened`](Self::session_opened) ended.
+    pub fn session_closed(&self) {
+        self.busy();
+        self.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Note that the connection is busy now.
+    fn busy(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_busy.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// How long it has had no request and no session open.
+    fn idle_for(&self) -> Duration {
+        if self.requests.load(Ordering::Acquire) > 0 || self.sessions.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_busy.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(last)
+    }
+}
+
+/// Counts a request as being answered for as long as it lives.
+struct Answering<'a>(&'a Http2Conn);
+
+impl<'a> Answering<'a> {
+    fn enter(conn: &'a Http2Conn) -> Answering<'a> {
+        conn.requests.fetch_add(1, Ordering::AcqRel);
+        conn.busy();
+        Answering(conn)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.busy();
+        self.0.requests.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Serve an HTTP/2 connection until it ends, or until shutdown has closed
@@ -130,6 +183,7 @@ pub async fn serve(state: Arc<State>, listener: usize, conn: Conn, peer: SocketA
         .keep_alive_interval(limits.ping_interval)
         .keep_alive_timeout(limits.idle_timeout);
     let shutdown_timeout = limits.shutdown_timeout;
+    let idle_limit = limits.handshake_timeout;
     let ctx = Arc::new(Http2Conn {
         state: state.clone(),
         listener,
@@ -137,12 +191,18 @@ pub async fn serve(state: Arc<State>, listener: usize, conn: Conn, peer: SocketA
         tls,
         local,
         sessions: AtomicUsize::new(0),
+        requests: AtomicUsize::new(0),
+        last_busy: AtomicU64::new(0),
+        opened: Instant::now(),
     });
     let service = {
         let ctx = ctx.clone();
         service_fn(move |req| {
             let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(respond(ctx, req).await) }
+            async move {
+                let _answering = Answering::enter(&ctx);
+                Ok::<_, Infallible>(respond(ctx.clone(), req).await)
+            }
         })
     };
     let connection = builder.serve_connection(TokioIo::new(conn), service);
@@ -150,11 +210,28 @@ pub async fn serve(state: Arc<State>, listener: usize, conn: Conn, peer: SocketA
     // Counted until its GOAWAY is out: the process waits for it.
     let _active = ActiveGuard::enter(&state.active);
     let mut shutdown = state.shutdown.clone();
+    // Like an HTTP/1.1 keep-alive connection waiting for its next request,
+    // a connection with nothing open is closed after `handshake_timeout`.
+    let idle = async {
+        loop {
+            let idle_for = ctx.idle_for();
+            if idle_for >= idle_limit {
+                break;
+            }
+            tokio::time::sleep(idle_limit - idle_for).await;
+        }
+    };
     tokio::select! {
         ended = connection.as_mut() => {
             if let Err(e) = ended {
                 debug!(%peer, "HTTP/2 connection ended: {e}");
             }
+            return;
+        }
+        _ = idle => {
+            debug!(%peer, "idle HTTP/2 connection: GOAWAY");
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(idle_limit, connection).await;
             return;
         }
         _ = wait_shutdown(&mut shutdown) => {}

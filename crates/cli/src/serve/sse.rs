@@ -660,7 +660,7 @@ pub fn serve_http2(
     metrics.connections.fetch_add(1, Ordering::Relaxed);
     metrics.open.fetch_add(1, Ordering::Relaxed);
     state.active.fetch_add(1, Ordering::AcqRel);
-    ctx.sessions.fetch_add(1, Ordering::AcqRel);
+    ctx.session_opened();
     info!(%peer, path = %esc(&path), kind = "sse", channels = channels.len(), user = %esc(grants.subject.as_deref().unwrap_or("")), "open");
     let mut shutdown = state.shutdown.clone();
     let body = Http2Events {
@@ -754,7 +754,7 @@ impl hyper::body::Body for Http2Events {
 impl Drop for Http2Events {
     fn drop(&mut self) {
         self.metrics.open.fetch_sub(1, Ordering::Relaxed);
-        self.ctx.sessions.fetch_sub(1, Ordering::AcqRel);
+        self.ctx.session_closed();
         self.ctx.state.active.fetch_sub(1, Ordering::AcqRel);
         let ended = self.ended.take().unwrap_or(Ended::ClientClosed);
         info!(

@@ -18,7 +18,6 @@ use super::logsafe::esc;
 use super::policy::{self, Endpoint, Refusal, Upgrade};
 use super::proxy_addr::Client;
 use super::session::{run_session, Session};
-use super::state::ActiveGuard;
 use super::transport::{Conn, Transport};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -54,8 +53,12 @@ async fn stream_task(
     answer: oneshot::Sender<http::Response<ResponseBody>>,
 ) {
     let opened = Box::pin(handshake(&ctx, parts, client, host, answer)).await;
-    let _open = opened.as_ref().map(|_| ActiveGuard::enter(&ctx.sessions));
+    if opened.is_none() {
+        return;
+    }
+    ctx.session_opened();
     run_session(&ctx.state, opened).await;
+    ctx.session_closed();
 }
 
 /// Validate, admit and accept the CONNECT; the response goes to `answer`.
