@@ -2,6 +2,9 @@
 //! `/healthz` and `/metrics` (see [`super::admin`]) and the pub/sub publish
 //! endpoint.
 //!
+//! [`answer`] is the one request→response function, for HTTP/1.1 ([`serve`])
+//! and HTTP/2 ([`super::http2`]) alike; each brings its [`RequestBody`].
+//!
 //! Deliberately small: HTTP/1.1 with keep-alive, `GET`/`HEAD` for pages
 //! (`405` otherwise), request bodies only with `Content-Length` (bounded by
 //! `limits.max_body_size`: `413`; no length: `411`). Framing a proxy in

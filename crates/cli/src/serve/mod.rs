@@ -12,6 +12,9 @@
 //! by [`policy::admit`] (route, origin, auth, limits) and run as a
 //! [`session`] of their route's handler ([`echo`], [`room`], [`pubsub`],
 //! [`exec`]); other requests are plain HTTP ([`http`]), with keep-alive.
+//! A listener with `http2 = true` also speaks HTTP/2 ([`http2`]): the same
+//! requests through the same functions, WebSockets as extended CONNECT
+//! streams ([`upgrade_h2`]) through the same admission and sessions.
 //! Refused requests always get an HTTP answer, counted in `/metrics` by
 //! reason ([`metrics`]). What a connection serves with is one [`state`]
 //! generation; how it ends is its [`close`] summary.
