@@ -49,6 +49,10 @@ publish_token = "{TOKEN}"
 sse = true
 
 [[route]]
+path = "/chat/{{room}}"
+kind = "room"
+
+[[route]]
 path = "/files"
 kind = "static"
 dir = "$DIR/www"
@@ -589,4 +593,25 @@ async fn h2_idle_connections_close_and_busy_ones_stay() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!busy.is_closed());
     echo_once(&mut ws, Message::text("still open")).await;
+}
+
+#[tokio::test]
+async fn h2_and_http11_sockets_share_a_room() {
+    let server = server(None);
+    let builder = ws_client(&server, None, "/chat/lobby");
+    let connection = Http2Connection::connect(&builder).await.unwrap();
+    let (mut over_h2, _) = connection.open(builder.clone()).await.unwrap();
+    let (mut over_h11, _) = builder.connect().await.unwrap();
+    // Both members are in before anything is said.
+    let deadline = Instant::now() + T;
+    while server.metric("tether_route_connections_open{route=\"/chat/{room}\",kind=\"room\"}") < 2 {
+        assert!(Instant::now() < deadline, "the room never had two members");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    over_h2.send(Message::text("from h2")).await.unwrap();
+    let got = timeout(T, over_h11.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(got, Message::text("from h2"));
+    over_h11.send(Message::text("from HTTP/1.1")).await.unwrap();
+    let got = timeout(T, over_h2.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(got, Message::text("from HTTP/1.1"));
 }

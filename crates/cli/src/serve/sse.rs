@@ -696,11 +696,14 @@ pub fn serve_http2(
     resp
 }
 
-/// An event stream as an HTTP/2 response body. hyper polls it for more
-/// only while the stream has send capacity, so a reader that stops taking
-/// leaves its messages in the hub, which cuts it off as a slow consumer.
-/// The stream ends (the body's end) on shutdown, for a slow consumer or
-/// at `sse_max_lifetime`; a client that resets the stream drops it.
+/// An event stream as an HTTP/2 response body. The stream ends (the body's
+/// end) on shutdown, for a slow consumer or at `sse_max_lifetime`; a client
+/// that resets the stream drops it. hyper polls a body only while its
+/// stream has send capacity, so a reader that stops taking leaves its
+/// messages in the hub (bounded like any subscriber's) and is cut off when
+/// its stream is polled again; `send_timeout` cannot reach it, and it holds
+/// its connection slot until the client resets the stream or the
+/// connection ends.
 struct Http2Events {
     events: Events,
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
