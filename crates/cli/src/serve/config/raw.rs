@@ -480,6 +480,11 @@ impl RawConfig {
                 l.allowed_hosts = Some(args.allowed_hosts.clone());
             }
         }
+        if args.http2 {
+            for l in &mut self.listen {
+                l.http2 = Some(true);
+            }
+        }
         let l = &mut self.limits;
         if let Some(v) = &args.max_message_size {
             l.max_message_size = Some(SizeValue::Text(v.clone()));

@@ -226,6 +226,15 @@ fn http2_is_off_unless_a_listener_opts_in() {
     assert!(!cfg.listeners[0].http2 && cfg.listeners[1].http2);
     let e = effective("[[listen]]\naddr = \"127.0.0.1:1\"\nhttp2 = \"yes\"\n").unwrap_err();
     assert!(e.contains("http2"), "{e}");
+    // --http2 turns it on for every listener, --listen's included.
+    let args = ServeArgs {
+        listen: Some("127.0.0.1:0".into()),
+        http2: true,
+        ..Default::default()
+    };
+    let raw = RawConfig::builtin("t".into()).with_args(&args);
+    let cfg = ServerConfig::from_raw(&raw).unwrap();
+    assert!(cfg.listeners.iter().all(|l| l.http2));
 }
 
 #[test]
