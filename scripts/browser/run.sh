@@ -7,7 +7,10 @@
 # (another origin), then drives the page with scripts/browser/test.mjs:
 # chat between two tabs, ticker updates, readyState, echo, close codes and
 # reconnect, a cross-origin page that must be refused (403), and an
-# EventSource that the server cuts off and that resumes with no gap.
+# EventSource that the server cuts off and that resumes with no gap. Then
+# scripts/browser/h2.mjs: the demo page from a `--http2` TLS listener
+# (a private CA's certificate made with openssl) over h2, with its
+# WebSockets and an EventSource on that same connection.
 # Screenshots go to reports/browser/. Servers are stopped by PID on exit.
 #
 # Usage: scripts/browser/run.sh     (prints `browser: N passed, M failed`)
@@ -114,14 +117,35 @@ TOML
 pids+=($!)
 sse=$(listen_url "$work/sse.out" "${pids[-1]}")
 
+# HTTP/2: TLS with a private CA's certificate for localhost, trusted by
+# Chromium through the hash of its public key.
+pki="$work/pki"; mkdir -p "$pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=browser test CA" -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -subj "/CN=localhost" -keyout "$pki/server.key" -out "$pki/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$pki/ext"
+openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
+  -CAcreateserial -days 2 -extfile "$pki/ext" -out "$pki/server.pem" 2>/dev/null
+spki=$(openssl x509 -in "$pki/server.pem" -pubkey -noout | openssl pkey -pubin -outform der \
+  | openssl dgst -sha256 -binary | base64)
+"$bin" serve --listen 127.0.0.1:0 --http2 --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" \
+  --publish-token browser-test >"$work/h2.out" 2>"$work/h2.log" &
+pids+=($!)
+h2=$(listen_url "$work/h2.out" "${pids[-1]}")
+h2="https://localhost:${h2##*:}"
+
 mkdir -p "$root/reports/browser"
-echo "demo server: $base   other origin: $evil   event streams: $sse"
+echo "demo server: $base   other origin: $evil   event streams: $sse   HTTP/2: $h2"
 status=0
 node "$here/test.mjs" "$base" "$evil" "$root/reports/browser" "$sse" || status=$?
+node "$here/h2.mjs" "$h2" "$spki" "$root/reports/browser" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server log (last 40 lines)"
   tail -n 40 "$work/serve.log" | sed 's/\x1b\[[0-9;]*m//g'
   echo "--- event stream server log (last 20 lines)"
   tail -n 20 "$work/sse.log" | sed 's/\x1b\[[0-9;]*m//g'
+  echo "--- HTTP/2 server log (last 20 lines)"
+  tail -n 20 "$work/h2.log" | sed 's/\x1b\[[0-9;]*m//g'
 fi
 exit "$status"

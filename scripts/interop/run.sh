@@ -5,7 +5,8 @@
 #   scripts/interop/run.sh            # set up peers, build, run everything
 #   TETHER_BIN=target/debug/tether scripts/interop/run.sh   # skip the build
 #
-# Sets up (idempotently): .cache/peers-venv (Python `websockets`, pinned),
+# Sets up (idempotently): .cache/peers-venv (Python `websockets`, and `h2`
+# with `wsproto` for WebSockets over HTTP/2, pinned),
 # scripts/interop/node_modules (Node `ws`, pinned by package-lock.json),
 # tinyproxy (apt-get, if missing). Everything listens on 127.0.0.1 with
 # free ports; every process started here is stopped by PID on exit.
@@ -63,10 +64,12 @@ wait_port() {
 
 # ---------------------------------------------------------------- set up
 VENV="$ROOT/.cache/peers-venv"
-WEBSOCKETS_PIN="websockets==15.0.1"
-if ! "$VENV/bin/python" -c 'import websockets, sys; sys.exit(websockets.__version__ != "15.0.1")' 2>/dev/null; then
-    note "creating $VENV with $WEBSOCKETS_PIN"
-    python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "$WEBSOCKETS_PIN" || { echo "cannot set up $VENV" >&2; exit 2; }
+PY_PINS=("websockets==15.0.1" "h2==4.3.0" "wsproto==1.3.2")
+if ! "$VENV/bin/python" -c '
+import sys, websockets, h2, wsproto
+sys.exit((websockets.__version__, h2.__version__, wsproto.__version__) != ("15.0.1", "4.3.0", "1.3.2"))' 2>/dev/null; then
+    note "setting up $VENV with ${PY_PINS[*]}"
+    { [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"; } && "$VENV/bin/pip" install -q "${PY_PINS[@]}" || { echo "cannot set up $VENV" >&2; exit 2; }
 fi
 PY="$VENV/bin/python"
 
@@ -165,6 +168,19 @@ if wait_port "$SERVE_PORT"; then
     piped_100_check "tether serve /echo" "ws://127.0.0.1:$SERVE_PORT/echo"
 else
     fail "tether serve" "did not start"; cat "$TMP/serve.log" >&2
+fi
+
+# ---------------------------------------------- HTTP/2 peers -> tether serve
+note "Python h2 + wsproto -> tether serve over cleartext HTTP/2 (RFC 8441)"
+H2_PORT=$(free_port)
+printf '[[listen]]\naddr = "127.0.0.1:%s"\nhttp2 = true\n\n[[route]]\npath = "/"\nkind = "demo"\n\n[[route]]\npath = "/echo"\nkind = "echo"\n' \
+    "$H2_PORT" >"$TMP/h2.toml"
+"$BIN" serve --config "$TMP/h2.toml" --max-message-size 4M >"$TMP/serve-h2.log" 2>&1 &
+PIDS+=($!)
+if wait_port "$H2_PORT"; then
+    timeout 60 "$PY" "$HERE/py_h2_client.py" 127.0.0.1 "$H2_PORT" | record
+else
+    fail "tether serve with http2 = true" "did not start"; cat "$TMP/serve-h2.log" >&2
 fi
 
 # ---------------------------------------------- through tinyproxy

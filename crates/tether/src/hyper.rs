@@ -240,6 +240,33 @@ impl PendingWebSocket {
             config: None,
         }
     }
+
+    /// The socket, on the upgraded connection (or stream) wrapped by
+    /// `wrap`: for a server that keeps sockets of several transports in
+    /// one type.
+    pub async fn wrapped<T>(self, wrap: impl FnOnce(TokioIo<Upgraded>) -> T) -> Result<WebSocket<T>>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let Some(on_upgrade) = self.on_upgrade else {
+            return Err(Error::Rejected(StatusCode::INTERNAL_SERVER_ERROR));
+        };
+        let upgraded = on_upgrade.await.map_err(not_handed_over)?;
+        let config = self.config.unwrap_or_default();
+        Ok(WebSocket::from_raw(
+            wrap(TokioIo::new(upgraded)),
+            Role::Server,
+            config,
+            &[],
+        ))
+    }
+}
+
+/// hyper could not hand the connection over.
+fn not_handed_over(e: ::hyper::Error) -> Error {
+    Error::Io(std::io::Error::other(format!(
+        "hyper did not hand over the connection (is it served with `.with_upgrades()`?): {e}"
+    )))
 }
 
 impl Future for PendingWebSocket {
@@ -252,11 +279,7 @@ impl Future for PendingWebSocket {
         };
         let upgraded = ready!(Pin::new(on_upgrade).poll(cx));
         this.on_upgrade = None;
-        let upgraded = upgraded.map_err(|e| {
-            Error::Io(std::io::Error::other(format!(
-                "hyper did not hand over the connection (is it served with `.with_upgrades()`?): {e}"
-            )))
-        })?;
+        let upgraded = upgraded.map_err(not_handed_over)?;
         let config = this.config.take().unwrap_or_default();
         // hyper keeps any bytes read past the head inside `Upgraded`.
         Poll::Ready(Ok(WebSocket::from_raw(

@@ -2,7 +2,9 @@
 //! HTTP-phase limits, optionally a PROXY protocol header and TLS, then HTTP
 //! requests with keep-alive until one upgrades to a WebSocket
 //! ([`super::upgrade`]) whose session then runs in the same task
-//! ([`super::session`]).
+//! ([`super::session`]). On a listener with `http2 = true`, a connection
+//! that chose `h2` by ALPN, or (cleartext) starts with the HTTP/2 preface,
+//! is served by [`super::http2`] instead, for its whole life.
 
 use super::config::ListenerConfig;
 use super::logsafe::esc;
@@ -12,7 +14,7 @@ use super::session::{run_session, Session};
 use super::shutdown::wait_shutdown;
 use super::state::State;
 use super::transport::{Conn, Transport};
-use super::{http, proxy_addr, sse, upgrade};
+use super::{http, http2, proxy_addr, sse, upgrade};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -87,7 +89,7 @@ fn handle_connection(
 /// Serve HTTP on a new connection until it upgrades to a WebSocket (the
 /// session to run is returned) or ends (`None`).
 async fn http_phase(
-    state: &State,
+    state: &Arc<State>,
     idx: usize,
     mut tcp: TcpStream,
     mut peer: SocketAddr,
@@ -149,7 +151,31 @@ async fn http_phase(
             }
         }
     };
+    let h2_by_alpn = match &transport {
+        Transport::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+        _ => false,
+    };
     let mut conn = Conn::new(transport);
+    if listener.http2 {
+        let h2 = h2_by_alpn
+            || !tls
+                && match http2::starts_with_preface(
+                    &mut conn,
+                    state.config.limits.handshake_timeout,
+                )
+                .await
+                {
+                    Some(found) => found,
+                    None => return None,
+                };
+        if h2 {
+            // The HTTP-phase slot is held for the connection's life: it
+            // stays an HTTP connection, its WebSockets are streams.
+            let _http_slot = http_slot;
+            Box::pin(http2::serve(state.clone(), idx, conn, peer, tls)).await;
+            return None;
+        }
+    }
     let mut shutdown = state.shutdown.clone();
     for served in 0..MAX_KEEPALIVE_REQUESTS {
         // The request, response and upgrade futures are boxed, so that a
@@ -214,6 +240,10 @@ async fn http_phase(
             .await;
             if opened.is_some() {
                 state.metrics.handshake_latency.observe(started.elapsed());
+                state
+                    .metrics
+                    .handshakes_http1
+                    .fetch_add(1, Ordering::Relaxed);
             }
             return opened;
         }

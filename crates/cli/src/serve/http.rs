@@ -2,6 +2,9 @@
 //! `/healthz` and `/metrics` (see [`super::admin`]) and the pub/sub publish
 //! endpoint.
 //!
+//! [`answer`] is the one request→response function, for HTTP/1.1 ([`serve`])
+//! and HTTP/2 ([`super::http2`]) alike; each brings its [`RequestBody`].
+//!
 //! Deliberately small: HTTP/1.1 with keep-alive, `GET`/`HEAD` for pages
 //! (`405` otherwise), request bodies only with `Content-Length` (bounded by
 //! `limits.max_body_size`: `413`; no length: `411`). Framing a proxy in
@@ -9,6 +12,7 @@
 //! ([`body_length`]). Responses always carry `Content-Length`.
 
 use super::auth::constant_time_eq;
+use super::body::ResponseBody;
 use super::cluster::EngineError;
 use super::config::{Route, RouteKind};
 use super::policy::Refusal;
@@ -18,7 +22,9 @@ use super::state::State;
 use super::transport::Conn;
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
+use std::future::Future;
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The embedded demo page.
@@ -97,6 +103,32 @@ impl Response {
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
         self
+    }
+
+    /// As an `http::Response` for hyper, with the same headers as
+    /// [`write_response`] writes (but no `Connection`); `head_only` for HEAD
+    /// requests: the length of the body, without it.
+    pub fn into_http(self, head_only: bool) -> http::Response<ResponseBody> {
+        let len = self.body_len();
+        let body = match (head_only, self.body) {
+            (true, _) => ResponseBody::empty(),
+            (false, Body::Bytes(b)) => ResponseBody::bytes(b),
+            (false, Body::File(f, n)) => ResponseBody::file(f, n),
+        };
+        let mut resp = http::Response::new(body);
+        *resp.status_mut() = self.status;
+        let headers = resp.headers_mut();
+        for (name, value) in self.headers {
+            if let Ok(value) = http::HeaderValue::try_from(value) {
+                headers.append(name, value);
+            }
+        }
+        headers.insert(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            http::HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(http::header::CONTENT_LENGTH, len.into());
+        resp
     }
 }
 
@@ -204,31 +236,39 @@ pub fn body_length(req: &http::Request<()>) -> Result<Option<u64>, (StatusCode, 
     }
 }
 
-/// Answer one plain HTTP request (its framing checked by [`body_length`]:
-/// `length`). Returns the bytes read past it when the
-/// connection stays open for another request, `None` to close it.
-pub async fn serve(
+/// How reading a request's body ended.
+pub enum BodyRead {
+    /// The whole body.
+    Read(Vec<u8>),
+    /// Longer than `limits.max_body_size` (413); not read.
+    TooLarge,
+    /// HTTP/1.1 without `Content-Length` (411); not read.
+    LengthRequired,
+    /// The client stopped sending or timed out: close without answering.
+    Failed,
+}
+
+/// A request body, read only by the requests that take one (a publish).
+pub trait RequestBody: Send {
+    /// The whole body, at most `max` bytes.
+    fn read(&mut self, max: usize) -> Pin<Box<dyn Future<Output = BodyRead> + Send + '_>>;
+}
+
+/// Answer one plain HTTP request, whatever HTTP version carried it: the
+/// HTTP API, `/metrics` and `/healthz`, pages and static files. `None`:
+/// the body could not be read, close without an answer.
+pub async fn answer(
     state: &State,
-    io: &mut Conn,
-    req: http::Request<()>,
-    length: Option<u64>,
-    mut leftover: BytesMut,
+    req: &http::Request<()>,
+    body: &mut dyn RequestBody,
     routes: &[Route],
-) -> Option<BytesMut> {
+) -> Option<Response> {
     state
         .metrics
         .http_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let headers = req.headers();
-    let mut keep_alive = req.version() == http::Version::HTTP_11
-        && !headers.get_all(http::header::CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-        });
     let path = req.uri().path();
     let method = req.method();
-    let head_only = method == Method::HEAD;
-
     let api = routes.iter().find_map(|r| match &r.kind {
         RouteKind::Pubsub {
             publish_path: Some(p),
@@ -246,46 +286,100 @@ pub async fn serve(
         }
         _ => None,
     });
-    let resp = if let Some((route, read)) = api.filter(|(_, a)| *a != Api::Publish) {
-        if length.is_some_and(|n| n > 0) {
-            // A body we will not read would be taken for the next request.
-            keep_alive = false;
-        }
-        if method != Method::GET && method != Method::HEAD {
-            Response::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n").header("allow", "GET, HEAD")
-        } else {
-            read_request(state, route, &req, read).await
-        }
-    } else if let Some((route, _)) = api {
-        if method != Method::POST {
-            Response::text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n").header("allow", "POST")
-        } else if let Some(n) = length {
-            if n > state.config.limits.max_body_size as u64 {
-                keep_alive = false;
-                Response::text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n")
+    Some(match api {
+        Some((route, Api::Publish)) => {
+            if method != Method::POST {
+                Response::text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n").header("allow", "POST")
             } else {
-                match read_body(io, &mut leftover, n as usize, state).await {
-                    Some(body) => publish_request(state, route, &req, &body).await,
-                    None => return None,
+                match body.read(state.config.limits.max_body_size).await {
+                    BodyRead::Read(b) => publish_request(state, route, req, &b).await,
+                    BodyRead::TooLarge => {
+                        Response::text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n")
+                    }
+                    BodyRead::LengthRequired => Response::text(
+                        StatusCode::LENGTH_REQUIRED,
+                        "send the body with Content-Length\n",
+                    ),
+                    BodyRead::Failed => return None,
                 }
             }
-        } else {
-            keep_alive = false;
-            Response::text(
-                StatusCode::LENGTH_REQUIRED,
-                "send the body with Content-Length\n",
-            )
         }
-    } else {
-        if length.is_some_and(|n| n > 0) {
-            // A body we will not read would be taken for the next request.
-            keep_alive = false;
+        Some((route, read)) => {
+            if method != Method::GET && method != Method::HEAD {
+                Response::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+                    .header("allow", "GET, HEAD")
+            } else {
+                read_request(state, route, req, read).await
+            }
         }
-        match super::admin::answer_public(state, &req) {
+        None => match super::admin::answer_public(state, req) {
             Some(r) => r,
             None => page(path, method, routes).await,
-        }
+        },
+    })
+}
+
+/// The body of an HTTP/1.1 request: `length` bytes (its `Content-Length`),
+/// the first of them maybe already read into `leftover`.
+struct Http1Body<'a> {
+    io: &'a mut Conn,
+    leftover: &'a mut BytesMut,
+    length: Option<u64>,
+    timeout: std::time::Duration,
+    /// Whether the body was read off the connection.
+    taken: bool,
+}
+
+impl RequestBody for Http1Body<'_> {
+    fn read(&mut self, max: usize) -> Pin<Box<dyn Future<Output = BodyRead> + Send + '_>> {
+        Box::pin(async move {
+            let Some(n) = self.length else {
+                return BodyRead::LengthRequired;
+            };
+            if n > max as u64 {
+                return BodyRead::TooLarge;
+            }
+            self.taken = true;
+            match read_body(self.io, self.leftover, n as usize, self.timeout).await {
+                Some(b) => BodyRead::Read(b),
+                None => BodyRead::Failed,
+            }
+        })
+    }
+}
+
+/// Answer one plain HTTP/1.1 request (its framing checked by
+/// [`body_length`]: `length`). Returns the bytes read past it when the
+/// connection stays open for another request, `None` to close it.
+pub async fn serve(
+    state: &State,
+    io: &mut Conn,
+    req: http::Request<()>,
+    length: Option<u64>,
+    mut leftover: BytesMut,
+    routes: &[Route],
+) -> Option<BytesMut> {
+    let headers = req.headers();
+    let mut keep_alive = req.version() == http::Version::HTTP_11
+        && !headers.get_all(http::header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+        });
+    let head_only = req.method() == Method::HEAD;
+    let mut body = Http1Body {
+        io,
+        leftover: &mut leftover,
+        length,
+        timeout: state.config.limits.handshake_timeout,
+        taken: false,
     };
+    let resp = answer(state, &req, &mut body, routes).await?;
+    // A body left unread would be taken for the next request (and a
+    // POST without a length has one of unknown size).
+    if !body.taken && (length.is_some_and(|n| n > 0) || resp.status == StatusCode::LENGTH_REQUIRED)
+    {
+        keep_alive = false;
+    }
     let body = if head_only { 0 } else { resp.body_len() };
     let deadline = state.config.limits.http_response_deadline(body);
     let ok = match tokio::time::timeout(deadline, write_response(io, resp, keep_alive, head_only))
@@ -308,7 +402,7 @@ async fn read_body(
     io: &mut Conn,
     leftover: &mut BytesMut,
     n: usize,
-    state: &State,
+    timeout: std::time::Duration,
 ) -> Option<Vec<u8>> {
     let mut body = Vec::with_capacity(n);
     let take = n.min(leftover.len());
@@ -317,8 +411,7 @@ async fn read_body(
     if body.len() < n {
         let start = body.len();
         body.resize(n, 0);
-        let t = state.config.limits.handshake_timeout;
-        match tokio::time::timeout(t, io.read_exact(&mut body[start..])).await {
+        match tokio::time::timeout(timeout, io.read_exact(&mut body[start..])).await {
             Ok(Ok(_)) => {}
             _ => return None,
         }

@@ -157,6 +157,12 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     /// From a connection's start to its 101 response written.
     pub handshake_latency: Histogram,
+    /// WebSocket handshakes accepted over HTTP/1.1 (an upgrade).
+    pub handshakes_http1: AtomicU64,
+    /// WebSocket handshakes accepted over HTTP/2 (an extended CONNECT).
+    pub handshakes_http2: AtomicU64,
+    /// HTTP/2 connections served (by ALPN or prior knowledge).
+    pub http2_connections: AtomicU64,
     /// Configuration reloads (SIGHUP) applied.
     pub reloads_applied: AtomicU64,
     /// Configuration reloads refused (the file or its TLS files failed).
@@ -364,8 +370,33 @@ impl Metrics {
                 "tether_handshakes_rejected_total{{reason=\"{reason}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP tether_handshakes_total Accepted WebSocket handshakes, by HTTP version (1.1: an upgrade, 2: an extended CONNECT stream)."
+        );
+        let _ = writeln!(out, "# TYPE tether_handshakes_total counter");
+        for (version, n) in [
+            ("1.1", &self.handshakes_http1),
+            ("2", &self.handshakes_http2),
+        ] {
+            let _ = writeln!(
+                out,
+                "tether_handshakes_total{{version=\"{version}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tether_http2_connections_total HTTP/2 connections accepted (ALPN h2 or prior knowledge); each carries many requests and WebSocket streams."
+        );
+        let _ = writeln!(out, "# TYPE tether_http2_connections_total counter");
+        let _ = writeln!(
+            out,
+            "tether_http2_connections_total {}",
+            self.http2_connections.load(Relaxed)
+        );
         let name = "tether_handshake_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} Time from a connection's start (just after accept) to its 101 response written, TLS included, for accepted WebSocket handshakes.");
+        let _ = writeln!(out, "# HELP {name} Time from a connection's start (just after accept) to its 101 response written, TLS included, for accepted WebSocket handshakes (over HTTP/2: from the CONNECT's arrival to the stream handed over).");
         let _ = writeln!(out, "# TYPE {name} histogram");
         self.handshake_latency.render(&mut out, name);
         let _ = writeln!(

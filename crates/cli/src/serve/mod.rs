@@ -12,6 +12,9 @@
 //! by [`policy::admit`] (route, origin, auth, limits) and run as a
 //! [`session`] of their route's handler ([`echo`], [`room`], [`pubsub`],
 //! [`exec`]); other requests are plain HTTP ([`http`]), with keep-alive.
+//! A listener with `http2 = true` also speaks HTTP/2 ([`http2`]): the same
+//! requests through the same functions, WebSockets as extended CONNECT
+//! streams ([`upgrade_h2`]) through the same admission and sessions.
 //! Refused requests always get an HTTP answer, counted in `/metrics` by
 //! reason ([`metrics`]). What a connection serves with is one [`state`]
 //! generation; how it ends is its [`close`] summary.
@@ -25,6 +28,7 @@
 mod accept;
 mod admin;
 mod auth;
+mod body;
 // The server's routes do not use the cluster engine: only its tests do.
 mod close;
 #[cfg_attr(not(test), allow(dead_code))]
@@ -34,6 +38,7 @@ mod echo;
 mod engine;
 mod exec;
 mod http;
+mod http2;
 mod hub;
 mod logsafe;
 mod metrics;
@@ -53,6 +58,7 @@ mod state;
 mod tls;
 mod transport;
 mod upgrade;
+mod upgrade_h2;
 
 pub use config::ServeArgs;
 
@@ -194,7 +200,7 @@ fn prepare(
         .listeners
         .iter()
         .map(|l| match &l.tls {
-            Some((cert, key)) => tls::acceptor(cert, key).map(Some),
+            Some((cert, key)) => tls::acceptor(cert, key, l.http2).map(Some),
             None => Ok(None),
         })
         .collect::<anyhow::Result<_>>()?;

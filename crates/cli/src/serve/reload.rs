@@ -388,6 +388,7 @@ mod tests {
             hosts: HostRule::Names(hosts.iter().map(|h| h.to_string()).collect()),
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
+            http2: false,
         }
     }
 

@@ -1,13 +1,15 @@
 //! TLS for `wss://` and `https://` with rustls (ring provider): a listener
 //! with a certificate speaks TLS only; HTTP and WebSocket share the port.
+//! ALPN offers `http/1.1`, and `h2` first on a listener with `http2 = true`.
 
 use std::path::Path;
 use std::sync::Arc;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
-/// Build an acceptor from PEM files (certificate chain first, then key).
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+/// Build an acceptor from PEM files (certificate chain first, then key);
+/// `http2`: offer `h2` by ALPN beside `http/1.1`.
+pub fn acceptor(cert: &Path, key: &Path, http2: bool) -> anyhow::Result<TlsAcceptor> {
     let certs = {
         let pem = std::fs::read(cert)
             .map_err(|e| anyhow::anyhow!("cannot read TLS certificate {}: {e}", cert.display()))?;
@@ -40,7 +42,10 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| anyhow::anyhow!("TLS certificate/key: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = match http2 {
+        true => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        false => vec![b"http/1.1".to_vec()],
+    };
     // Stateless session tickets: any number of clients can resume (a
     // reconnect storm costs a fraction of full handshakes) with no session
     // state kept on the server; the ticket keys rotate every 6 hours.

@@ -1,6 +1,7 @@
-//! The server's transport: plain TCP or TLS, with the bytes read past an
-//! HTTP request pushed back in front (keep-alive and pipelining read the
-//! next request from there).
+//! The server's transport: plain TCP, TLS, or one stream of an HTTP/2
+//! connection (a WebSocket opened by an extended CONNECT), with the bytes
+//! read past an HTTP request pushed back in front (keep-alive and
+//! pipelining read the next request from there).
 
 use bytes::{Buf, BytesMut};
 use std::io::{self, IoSlice};
@@ -10,12 +11,22 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-/// TCP or TLS-over-TCP.
+/// An HTTP/2 stream hyper handed over, and the local address of its
+/// connection.
+pub type Http2Stream = (
+    hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>,
+    std::net::SocketAddr,
+);
+
+/// TCP, TLS-over-TCP, or an HTTP/2 stream.
 pub enum Transport {
     /// `ws://`, `http://`.
     Plain(TcpStream),
     /// `wss://`, `https://`.
     Tls(Box<TlsStream<TcpStream>>),
+    /// A stream of an HTTP/2 connection (boxed: the other transports stay
+    /// as small as they are).
+    Http2(Box<Http2Stream>),
 }
 
 /// A transport with a pushback buffer.
@@ -38,6 +49,7 @@ impl Conn {
         match &self.inner {
             Transport::Plain(s) => s.local_addr(),
             Transport::Tls(s) => s.get_ref().0.local_addr(),
+            Transport::Http2(s) => Ok(s.1),
         }
     }
 
@@ -61,6 +73,10 @@ macro_rules! dispatch {
             }
             Transport::Tls($s) => {
                 let $s = Pin::new($s.as_mut());
+                $e
+            }
+            Transport::Http2($s) => {
+                let $s = Pin::new(&mut $s.0);
                 $e
             }
         }
@@ -104,6 +120,7 @@ impl AsyncWrite for Conn {
         match &self.inner {
             Transport::Plain(s) => s.is_write_vectored(),
             Transport::Tls(s) => s.is_write_vectored(),
+            Transport::Http2(s) => s.0.is_write_vectored(),
         }
     }
 

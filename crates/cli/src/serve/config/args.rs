@@ -62,6 +62,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Serve HTTP/2 beside HTTP/1.1 on every listener (`http2 = true`):
+    /// offered by ALPN with TLS, by prior knowledge without.
+    #[arg(long, env = "TETHER_HTTP2")]
+    pub http2: bool,
+
     /// Do not negotiate permessage-deflate compression (RFC 7692), which is
     /// otherwise accepted whenever a client offers it (browsers always do).
     #[arg(long, env = "TETHER_NO_DEFLATE")]

@@ -131,6 +131,10 @@ pub struct RawListener {
     /// which gives the client's address (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<bool>,
+    /// Serve HTTP/2 beside HTTP/1.1 (default false): offered by ALPN with
+    /// TLS, by prior knowledge without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
 }
 
 /// `[limits]`.
@@ -474,6 +478,11 @@ impl RawConfig {
         if !args.allowed_hosts.is_empty() {
             for l in &mut self.listen {
                 l.allowed_hosts = Some(args.allowed_hosts.clone());
+            }
+        }
+        if args.http2 {
+            for l in &mut self.listen {
+                l.http2 = Some(true);
             }
         }
         let l = &mut self.limits;

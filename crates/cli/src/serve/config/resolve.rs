@@ -126,6 +126,7 @@ impl ServerConfig {
                 hosts,
                 trusted_proxies,
                 proxy_protocol: raw_l.proxy_protocol.unwrap_or(false),
+                http2: raw_l.http2.unwrap_or(false),
             });
         }
         if listeners.is_empty() {

@@ -99,6 +99,9 @@ pub struct ListenerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Connections start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// HTTP/2 served beside HTTP/1.1 (ALPN `h2` with TLS, prior knowledge
+    /// without).
+    pub http2: bool,
 }
 
 /// The DNS-rebinding defence of a listener.

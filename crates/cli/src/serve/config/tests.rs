@@ -218,6 +218,26 @@ fn jwt_key_errors_name_the_key_and_file() {
 }
 
 #[test]
+fn http2_is_off_unless_a_listener_opts_in() {
+    let cfg = effective(
+        "[[listen]]\naddr = \"127.0.0.1:1\"\n[[listen]]\naddr = \"127.0.0.1:2\"\nhttp2 = true\n",
+    )
+    .unwrap();
+    assert!(!cfg.listeners[0].http2 && cfg.listeners[1].http2);
+    let e = effective("[[listen]]\naddr = \"127.0.0.1:1\"\nhttp2 = \"yes\"\n").unwrap_err();
+    assert!(e.contains("http2"), "{e}");
+    // --http2 turns it on for every listener, --listen's included.
+    let args = ServeArgs {
+        listen: Some("127.0.0.1:0".into()),
+        http2: true,
+        ..Default::default()
+    };
+    let raw = RawConfig::builtin("t".into()).with_args(&args);
+    let cfg = ServerConfig::from_raw(&raw).unwrap();
+    assert!(cfg.listeners.iter().all(|l| l.http2));
+}
+
+#[test]
 fn trusted_proxies_per_listener_or_global() {
     let cfg = effective(
         "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\n[[listen]]\naddr = \"127.0.0.1:1\"\n[[listen]]\naddr = \"127.0.0.1:2\"\ntrusted_proxies = []\nproxy_protocol = true\n",
