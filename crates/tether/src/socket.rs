@@ -15,15 +15,21 @@
 //! write side shut down and incoming bytes drained until the peer closes, so
 //! the kernel never answers unread data with a reset that could destroy our
 //! Close frame in flight.
+//!
+//! The deadlines (keepalive, the deferred Close reply, the closing
+//! handshake) are the protocol core's (`Connection::poll_timeout` and
+//! `handle_timeout`): this layer arms one timer at the instant it asks for
+//! and gives it the time when that passes. The send timeout, which watches
+//! the socket rather than the protocol, is the other timer (`timer.rs`).
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::pool;
+use crate::timer::{DeadlineTimer, SendTimer};
 use bytes::Buf;
 use futures_core::Stream;
 use futures_sink::Sink;
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
@@ -31,7 +37,7 @@ use tether_proto::{
     CloseFrame, CloseState, Connection, Event, InPlace, MessageRef, ProtocolError, Role, SendError,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// Growth step of the read buffer while a large frame arrives.
 const READ_CHUNK: usize = 64 * 1024;
@@ -73,22 +79,10 @@ pub struct WebSocket<S> {
     conn: Connection,
     config: WebSocketConfig,
     shutdown: Shutdown,
-    /// Deadline for the closing handshake / keepalive.
-    timer: Option<Pin<Box<Sleep>>>,
-    /// What the timer is for.
-    timer_kind: TimerKind,
-    /// The waker the timer was last polled with. While the task's waker is
-    /// the same, the timer is already registered to wake it, and checking
-    /// for expiry is one atomic load instead of a re-registration.
-    timer_waker: Option<Waker>,
-    /// Bytes arrived since the last keepalive check (a flag, not a clock
-    /// read on every read).
-    heard: bool,
-    /// The socket accepted bytes since the send deadline was last armed
-    /// (a flag, not a clock read on every write).
-    wrote: bool,
-    /// The send timeout's timer, made the first time a write would block.
-    send_deadline: Option<Box<SendDeadline>>,
+    /// The connection's deadline (keepalive, closing handshake).
+    deadline: DeadlineTimer,
+    /// The send timeout's timer.
+    send_timer: SendTimer,
     /// Error to report once the transport is wound down.
     pending_error: Option<Error>,
     /// The transport reached end of file.
@@ -100,22 +94,6 @@ pub struct WebSocket<S> {
     /// `poll_close`) for output to drain, woken by any write progress and
     /// when the transport ends.
     write_waiter: Option<Waker>,
-}
-
-/// The send timeout's timer (see [`WebSocket::send_stalled`]), apart from
-/// the keepalive/close timer because both can run at once.
-struct SendDeadline {
-    sleep: Pin<Box<Sleep>>,
-    /// The waker the timer was last polled with (as `timer_waker`).
-    waker: Option<Waker>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TimerKind {
-    None,
-    Keepalive,
-    AwaitPong,
-    Close,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -155,28 +133,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wrap a stream whose opening handshake is already done. `leftover` is
     /// whatever was read past the handshake head (it is WebSocket data).
     pub fn from_raw(io: S, role: Role, config: WebSocketConfig, leftover: &[u8]) -> Self {
-        let mut conn = Connection::new(role, config.protocol.clone());
+        let protocol = config
+            .protocol
+            .clone()
+            .with_keepalive(config.keepalive)
+            .with_close_timeout(config.close_timeout);
+        let mut conn = Connection::new(role, protocol);
         conn.receive(leftover);
-        let mut ws = WebSocket {
+        // Starts the connection's clock (arms the keepalive); cannot fail.
+        let _ = conn.handle_timeout(Instant::now().into_std());
+        WebSocket {
             io,
             conn,
             config,
             shutdown: Shutdown::No,
-            timer: None,
-            timer_kind: TimerKind::None,
-            timer_waker: None,
-            heard: false,
-            wrote: false,
-            send_deadline: None,
+            deadline: DeadlineTimer::default(),
+            send_timer: SendTimer::default(),
             pending_error: None,
             read_eof: false,
             read_ahead: false,
             write_waiter: None,
-        };
-        if let Some(k) = ws.config.keepalive {
-            ws.set_timer(TimerKind::Keepalive, k.interval);
         }
-        ws
     }
 
     /// The protocol state machine (for inspection).
@@ -343,17 +320,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(())
     }
 
-    fn set_timer(&mut self, kind: TimerKind, after: std::time::Duration) {
-        let deadline = Instant::now() + after;
-        match &mut self.timer {
-            Some(t) => t.as_mut().reset(deadline),
-            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-        }
-        // Poll (register) it again before trusting `is_elapsed`.
-        self.timer_waker = None;
-        self.timer_kind = kind;
-    }
-
     /// Write queued output until it is empty or the socket would block.
     ///
     /// Both halves write: the sink its messages, the stream automatic
@@ -366,8 +332,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// registers) again.
     ///
     /// While a write would block, the send timeout runs
-    /// ([`send_stalled`](Self::send_stalled)); when it expires the transport
-    /// is over and `Error::Timeout` is returned.
+    /// ([`SendTimer::stalled`]); when it expires the transport is over and
+    /// `Error::Timeout` is returned.
     fn poll_write_output(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut progressed = false;
         let result = loop {
@@ -399,7 +365,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Err(e)) => break Poll::Ready(Err(Error::Io(e))),
                 Poll::Pending => {
                     if let Some(after) = self.config.send_timeout {
-                        if self.send_stalled(cx, after, progressed) {
+                        if self.send_timer.stalled(cx, after, progressed) {
                             tracing::debug!(?after, "send timeout: the peer is not reading");
                             self.transport_ended(cx);
                             return Poll::Ready(Err(Error::Timeout {
@@ -413,59 +379,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
         };
         if progressed || matches!(result, Poll::Ready(Err(_))) {
-            self.wrote = true;
+            self.send_timer.wrote();
             self.wake_writer(cx);
         }
         result
-    }
-
-    /// A write would block: arm the send timeout if it is not running, and
-    /// say whether it expired with no byte accepted since it was armed.
-    ///
-    /// Like the keepalive, the clock is read only when the timer is armed
-    /// or re-armed: writes only set `wrote`. An expired timer whose period
-    /// saw progress is re-armed, so a stall is detected after one to two
-    /// periods. The timer is never disarmed: a write that blocks after a
-    /// quiet spell finds it expired with progress seen, and re-arms it.
-    fn send_stalled(
-        &mut self,
-        cx: &Context<'_>,
-        after: std::time::Duration,
-        progressed: bool,
-    ) -> bool {
-        let d = match &mut self.send_deadline {
-            Some(d) => d,
-            None => {
-                self.wrote = false;
-                self.send_deadline.insert(Box::new(SendDeadline {
-                    sleep: Box::pin(tokio::time::sleep(after)),
-                    waker: None,
-                }))
-            }
-        };
-        self.wrote |= progressed;
-        loop {
-            let registered = d.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
-            let expired = if registered {
-                d.sleep.is_elapsed()
-            } else {
-                let ready = d
-                    .sleep
-                    .as_mut()
-                    .poll(&mut Context::from_waker(cx.waker()))
-                    .is_ready();
-                d.waker = Some(cx.waker().clone());
-                ready
-            };
-            if !expired {
-                return false;
-            }
-            if !std::mem::take(&mut self.wrote) {
-                return true;
-            }
-            d.sleep.as_mut().reset(Instant::now() + after);
-            d.waker = None;
-        }
     }
 
     /// Wake the task parked in a sink call, unless it is this one: output
@@ -518,89 +435,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         }
-        let n = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.io),
-            cx,
-            buf
-        ))?;
-        if n > 0 {
-            self.heard = true;
-        }
-        Poll::Ready(Ok(n))
+        // Bytes read count as the peer's sign of life (a flag, no clock).
+        let io = &mut self.io;
+        self.conn
+            .read_into(|buf| tokio_util::io::poll_read_buf(Pin::new(io), cx, buf))
     }
 
-    /// Keepalive and close deadlines. Returns an error if one expired fatally.
-    ///
-    /// Keepalive checks once per interval whether anything arrived since the
-    /// last check; if nothing did, it pings. So a ping goes out after one to
-    /// two intervals of silence, and no read ever looks at the clock.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Result<()> {
-        loop {
-            let Some(timer) = self.timer.as_mut() else {
-                return Ok(());
-            };
-            let registered = self
-                .timer_waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()));
-            let expired = if registered {
-                timer.is_elapsed()
-            } else {
-                let ready = timer.as_mut().poll(cx).is_ready();
-                self.timer_waker = Some(cx.waker().clone());
-                ready
-            };
-            if !expired {
+    /// The connection's deadline (keepalive, the deferred Close reply, the
+    /// closing handshake): the timer is armed at the instant
+    /// `Connection::poll_timeout` gives, and when that has passed the
+    /// connection is given the time (`handle_timeout`), which is the only
+    /// clock read. An error when a deadline ended the connection: the
+    /// keepalive found the peer dead, or the closing handshake's time is up
+    /// (said again on every call after it, so the wind-down ends at once).
+    fn poll_deadline(&mut self, cx: &Context<'_>) -> Result<()> {
+        while let Some(at) = self.conn.poll_timeout() {
+            if !self.deadline.passed(at, cx) {
                 return Ok(());
             }
-            match (self.timer_kind, self.config.keepalive) {
-                (TimerKind::Close, _) => {
-                    // Stays armed (and expired): winding down must not start
-                    // a second close_timeout.
-                    return Err(Error::Timeout {
-                        what: "closing handshake",
-                        after: self.config.close_timeout,
-                    });
-                }
-                (TimerKind::Keepalive, Some(k)) => {
-                    self.conn.release_quiet_deflate();
-                    if std::mem::take(&mut self.heard) {
-                        self.set_timer(TimerKind::Keepalive, k.interval);
-                    } else {
-                        // A failed ping means we are closing; the close timer takes over.
-                        let _ = self
-                            .conn
-                            .send_ping(bytes::Bytes::from_static(b"tether-keepalive"));
-                        self.set_timer(TimerKind::AwaitPong, k.timeout);
-                    }
-                }
-                (TimerKind::AwaitPong, Some(k)) => {
-                    // Any byte since the ping (not only the pong) proves the
-                    // peer alive.
-                    if std::mem::take(&mut self.heard) {
-                        self.set_timer(TimerKind::Keepalive, k.interval);
-                    } else {
-                        self.timer_kind = TimerKind::None;
-                        return Err(Error::Timeout {
-                            what: "keepalive pong",
-                            after: k.timeout,
-                        });
-                    }
-                }
-                _ => {
-                    self.timer = None;
-                    self.timer_waker = None;
-                    self.timer_kind = TimerKind::None;
-                    return Ok(());
-                }
-            }
+            self.conn.handle_timeout(Instant::now().into_std())?;
         }
-    }
-
-    fn start_close_timer(&mut self) {
-        if self.timer_kind != TimerKind::Close {
-            self.set_timer(TimerKind::Close, self.config.close_timeout);
-        }
+        self.deadline.disarm();
+        Ok(())
     }
 
     /// Wind the transport down after the closing handshake or a failure:
@@ -612,8 +468,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(());
         }
         self.shutdown = Shutdown::Draining;
-        self.start_close_timer();
-        if self.poll_timer(cx).is_err() {
+        if self.poll_deadline(cx).is_err() {
             return self.finish_shutdown(cx);
         }
         match self.poll_write_output(cx) {
@@ -642,19 +497,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn finish_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Give the shutdown a chance unless the closing deadline passed.
         if Pin::new(&mut self.io).poll_shutdown(cx).is_pending()
-            && self.timer_kind == TimerKind::Close
+            && self.conn.poll_timeout().is_some()
+            && self.poll_deadline(cx).is_ok()
         {
-            // Give the shutdown a chance unless the deadline already passed.
-            if let Some(t) = self.timer.as_mut() {
-                if t.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-            }
+            return Poll::Pending;
         }
-        self.timer = None;
-        self.timer_waker = None;
-        self.timer_kind = TimerKind::None;
+        self.deadline = DeadlineTimer::default();
         self.transport_ended(cx);
         self.recycle_buffers();
         Poll::Ready(())
@@ -728,12 +578,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Event::Pong(p) => Poll::Ready(Some(Ok(Message::Pong(p)))),
                 Event::Close(frame) => {
-                    if self.conn.close_sent() {
-                        self.shutdown = Shutdown::Draining;
+                    self.shutdown = if self.conn.close_sent() {
+                        Shutdown::Draining
                     } else {
-                        self.shutdown = Shutdown::AwaitReply;
-                        self.start_close_timer();
-                    }
+                        Shutdown::AwaitReply
+                    };
                     Poll::Ready(Some(Ok(Message::Close(frame))))
                 }
             }),
@@ -776,22 +625,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `Ready` once the reply is queued (by the application, or here when
     /// `close_timeout` has passed), and the wind-down begins.
     fn poll_await_reply(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.conn.close_sent() {
-            if self.poll_timer(cx).is_ok() {
-                if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
-                    self.pending_error = Some(self.failed(cx, e));
-                    return Poll::Ready(());
-                }
-                return Poll::Pending;
+        // The connection answers by itself once `close_timeout` has
+        // passed (and the wind-down then gets its own `close_timeout`).
+        let deadline = self.poll_deadline(cx);
+        if deadline.is_ok() && !self.conn.close_sent() {
+            if let Poll::Ready(Err(e)) = self.poll_write_output(cx) {
+                self.pending_error = Some(self.failed(cx, e));
+                return Poll::Ready(());
             }
-            // The application did not answer in time: echo the code, as
-            // without `defer_close_reply`.
-            let reply = self.conn.peer_close().map(|f| CloseFrame::new(f.code, ""));
-            let _ = self.conn.close(reply);
+            return Poll::Pending;
         }
-        // The wind-down gets its own `close_timeout` to send the reply,
-        // however long it took.
-        self.timer_kind = TimerKind::None;
+        if let Err(e) = deadline {
+            self.pending_error = Some(e);
+        }
         self.shutdown = Shutdown::Draining;
         Poll::Ready(())
     }
@@ -802,13 +648,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// (end of file or an I/O error). `Pending`: nothing to read, every
     /// waker registered, the buffers lent to the pool.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        // Arm the close deadline before polling the timer, so that a newly
-        // armed timer is registered with the runtime in this poll
-        // (otherwise nothing would wake us when it expires).
-        if self.conn.close_sent() {
-            self.start_close_timer();
-        }
-        if let Err(e) = self.poll_timer(cx) {
+        if let Err(e) = self.poll_deadline(cx) {
             tracing::debug!(error = %e, "deadline passed");
             self.pending_error = Some(e);
             self.shutdown = Shutdown::Draining;

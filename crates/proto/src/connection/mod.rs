@@ -46,11 +46,13 @@ use bytes::BytesMut;
 mod deflate;
 mod fast;
 mod read;
+mod timers;
 mod write;
 
 use deflate::DeflateRx;
 pub use fast::InPlace;
 use read::{Assembly, InFrame};
+use timers::Timers;
 pub use write::Sender;
 
 /// Payloads up to this size are copied out of the read buffer; larger ones
@@ -131,6 +133,8 @@ pub struct Connection {
     peer_close: Option<CloseFrame>,
     /// permessage-deflate's inflating half, if negotiated.
     deflate: Option<Box<DeflateRx>>,
+    /// Keepalive and the closing deadline.
+    timers: Timers,
 }
 
 impl Connection {
@@ -157,6 +161,7 @@ impl Connection {
             close_received: false,
             failed: None,
             peer_close: None,
+            timers: Timers::default(),
         }
     }
 
@@ -172,10 +177,26 @@ impl Connection {
 
     // ----- input -------------------------------------------------------
 
-    /// The buffer the transport reads into (avoids a copy). Reserve space
-    /// and read into its spare capacity, e.g. with tokio's `read_buf`.
+    /// The buffer the transport reads into: make room in it here (or lend
+    /// it one, see [`take_idle_buffers`](Self::take_idle_buffers)), then
+    /// read with [`read_into`](Self::read_into). Bytes added here directly
+    /// are not seen by the keepalive.
     pub fn read_buf(&mut self) -> &mut BytesMut {
         &mut self.read_buf
+    }
+
+    /// Read into the read buffer without a copy: `read` appends to it (into
+    /// its spare capacity, e.g. with tokio's `poll_read_buf`) and its result
+    /// is returned. Bytes it adds count as a sign of life for the keepalive
+    /// (a flag: no clock is read).
+    #[inline]
+    pub fn read_into<R>(&mut self, read: impl FnOnce(&mut BytesMut) -> R) -> R {
+        let before = self.read_buf.len();
+        let result = read(&mut self.read_buf);
+        if self.read_buf.len() > before {
+            self.timers.heard = true;
+        }
+        result
     }
 
     /// How many more bytes the read buffer must receive to complete the
@@ -199,6 +220,7 @@ impl Connection {
     pub fn receive(&mut self, data: &[u8]) {
         if !self.reading_done() {
             self.read_buf.extend_from_slice(data);
+            self.timers.heard |= !data.is_empty();
         }
     }
 
