@@ -1,11 +1,14 @@
 //! The WebSocket connection state machine (RFC 6455 §5-§7), without I/O.
 //!
-//! Bytes from the transport go in ([`Connection::read_buf`] or
+//! Bytes from the transport go in ([`Connection::read_into`] or
 //! [`Connection::receive`]); events come out ([`Connection::poll_event`]);
 //! messages the application sends are encoded into an output queue
-//! ([`Connection::output`]) that the transport drains. There is no clock and no
-//! socket, so the same code runs under tokio, in tests, and in fuzzers, and
-//! every behaviour is deterministic given its input.
+//! ([`Connection::output`]) that the transport drains. There is no socket and
+//! no clock: the time is passed in when the connection's one deadline
+//! ([`Connection::poll_timeout`]) has passed ([`Connection::handle_timeout`]),
+//! which drives the keepalive and the closing handshake's deadlines. So the
+//! same code runs under tokio, in tests, and in fuzzers, and every behaviour
+//! is deterministic given its input and the times it is given.
 //!
 //! Reading works in place: a frame's payload is unmasked and UTF-8-checked in
 //! the read buffer as its bytes arrive (so a bad text message fails the
@@ -23,7 +26,8 @@
 //! (headers, payloads, fragments, control frames, failing the connection),
 //! `fast.rs` the fast paths for small single-frame messages, `write.rs` the
 //! sending side and the output queue, `deflate.rs` the permessage-deflate
-//! state; this file holds the state they share and the calls that inspect it.
+//! state, `timers.rs` the deadlines; this file holds the state they share
+//! and the calls that inspect it.
 //!
 //! ```
 //! use tether_proto::{Config, Connection, Event, Message, Role};
@@ -94,10 +98,16 @@ pub enum CloseState {
 
 /// One end of a WebSocket connection, as a pure state machine.
 ///
-/// Its calls are of four kinds:
+/// Its calls are of six kinds; a transport makes them in this order, in a
+/// loop (quinn-proto's `Connection` is the model):
 ///
-/// * **input**: [`read_buf`](Self::read_buf) (read into its spare
-///   capacity) or [`receive`](Self::receive) (copy in);
+/// * **start**: [`handle_timeout`](Self::handle_timeout) once with the
+///   current time, which starts the connection's clock (a connection never
+///   given the time has no deadlines);
+/// * **input**: [`read_into`](Self::read_into) (read straight into its
+///   buffer; [`read_buf`](Self::read_buf) makes room first) or
+///   [`receive`](Self::receive) (copy in). Either tells the keepalive that
+///   the peer is alive, with a flag: input never needs the time;
 /// * **reading**, after each input, until it says more input is needed:
 ///   [`poll_event`](Self::poll_event) returns the next event, owned, and
 ///   decides everything (every rule, every protocol error); a transport
@@ -114,10 +124,39 @@ pub enum CloseState {
 /// * **output**, after any of the above: write what
 ///   [`output`](Self::output) holds, then call
 ///   [`on_output_drained`](Self::on_output_drained) (a pong deferred while
-///   the output was backed up goes out then).
+///   the output was backed up goes out then);
+/// * **timer**, before waiting for input or for the socket: arm one timer
+///   at [`poll_timeout`](Self::poll_timeout) (`None`: nothing is timed; an
+///   instant already passed: at once, a deadline starts from the current
+///   time). When it fires, call [`handle_timeout`](Self::handle_timeout)
+///   with the current time, then **output** (it may have queued a keepalive
+///   ping or the Close reply) and **timer** again. Its errors end the
+///   connection: [`Timeout::KeepalivePong`](crate::Timeout::KeepalivePong),
+///   stop reading and wind down (the closing deadline still bounds that);
+///   [`Timeout::ClosingHandshake`](crate::Timeout::ClosingHandshake), close
+///   the transport now (every later call says so again).
 ///
 /// The rest inspect state (`close_state`, `peer_close`, `failure`, ...) or
 /// manage buffers for a transport that pools them.
+///
+/// Time is whatever the transport says it is, so tests drive the deadlines
+/// with made-up instants:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use tether_proto::{Config, Connection, Keepalive, Role, Timeout};
+/// let keepalive = Keepalive::new(Duration::from_secs(30), Duration::from_secs(10));
+/// let mut conn = Connection::new(Role::Server, Config::default().with_keepalive(Some(keepalive)));
+/// let start = Instant::now();
+/// conn.handle_timeout(start).unwrap();
+/// let check = conn.poll_timeout().unwrap();
+/// assert_eq!(check, start + Duration::from_secs(30));
+/// conn.handle_timeout(check).unwrap(); // nothing heard: a ping is queued
+/// assert!(conn.buffered_amount() > 0);
+/// let dead = conn.poll_timeout().unwrap();
+/// let after = Duration::from_secs(10);
+/// assert_eq!(conn.handle_timeout(dead), Err(Timeout::KeepalivePong { after }));
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
