@@ -61,6 +61,7 @@ impl Connection {
     /// once (a deadline starts from the current time, which the
     /// connection learns from that call). Cheap: a transport may ask after
     /// every call, and arms its one timer with the answer.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let now = self.timers.now?;
         let wanted = self.wanted_deadline()?;
@@ -101,6 +102,7 @@ impl Connection {
     }
 
     /// The deadline the connection's state calls for.
+    #[inline]
     fn wanted_deadline(&self) -> Option<Purpose> {
         if self.tx.close_sent || self.failed.is_some() || self.timers.peer_silent {
             Some(Purpose::Closing)
