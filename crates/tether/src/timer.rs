@@ -32,9 +32,16 @@ impl Timer {
         self.waker = None;
     }
 
+    /// Whether it was last polled with this task's waker: it will wake the
+    /// task when it expires.
+    #[inline]
+    fn registered(&self, cx: &Context<'_>) -> bool {
+        self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+    }
+
     /// Whether it has expired; if not, the task is woken when it does.
     fn expired(&mut self, cx: &Context<'_>) -> bool {
-        if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if self.registered(cx) {
             return self.sleep.is_elapsed();
         }
         let ready = self
@@ -57,6 +64,21 @@ pub(crate) struct DeadlineTimer {
 }
 
 impl DeadlineTimer {
+    /// Whether there is nothing to do for the deadline `at`: nothing is
+    /// timed and nothing armed, or the timer is set for `at`, registered
+    /// with this task and not expired. Inlined: asked before every read.
+    #[inline]
+    pub(crate) fn quiet(&self, at: Option<std::time::Instant>, cx: &Context<'_>) -> bool {
+        if self.armed != at {
+            return false;
+        }
+        match &self.timer {
+            _ if at.is_none() => true,
+            Some(t) => t.registered(cx) && !t.sleep.is_elapsed(),
+            None => false,
+        }
+    }
+
     /// Whether `at` has passed; if not, the task is woken when it does.
     pub(crate) fn passed(&mut self, at: std::time::Instant, cx: &Context<'_>) -> bool {
         if self.armed != Some(at) {

@@ -20,7 +20,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// clock read. An error when a deadline ended the connection: the
     /// keepalive found the peer dead, or the closing handshake's time is up
     /// (said again on every call after it, so the wind-down ends at once).
+    #[inline]
     pub(super) fn poll_deadline(&mut self, cx: &Context<'_>) -> Result<()> {
+        if self.deadline.quiet(self.conn.poll_timeout(), cx) {
+            return Ok(());
+        }
+        self.poll_deadline_changed(cx)
+    }
+
+    /// [`poll_deadline`](Self::poll_deadline) when the deadline moved, the
+    /// timer is to be registered, or it has expired.
+    #[inline(never)]
+    fn poll_deadline_changed(&mut self, cx: &Context<'_>) -> Result<()> {
         while let Some(at) = self.conn.poll_timeout() {
             if !self.deadline.passed(at, cx) {
                 return Ok(());
