@@ -12,7 +12,11 @@
 //! The limits are small so the limit paths are reachable. The op bytes are
 //! used cyclically; each one feeds a chunk of peer bytes, drains some output,
 //! or makes an application call. Whatever peer bytes remain at the end are
-//! fed in one piece.
+//! fed in one piece. Each step also advances a clock by `op * 4` ms, and the
+//! connection is given the time whenever its deadline has passed, as a
+//! transport's timer would (keepalive every 1 s with a 400 ms pong timeout,
+//! a 1.5 s close timeout; the low bit of the frame limit byte turns on
+//! `defer_close_reply`).
 //!
 //! Invariants checked:
 //!
@@ -31,18 +35,26 @@
 //! 7. the in-place path (`read_in_place`, alone and replying with
 //!    `Sender::send_ref`), tried first on some chunks, delivers and echoes
 //!    what `poll_event` would, under the same invariants (an echo counts as
-//!    an application send).
+//!    an application send);
+//! 8. the deadlines: `handle_timeout` leaves no deadline passed (but the
+//!    closing one, which ends the run); a keepalive ping is queued only while
+//!    the connection is open; the peer is declared dead only when nothing
+//!    arrived for the pong timeout after a ping; the closing deadline passes
+//!    only once our Close is queued (or the peer is dead), and no sooner than
+//!    the close timeout after;
+//! 9. left alone after its input, every connection ends by its deadlines.
 //!
 //! Flag bits 5-7 of the input turn on permessage-deflate as if negotiated, so
 //! compressed input (and its limits) is fuzzed as well.
 
 use bytes::{Buf, Bytes};
 use std::io::IoSlice;
+use std::time::{Duration, Instant};
 use tether_proto::deflate::{DeflateConfig, DeflateParams};
 use tether_proto::frame::{FrameHeader, OpCode};
 use tether_proto::{
-    CloseCode, CloseFrame, CloseState, Config, Connection, Event, InPlace, Message, Role,
-    SendError,
+    CloseCode, CloseFrame, CloseState, Config, Connection, Event, InPlace, Keepalive, Message,
+    Role, SendError, Timeout,
 };
 
 /// Largest control frame on the wire: 2 header bytes, 4 mask bytes, 125 payload.
@@ -56,6 +68,10 @@ const MAX_APP_TOTAL_DEFLATE: usize = 8 * 1024;
 /// Cap on harness steps, so every input terminates quickly.
 const MAX_STEPS: usize = 2048;
 
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(1000);
+const PONG_TIMEOUT: Duration = Duration::from_millis(400);
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(1500);
+
 struct Harness {
     conn: Connection,
     /// Everything drained from the output so far.
@@ -68,6 +84,19 @@ struct Harness {
     finished: bool,
     /// The close code the output must end with, after a failure.
     failure_code: Option<CloseCode>,
+    /// The clock the connection is given.
+    now: Instant,
+    /// When the last keepalive ping was queued, and whether peer bytes
+    /// were fed since.
+    keepalive_ping: Option<Instant>,
+    fed_since_ping: bool,
+    /// The keepalive declared the peer dead: a transport reads no more.
+    peer_dead: bool,
+    /// The first time the connection was given while closing (our Close
+    /// queued or the peer dead): the closing deadline starts there.
+    closing_since: Option<Instant>,
+    /// The closing deadline passed: the transport is closed.
+    transport_closed: bool,
 }
 
 /// permessage-deflate (RFC 7692) as if negotiated, when flag bits 5-7 are
@@ -107,7 +136,10 @@ pub fn run_connection(role: Role, data: &[u8]) {
         .with_fragment_size(match (flags >> 1) & 0x0f {
             0 => None,
             n => Some(n as usize * 3),
-        });
+        })
+        .with_keepalive(Some(Keepalive::new(KEEPALIVE_INTERVAL, PONG_TIMEOUT)))
+        .with_close_timeout(CLOSE_TIMEOUT)
+        .with_defer_close_reply(byte(0) & 1 == 1);
     let k = data.get(4).copied().unwrap_or(0) as usize;
     let rest = data.get(5..).unwrap_or(&[]);
     let (ops, mut wire) = rest.split_at(k.min(rest.len()));
@@ -119,7 +151,15 @@ pub fn run_connection(role: Role, data: &[u8]) {
         app_total: 0,
         finished: false,
         failure_code: None,
+        now: Instant::now(),
+        keepalive_ping: None,
+        fed_since_ping: false,
+        peer_dead: false,
+        closing_since: None,
+        transport_closed: false,
     };
+    // Start the connection's clock, as a transport does.
+    assert_eq!(h.conn.handle_timeout(h.now), Ok(()));
 
     if !ops.is_empty() {
         for (step, &op) in ops.iter().cycle().enumerate() {
@@ -137,9 +177,20 @@ pub fn run_connection(role: Role, data: &[u8]) {
                 _ => h.app(op >> 2),
             }
             h.check_bounded();
+            h.tick(Duration::from_millis(op as u64 * 4));
+            if h.transport_closed {
+                break;
+            }
         }
     }
     h.feed(wire);
+    // Left alone, every connection ends by its deadlines (pinged, found
+    // dead, closed; or its Close answered, then closed).
+    for _ in 0..8 {
+        h.drain(0);
+        h.tick(KEEPALIVE_INTERVAL);
+    }
+    assert!(h.transport_closed, "a connection left alone never ended");
     // Draining everything can release a deferred pong; drain that too.
     for _ in 0..3 {
         h.drain(0);
@@ -149,6 +200,11 @@ pub fn run_connection(role: Role, data: &[u8]) {
 
 impl Harness {
     fn feed(&mut self, chunk: &[u8]) {
+        if self.peer_dead || self.transport_closed {
+            // A transport winding down discards what still arrives.
+            return;
+        }
+        self.fed_since_ping |= !chunk.is_empty();
         self.conn.receive(chunk);
         // The chunk's length picks whether the fast paths go first (as in
         // a transport that reads in place, or an echo), or only poll_event.
@@ -171,8 +227,17 @@ impl Harness {
                 {
                     assert!(!self.finished, "message echoed after the end");
                     let Ok(len) = sent else {
-                        assert!(closing, "a reply refused before our Close: {sent:?}");
-                        assert_eq!(self.conn.buffered_amount(), before, "a refused reply queued bytes");
+                        // Refused after our Close, or in the middle of a
+                        // message the application sends in fragments.
+                        assert!(
+                            closing || sent == Err(SendError::FragmentOutOfSequence),
+                            "a reply refused before our Close: {sent:?}"
+                        );
+                        assert_eq!(
+                            self.conn.buffered_amount(),
+                            before,
+                            "a refused reply queued bytes"
+                        );
                         continue;
                     };
                     assert!(!closing, "echoed after our Close");
@@ -237,7 +302,10 @@ impl Harness {
                     assert!(f.reason.len() <= 123);
                 }
                 assert_eq!(self.conn.peer_close(), frame.as_ref());
-                assert!(self.conn.close_sent(), "Close not answered");
+                assert!(
+                    self.conn.close_sent() || config.defer_close_reply,
+                    "Close not answered"
+                );
                 assert!(matches!(
                     self.conn.close_state(),
                     CloseState::CloseReceived | CloseState::Closed
@@ -245,6 +313,70 @@ impl Harness {
                 assert!(self.conn.reading_done());
                 self.finished = true;
             }
+        }
+    }
+
+    /// Advance the clock by `by` and give the connection the time while its
+    /// deadline has passed, as a transport's timer does.
+    fn tick(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        while let Some(at) = self.conn.poll_timeout() {
+            if at > now || self.transport_closed {
+                return;
+            }
+            if self.closing_since.is_none() && (self.conn.close_sent() || self.peer_dead) {
+                self.closing_since = Some(now);
+            }
+            let open = self.conn.close_state() == CloseState::Open;
+            let closing = self.conn.close_sent();
+            let before = self.conn.buffered_amount();
+            let result = self.conn.handle_timeout(now);
+            let grew = self.conn.buffered_amount() - before;
+            assert!(
+                grew <= MAX_CONTROL_FRAME,
+                "{grew} bytes queued by a deadline"
+            );
+            if grew > 0 {
+                // A keepalive ping, or the Close reply the application left.
+                assert!(!closing, "queued after our Close");
+                if open {
+                    self.keepalive_ping = Some(now);
+                    self.fed_since_ping = false;
+                } else {
+                    assert!(self.conn.config().defer_close_reply);
+                    assert!(self.conn.close_sent(), "the reply is a Close");
+                }
+                self.app_pending += grew;
+                self.app_total += grew;
+            }
+            match result {
+                Ok(()) => {
+                    let next = self.conn.poll_timeout();
+                    assert!(next.is_none_or(|at| at > now), "a deadline left passed");
+                }
+                Err(Timeout::KeepalivePong { after }) => {
+                    assert_eq!(after, PONG_TIMEOUT);
+                    assert!(!self.peer_dead, "declared dead twice");
+                    let ping = self.keepalive_ping.expect("dead without a ping");
+                    assert!(now >= ping + PONG_TIMEOUT, "dead too soon");
+                    assert!(!self.fed_since_ping, "dead although it spoke");
+                    self.peer_dead = true;
+                }
+                Err(Timeout::ClosingHandshake { after }) => {
+                    assert_eq!(after, CLOSE_TIMEOUT);
+                    let since = self.closing_since.expect("closing deadline while open");
+                    assert!(now >= since + CLOSE_TIMEOUT, "closing deadline too soon");
+                    self.transport_closed = true;
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+            // A deadline that queued the Close reply or found the peer
+            // dead started the closing deadline.
+            if self.closing_since.is_none() && (self.conn.close_sent() || self.peer_dead) {
+                self.closing_since = Some(now);
+            }
+            self.check_bounded();
         }
     }
 

@@ -2,6 +2,34 @@
 
 use crate::deflate::{DeflateConfig, DeflateParams};
 use crate::random::Randomness;
+use std::time::Duration;
+
+/// Keepalive: ping when the peer has been silent, give up when it stays so.
+///
+/// ```
+/// use std::time::Duration;
+/// use tether_proto::{Config, Keepalive};
+/// let keepalive = Keepalive::new(Duration::from_secs(30), Duration::from_secs(10));
+/// let config = Config::default().with_keepalive(Some(keepalive));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Keepalive {
+    /// Send a ping once this long has passed without receiving anything.
+    /// Silence is checked once per interval, so the ping goes out after one
+    /// to two intervals of silence (receiving never needs the time).
+    pub interval: Duration,
+    /// Fail the connection if nothing arrives this long after the ping.
+    pub timeout: Duration,
+}
+
+impl Keepalive {
+    /// Ping after `interval` of silence; fail the connection if nothing
+    /// arrives within `timeout` after the ping.
+    pub fn new(interval: Duration, timeout: Duration) -> Self {
+        Keepalive { interval, timeout }
+    }
+}
 
 /// Options for a [`Connection`](crate::Connection).
 ///
@@ -58,6 +86,14 @@ pub struct Config {
     /// handshake nonces). Default: the thread-local CSPRNG (see
     /// [`crate::random`]).
     pub random: Randomness,
+    /// Keepalive pings (see [`Connection::handle_timeout`](crate::Connection::handle_timeout)).
+    /// Default off.
+    pub keepalive: Option<Keepalive>,
+    /// How long the closing handshake may take once our Close is queued
+    /// (the peer's Close, and the end of the transport), and, with
+    /// `defer_close_reply`, how long the application may take to answer
+    /// the peer's Close before the connection answers it. Default 5 s.
+    pub close_timeout: Duration,
 }
 
 impl Default for Config {
@@ -72,6 +108,8 @@ impl Default for Config {
             deflate: None,
             negotiated_deflate: None,
             random: Randomness::ThreadRng,
+            keepalive: None,
+            close_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -139,6 +177,20 @@ impl Config {
     #[must_use]
     pub fn with_deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
         self.deflate = deflate;
+        self
+    }
+
+    /// Sets [`keepalive`](Self::keepalive).
+    #[must_use]
+    pub fn with_keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets [`close_timeout`](Self::close_timeout).
+    #[must_use]
+    pub fn with_close_timeout(mut self, close_timeout: Duration) -> Self {
+        self.close_timeout = close_timeout;
         self
     }
 }

@@ -6,8 +6,11 @@
 //! * [`SendError`]: the application asked for something the protocol forbids
 //!   (sending after close, an invalid close code, an oversized control frame).
 //!   Nothing is sent and the connection is unchanged.
+//! * [`Timeout`]: a deadline of the connection passed (the peer went silent,
+//!   or left the closing handshake unfinished); each names its setting.
 
 use crate::close::CloseCode;
+use std::time::Duration;
 
 /// The peer violated the protocol or a configured limit.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -121,4 +124,43 @@ pub enum SendError {
     /// message was started before the last one was finished (§5.4).
     #[error("fragment out of sequence (RFC 6455 §5.4)")]
     FragmentOutOfSequence,
+}
+
+/// A deadline of the connection passed
+/// ([`Connection::handle_timeout`](crate::Connection::handle_timeout)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Timeout {
+    /// Nothing arrived within [`Keepalive::timeout`](crate::Keepalive::timeout)
+    /// of a keepalive ping: the peer is taken for dead.
+    #[error("no answer to a keepalive ping within keepalive.timeout ({after:?})")]
+    KeepalivePong {
+        /// The configured `keepalive.timeout`.
+        after: Duration,
+    },
+    /// The closing handshake did not finish within
+    /// [`Config::close_timeout`](crate::Config::close_timeout): the
+    /// transport is to be closed.
+    #[error("closing handshake unfinished after close_timeout ({after:?})")]
+    ClosingHandshake {
+        /// The configured `close_timeout`.
+        after: Duration,
+    },
+}
+
+impl Timeout {
+    /// What was being waited for, in a few words.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Timeout::KeepalivePong { .. } => "keepalive pong",
+            Timeout::ClosingHandshake { .. } => "closing handshake",
+        }
+    }
+
+    /// The configured limit that passed.
+    pub fn after(&self) -> Duration {
+        match *self {
+            Timeout::KeepalivePong { after } | Timeout::ClosingHandshake { after } => after,
+        }
+    }
 }

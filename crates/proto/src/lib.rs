@@ -1,7 +1,8 @@
 //! # tether-proto (package `tether-ws-proto`)
 //!
 //! A sans-IO implementation of the WebSocket protocol (RFC 6455): bytes in,
-//! events and bytes out. No sockets, no async runtime, no clock — so the same
+//! events and bytes out. No sockets, no async runtime, no clock (the time is
+//! passed in, for keepalive and the closing deadline) — so the same
 //! state machine serves the tokio library, tests, fuzzers and anyone who wants
 //! to drive WebSockets over their own transport.
 //!
@@ -10,7 +11,7 @@
 //! * [`utf8`] — incremental UTF-8 validation and the [`Utf8Bytes`] text type;
 //! * [`close`] — close codes and close frames;
 //! * [`Connection`] — the state machine: fragmentation, control frames,
-//!   the closing handshake, limits;
+//!   the closing handshake, keepalive and the closing deadline, limits;
 //! * [`handshake`] — the HTTP/1.1 opening handshake for both roles;
 //! * [`deflate`] — permessage-deflate (RFC 7692) negotiation and compression.
 //!
@@ -53,9 +54,9 @@ pub mod random;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use config::Config;
+pub use config::{Config, Keepalive};
 pub use connection::{CloseState, Connection, InPlace, Role, Sender};
-pub use error::{ProtocolError, SendError};
+pub use error::{ProtocolError, SendError, Timeout};
 pub use frame::{FrameHeader, OpCode};
 pub use message::{Event, Message, MessageRef};
 pub use random::Randomness;

@@ -4,23 +4,9 @@ use std::time::Duration;
 use tether_proto::handshake::HandshakeLimits;
 use tether_proto::Config;
 
-/// Keepalive: ping when the peer has been silent, give up when it stays so.
-///
-/// ```
-/// use std::time::Duration;
-/// let keepalive = tether::Keepalive::new(Duration::from_secs(30), Duration::from_secs(10));
-/// let config = tether::WebSocketConfig::default().with_keepalive(Some(keepalive));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Keepalive {
-    /// Send a ping once this long has passed without receiving anything.
-    /// Silence is checked once per interval, so the ping goes out after one
-    /// to two intervals of silence (a busy connection never reads the clock).
-    pub interval: Duration,
-    /// Fail the connection if nothing arrives this long after the ping.
-    pub timeout: Duration,
-}
+/// Keepalive settings: the protocol core's (it decides when to ping and
+/// when the peer is dead, see `Connection::handle_timeout`).
+pub use tether_proto::Keepalive;
 
 /// Options for a [`WebSocket`](crate::WebSocket) and its handshake.
 ///
@@ -39,7 +25,8 @@ pub struct Keepalive {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct WebSocketConfig {
-    /// Limits and options of the protocol core.
+    /// Limits and options of the protocol core. Its `keepalive` and
+    /// `close_timeout` are replaced by this struct's fields of those names.
     pub protocol: Config,
     /// Limits on the opening handshake's HTTP head.
     pub handshake_limits: HandshakeLimits,
@@ -75,14 +62,6 @@ impl Default for WebSocketConfig {
             keepalive: None,
             send_timeout: None,
         }
-    }
-}
-
-impl Keepalive {
-    /// Ping after `interval` of silence; fail the connection if nothing
-    /// arrives within `timeout` after the ping.
-    pub fn new(interval: Duration, timeout: Duration) -> Self {
-        Keepalive { interval, timeout }
     }
 }
 

@@ -151,6 +151,16 @@ fn closed_suffix(frame: Option<&CloseFrame>) -> String {
     }
 }
 
+/// A deadline of the protocol core (keepalive, closing handshake).
+impl From<tether_proto::Timeout> for Error {
+    fn from(t: tether_proto::Timeout) -> Self {
+        Error::Timeout {
+            what: t.what(),
+            after: t.after(),
+        }
+    }
+}
+
 impl From<SendError> for Error {
     /// [`SendError::Closing`] (a frame after our Close) is [`Error::Closed`]:
     /// one error means "closed", whichever step noticed it.

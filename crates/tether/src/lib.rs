@@ -217,6 +217,7 @@ pub mod reconnect;
 mod server;
 mod socket;
 mod stream;
+mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -109,8 +109,8 @@ impl DeflateTx {
 
 impl Connection {
     /// Free the permessage-deflate send history when no message was
-    /// compressed since the previous call (a transport calls this once per
-    /// keepalive interval). The next message then refers to earlier ones
+    /// compressed since the previous call ([`handle_timeout`](Self::handle_timeout)
+    /// calls this once per keepalive interval). The next message then refers to earlier ones
     /// only if this thread's shared compressor still carries them. The
     /// receive window stays: with context takeover the peer may refer to it.
     pub fn release_quiet_deflate(&mut self) {

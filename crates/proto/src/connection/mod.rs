@@ -1,11 +1,14 @@
 //! The WebSocket connection state machine (RFC 6455 §5-§7), without I/O.
 //!
-//! Bytes from the transport go in ([`Connection::read_buf`] or
+//! Bytes from the transport go in ([`Connection::read_into`] or
 //! [`Connection::receive`]); events come out ([`Connection::poll_event`]);
 //! messages the application sends are encoded into an output queue
-//! ([`Connection::output`]) that the transport drains. There is no clock and no
-//! socket, so the same code runs under tokio, in tests, and in fuzzers, and
-//! every behaviour is deterministic given its input.
+//! ([`Connection::output`]) that the transport drains. There is no socket and
+//! no clock: the time is passed in when the connection's one deadline
+//! ([`Connection::poll_timeout`]) has passed ([`Connection::handle_timeout`]),
+//! which drives the keepalive and the closing handshake's deadlines. So the
+//! same code runs under tokio, in tests, and in fuzzers, and every behaviour
+//! is deterministic given its input and the times it is given.
 //!
 //! Reading works in place: a frame's payload is unmasked and UTF-8-checked in
 //! the read buffer as its bytes arrive (so a bad text message fails the
@@ -23,7 +26,8 @@
 //! (headers, payloads, fragments, control frames, failing the connection),
 //! `fast.rs` the fast paths for small single-frame messages, `write.rs` the
 //! sending side and the output queue, `deflate.rs` the permessage-deflate
-//! state; this file holds the state they share and the calls that inspect it.
+//! state, `timers.rs` the deadlines; this file holds the state they share
+//! and the calls that inspect it.
 //!
 //! ```
 //! use tether_proto::{Config, Connection, Event, Message, Role};
@@ -46,11 +50,13 @@ use bytes::BytesMut;
 mod deflate;
 mod fast;
 mod read;
+mod timers;
 mod write;
 
 use deflate::DeflateRx;
 pub use fast::InPlace;
 use read::{Assembly, InFrame};
+use timers::Timers;
 pub use write::Sender;
 
 /// Payloads up to this size are copied out of the read buffer; larger ones
@@ -92,10 +98,16 @@ pub enum CloseState {
 
 /// One end of a WebSocket connection, as a pure state machine.
 ///
-/// Its calls are of four kinds:
+/// Its calls are of six kinds; a transport makes them in this order, in a
+/// loop (quinn-proto's `Connection` is the model):
 ///
-/// * **input**: [`read_buf`](Self::read_buf) (read into its spare
-///   capacity) or [`receive`](Self::receive) (copy in);
+/// * **start**: [`handle_timeout`](Self::handle_timeout) once with the
+///   current time, which starts the connection's clock (a connection never
+///   given the time has no deadlines);
+/// * **input**: [`read_into`](Self::read_into) (read straight into its
+///   buffer; [`read_buf`](Self::read_buf) makes room first) or
+///   [`receive`](Self::receive) (copy in). Either tells the keepalive that
+///   the peer is alive, with a flag: input never needs the time;
 /// * **reading**, after each input, until it says more input is needed:
 ///   [`poll_event`](Self::poll_event) returns the next event, owned, and
 ///   decides everything (every rule, every protocol error); a transport
@@ -112,10 +124,39 @@ pub enum CloseState {
 /// * **output**, after any of the above: write what
 ///   [`output`](Self::output) holds, then call
 ///   [`on_output_drained`](Self::on_output_drained) (a pong deferred while
-///   the output was backed up goes out then).
+///   the output was backed up goes out then);
+/// * **timer**, before waiting for input or for the socket: arm one timer
+///   at [`poll_timeout`](Self::poll_timeout) (`None`: nothing is timed; an
+///   instant already passed: at once, a deadline starts from the current
+///   time). When it fires, call [`handle_timeout`](Self::handle_timeout)
+///   with the current time, then **output** (it may have queued a keepalive
+///   ping or the Close reply) and **timer** again. Its errors end the
+///   connection: [`Timeout::KeepalivePong`](crate::Timeout::KeepalivePong),
+///   stop reading and wind down (the closing deadline still bounds that);
+///   [`Timeout::ClosingHandshake`](crate::Timeout::ClosingHandshake), close
+///   the transport now (every later call says so again).
 ///
 /// The rest inspect state (`close_state`, `peer_close`, `failure`, ...) or
 /// manage buffers for a transport that pools them.
+///
+/// Time is whatever the transport says it is, so tests drive the deadlines
+/// with made-up instants:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use tether_proto::{Config, Connection, Keepalive, Role, Timeout};
+/// let keepalive = Keepalive::new(Duration::from_secs(30), Duration::from_secs(10));
+/// let mut conn = Connection::new(Role::Server, Config::default().with_keepalive(Some(keepalive)));
+/// let start = Instant::now();
+/// conn.handle_timeout(start).unwrap();
+/// let check = conn.poll_timeout().unwrap();
+/// assert_eq!(check, start + Duration::from_secs(30));
+/// conn.handle_timeout(check).unwrap(); // nothing heard: a ping is queued
+/// assert!(conn.buffered_amount() > 0);
+/// let dead = conn.poll_timeout().unwrap();
+/// let after = Duration::from_secs(10);
+/// assert_eq!(conn.handle_timeout(dead), Err(Timeout::KeepalivePong { after }));
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
@@ -131,6 +172,8 @@ pub struct Connection {
     peer_close: Option<CloseFrame>,
     /// permessage-deflate's inflating half, if negotiated.
     deflate: Option<Box<DeflateRx>>,
+    /// Keepalive and the closing deadline.
+    timers: Timers,
 }
 
 impl Connection {
@@ -157,6 +200,7 @@ impl Connection {
             close_received: false,
             failed: None,
             peer_close: None,
+            timers: Timers::default(),
         }
     }
 
@@ -172,10 +216,26 @@ impl Connection {
 
     // ----- input -------------------------------------------------------
 
-    /// The buffer the transport reads into (avoids a copy). Reserve space
-    /// and read into its spare capacity, e.g. with tokio's `read_buf`.
+    /// The buffer the transport reads into: make room in it here (or lend
+    /// it one, see [`take_idle_buffers`](Self::take_idle_buffers)), then
+    /// read with [`read_into`](Self::read_into). Bytes added here directly
+    /// are not seen by the keepalive.
     pub fn read_buf(&mut self) -> &mut BytesMut {
         &mut self.read_buf
+    }
+
+    /// Read into the read buffer without a copy: `read` appends to it (into
+    /// its spare capacity, e.g. with tokio's `poll_read_buf`) and its result
+    /// is returned. Bytes it adds count as a sign of life for the keepalive
+    /// (a flag: no clock is read).
+    #[inline]
+    pub fn read_into<R>(&mut self, read: impl FnOnce(&mut BytesMut) -> R) -> R {
+        let before = self.read_buf.len();
+        let result = read(&mut self.read_buf);
+        if self.read_buf.len() > before {
+            self.timers.heard = true;
+        }
+        result
     }
 
     /// How many more bytes the read buffer must receive to complete the
@@ -199,6 +259,7 @@ impl Connection {
     pub fn receive(&mut self, data: &[u8]) {
         if !self.reading_done() {
             self.read_buf.extend_from_slice(data);
+            self.timers.heard |= !data.is_empty();
         }
     }
 
