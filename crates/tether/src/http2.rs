@@ -62,6 +62,10 @@ pub const STREAM_WINDOW: u32 = 256 * 1024;
 /// streams never use up what the others need.
 pub const CONNECTION_WINDOW: u32 = 256 * STREAM_WINDOW;
 
+/// Largest DATA frame the server may send: whole messages of up to a
+/// stream window in one frame rather than in 16 KiB pieces.
+const MAX_FRAME: u32 = STREAM_WINDOW;
+
 /// The ALPN protocols offered for `wss://`, HTTP/2 first.
 const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
@@ -221,6 +225,7 @@ async fn open_transport(builder: &ClientBuilder) -> Result<Transport> {
         let (sender, connection) = ::hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
             .handshake::<_, Empty<Bytes>>(TokioIo::new(watched))
             .await
             .map_err(h2_error)?;

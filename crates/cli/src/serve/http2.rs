@@ -58,6 +58,11 @@ const CONNECTION_WINDOW: u32 = MAX_CONCURRENT_STREAMS * STREAM_WINDOW;
 /// the stream's writer waits (its session's backpressure).
 const SEND_BUFFER: usize = 128 << 10;
 
+/// Largest DATA frame a client may send: a WebSocket message of up to a
+/// stream window crosses as one frame instead of 16 KiB pieces, each of
+/// which costs the connection task a wakeup and a copy.
+const MAX_FRAME: u32 = STREAM_WINDOW;
+
 /// Streams a client may reset before the server accepted them; more is a
 /// rapid-reset attack and ends the connection (hyper's default).
 const MAX_PENDING_RESETS: usize = 20;
@@ -177,6 +182,7 @@ pub async fn serve(state: Arc<State>, listener: usize, conn: Conn, peer: SocketA
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_send_buf_size(SEND_BUFFER)
+        .max_frame_size(MAX_FRAME)
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
         .max_local_error_reset_streams(MAX_ERROR_RESETS)
         .timer(TokioTimer::new())
