@@ -70,14 +70,17 @@ try {
     await Promise.all(["chat", "ticker", "echo"].map((w) => waitOpen(page, w)));
   });
 
-  await check("the sockets are extended CONNECT streams of the page's one connection", async () => {
+  await check("the page's sockets are extended CONNECT streams sharing its h2 connection", async () => {
     const text = await metrics(page);
     const h2 = metric(text, 'tether_handshakes_total{version="2"}');
     const h11 = metric(text, 'tether_handshakes_total{version="1.1"}');
     const connections = metric(text, "tether_http2_connections_total");
     const tcp = metric(text, "tether_tcp_accepted_total");
     assert(h2 >= 3 && h11 === 0, `handshakes: ${h2} over h2, ${h11} over HTTP/1.1`);
-    assert(connections === 1 && tcp === 1, `${connections} h2 connections, ${tcp} TCP connections`);
+    // Chromium may open a spare connection it never uses (a preconnect);
+    // three sockets on at most two connections share one at least.
+    assert(connections <= 2 && tcp <= 2 && h2 > connections,
+      `${h2} sockets on ${connections} h2 connections, ${tcp} TCP connections`);
   });
 
   await check("echo answers over h2", async () => {
@@ -88,7 +91,8 @@ try {
     );
   });
 
-  await check("an EventSource receives a published message over the same connection", async () => {
+  await check("an EventSource receives a published message over h2, on no new connection", async () => {
+    const before = metric(await metrics(page), "tether_tcp_accepted_total");
     const got = await page.evaluate(async () => {
       const es = new EventSource("/pubsub/events?channel=h2news");
       const opened = new Promise((ok) => es.addEventListener("subscribed", ok, { once: true }));
@@ -107,7 +111,7 @@ try {
     assert(got.data.includes("over one connection"), `event data ${got.data}`);
     const text = await metrics(page);
     const tcp = metric(text, "tether_tcp_accepted_total");
-    assert(tcp === 1, `${tcp} TCP connections`);
+    assert(tcp === before, `the event stream and the publish opened ${tcp - before} new connection(s)`);
   });
 
   await page.screenshot({ path: `${shots}/h2-demo.png`, fullPage: true });
