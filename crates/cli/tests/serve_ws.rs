@@ -1,5 +1,8 @@
 //! `tether serve` WebSocket routes and their policies, through the real
 //! binary and the `tether` client.
+//!
+//! One file over 800 lines: one test binary (one link of the serve
+//! harness) for every route kind's behaviour, each test short.
 
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
