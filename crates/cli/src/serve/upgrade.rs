@@ -46,7 +46,7 @@ pub async fn open_websocket(
         client: peer,
         https: client.https,
     };
-    let admission = match policy::admit(state, listener, &up, Endpoint::WebSocket) {
+    let mut admission = match policy::admit(state, listener, &up, Endpoint::WebSocket) {
         Ok(a) => a,
         Err(refused) => {
             refused.record(&state.metrics, "WebSocket", peer, &path);
@@ -55,35 +55,19 @@ pub async fn open_websocket(
         }
     };
     let route = admission.route;
-    let protocol = {
-        let supported: Vec<&str> = route.protocols.iter().map(String::as_str).collect();
-        incoming
-            .upgrade()
-            .select_protocol(&supported)
-            .map(str::to_owned)
-    };
-    let exec = admission.process.map(|slot| {
-        let server_port = incoming.stream().local_addr().ok().map(|a| a.port());
-        let request = exec::RequestFacts::new(
-            &up,
-            &route.path,
-            server_port,
-            protocol.clone(),
-            admission.grants.subject.clone(),
-        );
-        Box::new(exec::Admitted {
-            request,
-            _slot: slot,
-        })
-    });
-    if let RouteKind::Exec(_) = route.kind {
-        // The program's last output goes out before the Close reply.
-        incoming.config_mut().protocol.defer_close_reply = true;
-    }
-    let accept = match protocol {
-        Some(p) => tether::Accept::default().protocol(p),
-        None => tether::Accept::default(),
-    };
+    let accepting = accepting(
+        &mut admission,
+        &up,
+        || incoming.stream().local_addr().ok().map(|a| a.port()),
+        |supported| {
+            incoming
+                .upgrade()
+                .select_protocol(supported)
+                .map(str::to_owned)
+        },
+    );
+    incoming.config_mut().protocol.defer_close_reply |= accepting.defer_close_reply;
+    let (accept, exec) = (accepting.accept, accepting.exec);
     let ws = match Box::pin(incoming.accept(accept)).await {
         Ok(ws) => ws,
         Err(e) => {
@@ -101,4 +85,50 @@ pub async fn open_websocket(
         peer,
         path,
     })
+}
+
+/// What both HTTP versions decide once a WebSocket is admitted.
+pub(super) struct Accepting<'s> {
+    /// The answer, with the subprotocol chosen from the route's.
+    pub accept: tether::Accept,
+    /// An exec route's request facts, holding its process slot.
+    pub exec: Option<Box<exec::Admitted<'s>>>,
+    /// An exec route's last output goes out before the Close reply.
+    pub defer_close_reply: bool,
+}
+
+/// The subprotocol (`select` picks from the route's, in the client's
+/// order), the exec program's facts (`server_port` is asked only for an
+/// exec route) and the `Accept` for an admitted WebSocket; takes the
+/// admission's process slot.
+pub(super) fn accepting<'s>(
+    admission: &mut policy::Admission<'s>,
+    up: &Upgrade<'_>,
+    server_port: impl FnOnce() -> Option<u16>,
+    select: impl FnOnce(&[&str]) -> Option<String>,
+) -> Accepting<'s> {
+    let route = admission.route;
+    let supported: Vec<&str> = route.protocols.iter().map(String::as_str).collect();
+    let protocol = select(&supported);
+    let exec = admission.process.take().map(|slot| {
+        let request = exec::RequestFacts::new(
+            up,
+            &route.path,
+            server_port(),
+            protocol.clone(),
+            admission.grants.subject.clone(),
+        );
+        Box::new(exec::Admitted {
+            request,
+            _slot: slot,
+        })
+    });
+    Accepting {
+        accept: match protocol {
+            Some(p) => tether::Accept::default().protocol(p),
+            None => tether::Accept::default(),
+        },
+        exec,
+        defer_close_reply: matches!(route.kind, RouteKind::Exec(_)),
+    }
 }

@@ -11,8 +11,6 @@
 //! stream's service, then runs the session.
 
 use super::body::ResponseBody;
-use super::config::RouteKind;
-use super::exec;
 use super::http2::Http2Conn;
 use super::logsafe::esc;
 use super::policy::{self, Endpoint, Refusal, Upgrade};
@@ -100,7 +98,7 @@ async fn handshake(
         client: peer,
         https: client.https,
     };
-    let admission = match policy::admit(state, ctx.listener, &up, Endpoint::WebSocket) {
+    let mut admission = match policy::admit(state, ctx.listener, &up, Endpoint::WebSocket) {
         Ok(a) => a,
         Err(refused) => {
             refused.record(&state.metrics, "WebSocket", peer, &path);
@@ -109,34 +107,19 @@ async fn handshake(
         }
     };
     let route = admission.route;
-    let protocol = {
-        let supported: Vec<&str> = route.protocols.iter().map(String::as_str).collect();
-        upgrade
-            .upgrade()
-            .select_protocol(&supported)
-            .map(str::to_owned)
-    };
-    let exec = admission.process.map(|slot| {
-        let request = exec::RequestFacts::new(
-            &up,
-            &route.path,
-            Some(ctx.local.port()),
-            protocol.clone(),
-            admission.grants.subject.clone(),
-        );
-        Box::new(exec::Admitted {
-            request,
-            _slot: slot,
-        })
-    });
-    if let RouteKind::Exec(_) = route.kind {
-        // The program's last output goes out before the Close reply.
-        upgrade.config_mut().protocol.defer_close_reply = true;
-    }
-    let accept = match protocol {
-        Some(p) => tether::Accept::default().protocol(p),
-        None => tether::Accept::default(),
-    };
+    let accepting = super::upgrade::accepting(
+        &mut admission,
+        &up,
+        || Some(ctx.local.port()),
+        |supported| {
+            upgrade
+                .upgrade()
+                .select_protocol(supported)
+                .map(str::to_owned)
+        },
+    );
+    upgrade.config_mut().protocol.defer_close_reply |= accepting.defer_close_reply;
+    let (accept, exec) = (accepting.accept, accepting.exec);
     let (response, pending) = upgrade.accept(accept);
     if answer
         .send(response.map(|_| ResponseBody::empty()))

@@ -28,6 +28,6 @@ pub mod grants;
 pub mod host;
 pub mod limiter;
 
-pub use admit::{admit, check_host, Endpoint, Refusal, Upgrade};
+pub use admit::{admit, check_host, Admission, Endpoint, Refusal, Upgrade};
 pub use grants::Grants;
 pub use limiter::{ConnLimiter, ConnSlot, LimitError};
