@@ -2,7 +2,7 @@
 # Soak: many connections with churn against one `tether serve`, then leak checks.
 #
 #   scripts/soak.sh                                   # 10 minutes, 10,000 connections at a time
-#   scripts/soak.sh --duration 60s --connections 2000 # the CI version (scripts/test soak)
+#   scripts/soak.sh --duration 90s --connections 2000 # about the CI version (scripts/test soak)
 #   scripts/soak.sh --bench-args '--mix echo=1,reset=1 --lifetime 5s'
 #
 # Builds the release binary, starts `tether serve` on a free port of
