@@ -48,7 +48,7 @@ use super::hub::{FedJoin, History, Hub, Joined, Member, Position, Published};
 use super::metrics::RouteMetrics;
 use super::policy::Grants;
 use super::presence;
-use super::session::{hub_loop, Apply, Pending};
+use super::session::{hub_loop, Apply, Pending, Work};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -262,24 +262,46 @@ pub struct Rights<'a> {
     pub engine: &'a Arc<dyn Engine>,
 }
 
+/// An answer known now: queued at once when nothing is pending, else
+/// behind the answers still awaited.
+fn answer(member: &mut Member, busy: bool, reply: Message) -> Work {
+    if busy {
+        let apply: Apply = Box::new(move |m: &mut Member| m.send_self(reply));
+        Work::Concurrent(Box::pin(std::future::ready(apply)))
+    } else {
+        member.send_self(reply);
+        Work::Done
+    }
+}
+
 /// Handle one client message; the answer is queued to the client, now or
 /// (with a shared engine) when the returned work completes.
-fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) -> Option<Pending> {
+///
+/// While earlier requests of the connection are `busy` (pending engine
+/// round trips), publishes, history and presence reads start at once, so
+/// a publisher is not held to one round trip per message; a subscribe or
+/// unsubscribe depends on the subscriptions those requests leave, so it
+/// waits until they have completed, and nothing is read while a subscribe
+/// is pending.
+fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message, busy: bool) -> Work {
     let grants = rights.grants;
     let Some(text) = msg.as_text() else {
-        member.send_self(error(
-            &None,
-            "binary messages are not part of the protocol; send JSON text",
-        ));
-        return None;
+        return answer(
+            member,
+            busy,
+            error(
+                &None,
+                "binary messages are not part of the protocol; send JSON text",
+            ),
+        );
     };
     let req: Request = match serde_json::from_str(text) {
         Ok(r) => r,
-        Err(e) => {
-            member.send_self(error(&None, &format!("bad request: {e}")));
-            return None;
-        }
+        Err(e) => return answer(member, busy, error(&None, &format!("bad request: {e}"))),
     };
+    if busy && matches!(req, Request::Subscribe { .. } | Request::Unsubscribe { .. }) {
+        return Work::Deferred(msg.clone());
+    }
     let retention = member.hub().retention().clone();
     let engine = rights.engine;
     let reply = match req {
@@ -316,9 +338,9 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) -> Option<Pen
                 let since = since.as_ref().map(|s| (s.epoch.as_str(), s.offset));
                 member.subscribe(&channel, since, |joined| subscribed(&id, &channel, joined));
                 presence::subscribed(member, &channel, fresh, presence_events);
-                return None;
+                return Work::Done;
             } else {
-                return Some(subscribe_fed(
+                return Work::Exclusive(subscribe_fed(
                     member,
                     engine.clone(),
                     channel,
@@ -349,7 +371,7 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) -> Option<Pen
                     Err(e) => error(&id, &format!("publish to {channel} failed: {e}")),
                 }) {
                     Ok(reply) => reply,
-                    Err(pending) => return Some(pending),
+                    Err(pending) => return Work::Concurrent(pending),
                 }
             }
         }
@@ -377,7 +399,7 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) -> Option<Pen
                     Err(e) => error(&id, &format!("history of {channel} failed: {e}")),
                 }) {
                     Ok(reply) => reply,
-                    Err(pending) => return Some(pending),
+                    Err(pending) => return Work::Concurrent(pending),
                 }
             }
         }
@@ -404,13 +426,12 @@ fn handle(member: &mut Member, rights: &Rights<'_>, msg: &Message) -> Option<Pen
                     Err(e) => error(&id, &format!("presence of {channel} failed: {e}")),
                 }) {
                     Ok(reply) => reply,
-                    Err(pending) => return Some(pending),
+                    Err(pending) => return Work::Concurrent(pending),
                 }
             }
         }
     };
-    member.send_self(reply);
-    None
+    answer(member, busy, reply)
 }
 
 /// Longest wait for the node to receive what a history read returned.
@@ -502,8 +523,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Summary {
     let user = rights.grants.subject.as_deref().map(Arc::from);
     let mut member = hub.member_as(user);
-    let outcome = hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
-        handle(m, rights, &msg)
+    let outcome = hub_loop(ws, &mut member, shutdown, metrics, |m, msg, busy| {
+        handle(m, rights, &msg, busy)
     })
     .await;
     presence::departed(&mut member);

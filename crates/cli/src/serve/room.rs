@@ -5,7 +5,7 @@
 use super::close::Summary;
 use super::hub::Hub;
 use super::metrics::RouteMetrics;
-use super::session::hub_loop;
+use super::session::{hub_loop, Work};
 use std::sync::Arc;
 use tether::WebSocket;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,10 +21,10 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Summary {
     let mut member = hub.member();
     member.join(room);
-    hub_loop(ws, &mut member, shutdown, metrics, |m, msg| {
+    hub_loop(ws, &mut member, shutdown, metrics, |m, msg, _busy| {
         // Appended once to the room's ring, shared by every member.
         m.broadcast_others(room, &msg);
-        None
+        Work::Done
     })
     .await
 }

@@ -144,6 +144,78 @@ pub type Apply = Box<dyn FnOnce(&mut Member) + Send>;
 /// completes. The in-memory engine never makes one.
 pub type Pending = std::pin::Pin<Box<dyn Future<Output = Apply> + Send>>;
 
+/// What a message handler made of one message.
+pub enum Work {
+    /// Handled; its replies, if any, are queued.
+    Done,
+    /// Answered when this completes. Further messages are handled
+    /// meanwhile (see [`IN_FLIGHT`]); answers are applied in the order the
+    /// messages came.
+    Concurrent(Pending),
+    /// Answered when this completes; no further message is handled before.
+    Exclusive(Pending),
+    /// Needs the connection's earlier work completed: handed back to the
+    /// handler (no longer busy) when it has.
+    Deferred(Message),
+}
+
+/// Most [`Work::Concurrent`] answers a connection waits for at once, and
+/// most bytes of the messages behind them (one message may exceed it).
+/// A publisher is not held to one engine round trip per message, and a
+/// connection's memory stays bounded.
+pub const IN_FLIGHT: usize = 32;
+pub const IN_FLIGHT_BYTES: usize = 64 << 10;
+
+/// Work a connection is waiting for, answered in order.
+#[derive(Default)]
+struct InFlight {
+    work: futures_util::stream::FuturesOrdered<Pending>,
+    /// Bytes of the message behind each entry of `work`, oldest first.
+    sizes: std::collections::VecDeque<usize>,
+    bytes: usize,
+    /// The oldest entry is exclusive (nothing more is read meanwhile).
+    exclusive: bool,
+    /// A message handed back until `work` is empty.
+    deferred: Option<Message>,
+}
+
+impl InFlight {
+    fn busy(&self) -> bool {
+        !self.work.is_empty()
+    }
+
+    /// Another message may be read and handled now.
+    fn may_read(&self) -> bool {
+        self.deferred.is_none()
+            && !self.exclusive
+            && self.work.len() < IN_FLIGHT
+            && (self.work.is_empty() || self.bytes < IN_FLIGHT_BYTES)
+    }
+
+    fn push(&mut self, work: Pending, bytes: usize, exclusive: bool) {
+        self.work.push_back(work);
+        self.sizes.push_back(bytes);
+        self.bytes += bytes;
+        self.exclusive = exclusive;
+    }
+
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Apply> {
+        if self.work.is_empty() {
+            return Poll::Pending;
+        }
+        match self.work.poll_next_unpin(cx) {
+            Poll::Ready(Some(apply)) => {
+                self.bytes -= self.sizes.pop_front().unwrap_or(0);
+                if self.work.is_empty() {
+                    self.exclusive = false;
+                }
+                Poll::Ready(apply)
+            }
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 enum Event {
     /// Shutdown or a slow consumer: close with this.
     Stop(CloseReason),
@@ -246,10 +318,12 @@ async fn stop_with<S: AsyncRead + AsyncWrite + Unpin>(
 /// on the peer's close, a failure, falling too far behind (slow consumer)
 /// or shutdown.
 ///
-/// `on_data` may answer [`Pending`] work: until it completes no further
-/// message is read (one request in flight per connection, so a client's
-/// requests are answered in order), while what is queued for the member
-/// is still written.
+/// `on_data` answers what it made of the message ([`Work`]); its `busy`
+/// argument says whether earlier work is still pending, in which case a
+/// reply must not be queued directly (it would overtake earlier answers)
+/// but answered as [`Work::Concurrent`] or deferred. A client's requests
+/// are answered in the order they came; while work is pending what is
+/// queued for the member is still written.
 pub async fn hub_loop<S, F>(
     ws: &mut WebSocket<S>,
     member: &mut Member,
@@ -259,9 +333,9 @@ pub async fn hub_loop<S, F>(
 ) -> Summary
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnMut(&mut Member, Message) -> Option<Pending>,
+    F: FnMut(&mut Member, Message, bool) -> Work,
 {
-    let mut pending: Option<Pending> = None;
+    let mut pending = InFlight::default();
     let mut out = Summary::default();
     // One shutdown future for the whole connection (it stays registered),
     // not a new one per message.
@@ -277,15 +351,12 @@ where
             if stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Stop(CloseReason::Shutdown));
             }
-            if let Some(work) = pending.as_mut() {
-                if let Poll::Ready(apply) = work.as_mut().poll(cx) {
-                    pending = None;
-                    return Poll::Ready(Event::Done(apply));
-                }
+            if let Poll::Ready(apply) = pending.poll_done(cx) {
+                return Poll::Ready(Event::Done(apply));
             }
             for read in [read_first, !read_first] {
                 if read {
-                    if pending.is_some() {
+                    if !pending.may_read() {
                         continue;
                     }
                     if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
@@ -332,10 +403,40 @@ where
                 out.messages_in += 1;
                 out.bytes_in += m.len() as u64;
                 metrics.received(1, m.len() as u64);
-                pending = on_data(member, m);
+                let busy = pending.busy();
+                take(&mut pending, m, busy, member, &mut on_data);
             }
-            Event::Done(apply) => apply(member),
+            Event::Done(apply) => {
+                apply(member);
+                if !pending.busy() {
+                    if let Some(m) = pending.deferred.take() {
+                        take(&mut pending, m, false, member, &mut on_data);
+                    }
+                }
+            }
             Event::In(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// Hand `m` to the handler and keep what it started.
+fn take<F>(pending: &mut InFlight, m: Message, busy: bool, member: &mut Member, on_data: &mut F)
+where
+    F: FnMut(&mut Member, Message, bool) -> Work,
+{
+    let bytes = m.len();
+    match on_data(member, m, busy) {
+        Work::Done => {}
+        Work::Concurrent(work) => pending.push(work, bytes, false),
+        Work::Exclusive(work) => pending.push(work, bytes, true),
+        Work::Deferred(m) if busy => pending.deferred = Some(m),
+        // With nothing pending there is nothing to wait for.
+        Work::Deferred(m) => {
+            debug_assert!(false, "a message deferred while nothing is pending");
+            tracing::error!(
+                bytes = m.len(),
+                "a handler deferred a message with nothing pending; dropped"
+            );
         }
     }
 }
@@ -379,7 +480,9 @@ mod tests {
         let closer = tokio::spawn(async move { client.close(None).await });
         let (_tx, mut rx) = watch::channel(false);
         let metrics = RouteMetrics::default();
-        let looped = hub_loop(&mut server, &mut member, &mut rx, &metrics, |_, _| None);
+        let looped = hub_loop(&mut server, &mut member, &mut rx, &metrics, |_, _, _| {
+            Work::Done
+        });
         let out = tokio::time::timeout(Duration::from_secs(20), looped)
             .await
             .expect("the loop ends");
@@ -413,12 +516,12 @@ mod tests {
         let (_tx, mut rx) = watch::channel(false);
         let metrics = RouteMetrics::default();
         let mut read_before_the_first_write = None;
-        let looped = hub_loop(&mut server, &mut member, &mut rx, &metrics, |_, _| {
+        let looped = hub_loop(&mut server, &mut member, &mut rx, &metrics, |_, _, _| {
             if metrics.total(|t| &t.messages_out) > 0 && read_before_the_first_write.is_none() {
                 read_before_the_first_write = Some(metrics.total(|t| &t.messages_in));
             }
             metrics.received(1, 0);
-            None
+            Work::Done
         });
         let client_side = async {
             let m = client.next().await.expect("open").expect("no error");
