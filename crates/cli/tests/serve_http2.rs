@@ -615,3 +615,57 @@ async fn h2_and_http11_sockets_share_a_room() {
     let got = timeout(T, over_h2.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(got, Message::text("from HTTP/1.1"));
 }
+
+#[tokio::test]
+async fn h2_settings_follow_the_http2_section() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::with_setup(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\nhttp2 = true\n\n[http2]\nmax_concurrent_streams = 7\nstream_window = \"1M\"\n\n[[route]]\npath = \"/echo\"\nkind = \"echo\"\n",
+        &[],
+        |_| {},
+    );
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // The preface and an empty SETTINGS frame.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut frame = async || {
+        let mut head = [0u8; 9];
+        timeout(T, tcp.read_exact(&mut head))
+            .await
+            .unwrap()
+            .unwrap();
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        timeout(T, tcp.read_exact(&mut payload))
+            .await
+            .unwrap()
+            .unwrap();
+        (head[3], payload)
+    };
+    let (kind, payload) = frame().await;
+    assert_eq!(kind, 4, "the server's first frame is SETTINGS");
+    let settings: std::collections::HashMap<u16, u32> = payload
+        .chunks(6)
+        .map(|e| {
+            (
+                u16::from_be_bytes([e[0], e[1]]),
+                u32::from_be_bytes([e[2], e[3], e[4], e[5]]),
+            )
+        })
+        .collect();
+    // MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, ENABLE_CONNECT_PROTOCOL.
+    assert_eq!(settings.get(&3), Some(&7));
+    assert_eq!(settings.get(&4), Some(&(1 << 20)));
+    assert_eq!(settings.get(&5), Some(&(1 << 20)));
+    assert_eq!(settings.get(&8), Some(&1));
+    // The connection window: every stream's, raised from the protocol's 65,535.
+    loop {
+        let (kind, payload) = frame().await;
+        if kind == 8 {
+            let increment = u32::from_be_bytes(payload[..4].try_into().unwrap());
+            assert_eq!(increment, (7 << 20) - 65_535);
+            break;
+        }
+    }
+}

@@ -7,10 +7,10 @@
 //! WebSockets through the extended CONNECT ([`upgrade_h2`], RFC 8441), which
 //! meets the same [`policy::admit`] and runs the same session code.
 //!
-//! Flow control: every stream may have [`STREAM_WINDOW`] bytes in flight
-//! towards the server and the connection [`MAX_CONCURRENT_STREAMS`] times
-//! that, so a stream whose session stops reading holds its own window and
-//! never the others'. hyper's defaults against rapid resets (a client
+//! Streams and flow control come from `[http2]` (`Http2Settings`): by
+//! default every stream may have 128 KiB in flight towards the server and
+//! the connection every stream's window, so a stream whose session stops
+//! reading holds its own window and never the others'. hyper's defaults against rapid resets (a client
 //! resetting streams faster than they are accepted: RUSTSEC-2024-0003,
 //! CVE-2023-44487) stay on, stated here. Shutdown: the sessions close with
 //! 1001 over their streams, then the connection gets a GOAWAY. A
@@ -41,27 +41,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tracing::debug;
-
-/// Most streams open at once on one connection
-/// (`SETTINGS_MAX_CONCURRENT_STREAMS`): WebSockets, event streams and
-/// requests together.
-pub const MAX_CONCURRENT_STREAMS: u32 = 128;
-
-/// Bytes a client may send on one stream ahead of the server's reads.
-pub const STREAM_WINDOW: u32 = 128 << 10;
-
-/// Bytes a client may send on the connection ahead of the server's reads:
-/// every stream's whole window.
-const CONNECTION_WINDOW: u32 = MAX_CONCURRENT_STREAMS * STREAM_WINDOW;
-
-/// Bytes queued on one stream for a client that takes nothing; beyond it
-/// the stream's writer waits (its session's backpressure).
-const SEND_BUFFER: usize = 128 << 10;
-
-/// Largest DATA frame a client may send: a WebSocket message of up to a
-/// stream window crosses as one frame instead of 16 KiB pieces, each of
-/// which costs the connection task a wakeup and a copy.
-const MAX_FRAME: u32 = STREAM_WINDOW;
 
 /// Streams a client may reset before the server accepted them; more is a
 /// rapid-reset attack and ends the connection (hyper's default).
@@ -175,14 +154,15 @@ pub async fn serve(state: Arc<State>, listener: usize, conn: Conn, peer: SocketA
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let limits = &state.config.limits;
+    let settings = state.config.http2;
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .enable_connect_protocol()
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_send_buf_size(SEND_BUFFER)
-        .max_frame_size(MAX_FRAME)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .initial_stream_window_size(settings.stream_window)
+        .initial_connection_window_size(settings.connection_window)
+        .max_send_buf_size(settings.send_buffer)
+        .max_frame_size(settings.max_frame_size())
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
         .max_local_error_reset_streams(MAX_ERROR_RESETS)
         .timer(TokioTimer::new())

@@ -26,6 +26,7 @@
 pub mod args;
 mod cluster;
 mod deflate;
+mod http2;
 pub mod pattern;
 pub mod raw;
 mod resolve;

@@ -4,6 +4,7 @@
 
 use super::args::ServeArgs;
 pub use super::deflate::RawDeflate;
+pub use super::http2::RawHttp2;
 use super::values::parse_size_value;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ pub struct RawConfig {
     /// switches it on and off).
     #[serde(default)]
     pub deflate: RawDeflate,
+    /// `[http2]`: streams and windows of listeners with `http2 = true`.
+    #[serde(default)]
+    pub http2: RawHttp2,
 }
 
 /// `[admin]`.
@@ -418,6 +422,7 @@ impl RawConfig {
             admin: None,
             cluster: RawCluster::default(),
             deflate: RawDeflate::default(),
+            http2: RawHttp2::default(),
         }
     }
 
@@ -562,6 +567,7 @@ impl RawConfig {
             fill_dur(&mut c.probe_interval, "1s");
         }
         self.deflate = self.deflate.with_defaults();
+        self.http2 = self.http2.with_defaults();
         self
     }
 

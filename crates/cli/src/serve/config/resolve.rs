@@ -147,6 +147,7 @@ impl ServerConfig {
             admin,
             engine,
             deflate,
+            http2: raw.http2.validate()?,
         };
         super::cluster::check_routes_for_engine(&config.engine, config.all_routes())?;
         Ok(config)

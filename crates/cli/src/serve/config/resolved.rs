@@ -30,6 +30,8 @@ pub struct ServerConfig {
     /// permessage-deflate settings, `None` when `limits.permessage_deflate`
     /// is off.
     pub deflate: Option<DeflateConfig>,
+    /// HTTP/2 streams and windows (listeners with `http2 = true`).
+    pub http2: super::http2::Http2Settings,
 }
 
 /// Where and how `/metrics` and `/healthz` are served.
