@@ -232,7 +232,6 @@ fn coalesce(slices: &[IoSlice<'_>], limit: usize) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::config::WebSocketConfig;
-    use futures_util::SinkExt;
     use std::sync::{Arc, Mutex};
     use tether_proto::Role;
     use tokio::io::ReadBuf;
