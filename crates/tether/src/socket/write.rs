@@ -16,13 +16,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// Most slices handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
-/// Most bytes of several queued chunks copied together for one write on a
-/// transport without vectored writes. Such a transport (an HTTP/2 stream
-/// behind hyper's `Upgraded`) turns every write into a frame and a wakeup
-/// of another task, which costs far more than copying a frame's header
-/// and payload into one buffer.
-const COALESCE: usize = 64 << 10;
-
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Before queuing output: an idle connection lent its output buffer to
     /// the thread's pool; take a warm one back rather than allocate.
@@ -61,18 +54,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 continue;
             }
             // One contiguous chunk (the common case: small frames coalesced)
-            // goes out with a plain write; several with one vectored write,
-            // or copied together where the transport has no vectored write.
-            let several = out.chunk().len() < out.remaining();
-            let written = if several && self.io.is_write_vectored() {
+            // goes out with a plain write; several with one vectored write.
+            let written = if self.io.is_write_vectored() && out.chunk().len() < out.remaining() {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let k = out.chunks_vectored(&mut slices);
                 Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k])
-            } else if several && out.chunk().len() < COALESCE {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let k = out.chunks_vectored(&mut slices);
-                let joined = coalesce(&slices[..k], COALESCE);
-                Pin::new(&mut self.io).poll_write(cx, &joined)
             } else {
                 Pin::new(&mut self.io).poll_write(cx, out.chunk())
             };
@@ -210,85 +196,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.shutdown = Shutdown::Done;
         self.conn.discard_output();
         self.wake_writer(cx);
-    }
-}
-
-/// The leading `slices` copied into one buffer: whole slices while they fit
-/// in `limit` bytes, then as much of the next as fits.
-fn coalesce(slices: &[IoSlice<'_>], limit: usize) -> Vec<u8> {
-    let total: usize = slices.iter().map(|s| s.len()).sum();
-    let mut joined = Vec::with_capacity(total.min(limit));
-    for s in slices {
-        let room = limit - joined.len();
-        if room == 0 {
-            break;
-        }
-        joined.extend_from_slice(&s[..s.len().min(room)]);
-    }
-    joined
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::WebSocketConfig;
-    use std::sync::{Arc, Mutex};
-    use tether_proto::Role;
-    use tokio::io::ReadBuf;
-
-    /// A transport without vectored writes that records every write.
-    #[derive(Default, Clone)]
-    struct Recorder(Arc<Mutex<Vec<usize>>>);
-
-    impl AsyncRead for Recorder {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            _: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            Poll::Pending
-        }
-    }
-
-    impl AsyncWrite for Recorder {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            b: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.0.lock().unwrap().push(b.len());
-            Poll::Ready(Ok(b.len()))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_transport_without_vectored_writes_gets_a_frame_in_one_write() {
-        let rec = Recorder::default();
-        let mut ws =
-            WebSocket::from_raw(rec.clone(), Role::Server, WebSocketConfig::default(), &[]);
-        ws.send(Message::binary(vec![7u8; 16 << 10])).await.unwrap();
-        assert_eq!(*rec.0.lock().unwrap(), vec![4 + (16 << 10)]);
-        // Beyond the limit: the header and what fits, then the rest uncopied.
-        rec.0.lock().unwrap().clear();
-        ws.send(Message::binary(vec![7u8; 1 << 20])).await.unwrap();
-        assert_eq!(
-            *rec.0.lock().unwrap(),
-            vec![COALESCE, 10 + (1 << 20) - COALESCE]
-        );
-    }
-
-    #[test]
-    fn coalesce_takes_whole_slices_then_what_fits() {
-        let (a, b, c) = ([1u8; 3], [2u8; 4], [3u8; 5]);
-        let slices = [IoSlice::new(&a), IoSlice::new(&b), IoSlice::new(&c)];
-        assert_eq!(coalesce(&slices, 100).len(), 12);
-        assert_eq!(coalesce(&slices, 9), [1, 1, 1, 2, 2, 2, 2, 3, 3]);
-        assert_eq!(coalesce(&slices[..1], 2), [1, 1]);
     }
 }
