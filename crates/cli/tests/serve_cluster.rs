@@ -21,9 +21,10 @@ fn node(redis: &RedisServer, name: &str) -> Server {
     node_with(redis, name, 100)
 }
 
-/// A node keeping `history_size` messages per channel.
+/// A node keeping `history_size` messages per channel, once it is healthy
+/// (its engine connected: before that, publishes are refused with 503).
 fn node_with(redis: &RedisServer, name: &str, history_size: usize) -> Server {
-    Server::with_config(&format!(
+    let server = Server::with_config(&format!(
         r#"
 [cluster]
 engine = "redis"
@@ -42,7 +43,16 @@ client_publish = true
 history_size = {history_size}
 "#,
         redis.url()
-    ))
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while test_support::serve::status_of(&server.get("/healthz")) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {name} did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
 }
 
 /// Publish `data` on `channel` through `server`'s HTTP API; the status.

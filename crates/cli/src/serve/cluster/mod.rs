@@ -163,6 +163,10 @@ pub struct EngineMetrics {
     pub resets: AtomicU64,
     /// Shared history reads for recovering subscribers.
     pub history_reads: AtomicU64,
+    /// Script calls that carried publishes (several each, under load).
+    pub publish_batches: AtomicU64,
+    /// Publishes sent in those calls.
+    pub batched_publishes: AtomicU64,
 }
 
 impl EngineMetrics {
@@ -176,6 +180,8 @@ impl EngineMetrics {
             (&self.recoveries, &sum.recoveries),
             (&self.resets, &sum.resets),
             (&self.history_reads, &sum.history_reads),
+            (&self.publish_batches, &sum.publish_batches),
+            (&self.batched_publishes, &sum.batched_publishes),
         ];
         for (from, to) in pairs {
             to.fetch_add(from.load(Relaxed), Relaxed);
@@ -185,7 +191,7 @@ impl EngineMetrics {
     /// Append the counters in the Prometheus text format.
     pub fn render(&self, engine: &str, out: &mut String) {
         use std::fmt::Write as _;
-        let counters: [(&str, &AtomicU64, &str); 7] = [
+        let counters: [(&str, &AtomicU64, &str); 9] = [
             (
                 "round_trips",
                 &self.round_trips,
@@ -220,6 +226,16 @@ impl EngineMetrics {
                 "history_reads",
                 &self.history_reads,
                 "Shared history reads for recovering subscribers.",
+            ),
+            (
+                "publish_batches",
+                &self.publish_batches,
+                "Calls to the cluster engine that carried publishes (several each under load).",
+            ),
+            (
+                "batched_publishes",
+                &self.batched_publishes,
+                "Publishes carried by those calls.",
             ),
         ];
         for (name, value, help) in counters {
