@@ -166,8 +166,19 @@ echo "$cpu0 $(redis_cpu)" >"$OUT/fanout-cross-redis-cpu.txt"
 echo "== publish: $PUBLISHERS publishers, 1 subscriber, ${DURATION}s each"
 bench publish-single "ws://$URL_S/pubsub" --broadcast --channel pub --publishers "$PUBLISHERS" -c 1 -t "${DURATION}s" \
     --server-pid "$PID_S"
+batches() {
+    # Node A's publish script calls and the publishes they carried so far.
+    curl -s "http://$URL_A/metrics" | awk '
+        /^tether_engine_publish_batches_total/ { b += $2 }
+        /^tether_engine_batched_publishes_total/ { p += $2 }
+        END { print b + 0, p + 0 }'
+}
+cpu0=$(redis_cpu)
+batches0=$(batches)
 bench publish-cross "ws://$URL_B/pubsub" --publish-url "ws://$URL_A/pubsub" --broadcast --channel pub \
     --publishers "$PUBLISHERS" -c 1 -t "${DURATION}s" --server-pid "$PID_A"
+sleep 1 # what A still had queued when the publishers closed
+echo "$cpu0 $(redis_cpu) $batches0 $(batches)" >"$OUT/publish-cross-redis.txt"
 
 echo "== latency: 100 subscribers, 1,000 publications/s"
 bench latency-single "ws://$URL_S/pubsub" --broadcast --channel lat -c 100 --rate 1000 -t "${DURATION}s"
@@ -211,10 +222,16 @@ rows.append(("publishes/s (one publisher)", fs["messages_sent"] / fs["duration_s
 ps, pc = load("publish-single"), load("publish-cross")
 rows.append(("publishes/s delivered (many publishers)", ps["msgs_per_sec"], pc["msgs_per_sec"],
              f'{pc["msgs_per_sec"] / max(ps["msgs_per_sec"], 1e-9):.2f}x; CPU S {cpu_of(ps)}%, A {cpu_of(pc)}%'))
+with open(f"{out}/publish-cross-redis.txt") as f:
+    p0, p1, b0, n0, b1, n1 = map(float, f.read().split())
+if n1 > n0:
+    rows.append(("Redis CPU per publish, many publishers (us)", "-",
+                 f'{(p1 - p0) * 1e6 / (n1 - n0):.1f}',
+                 f'{n1 - n0:,.0f} publishes in {b1 - b0:,.0f} script calls'))
 with open(f"{out}/fanout-cross-redis-cpu.txt") as f:
     c0, c1 = map(float, f.read().split())
 if fc["messages_sent"]:
-    rows.append(("Redis CPU per publish (us)", "-", f'{(c1 - c0) * 1e6 / fc["messages_sent"]:.1f}',
+    rows.append(("Redis CPU per publish, fan-out (us)", "-", f'{(c1 - c0) * 1e6 / fc["messages_sent"]:.1f}',
                  f"{c1 - c0:.2f} s for {fc['messages_sent']:,} publishes"))
 ss, sc = load("storm-single"), load("storm-cross")
 rows.append((f"storm of {storm}: all recovered (s)", ss["duration_secs"], sc["duration_secs"],
