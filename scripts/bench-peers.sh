@@ -270,47 +270,48 @@ def cpu_us_per_msg(runs, pct):
              for r in runs if r["msgs_per_sec"] > 0 and server_pct(r) is not None])
     return "-" if v is None else f"{v:.2f}"
 
-print(f"Medians of {rounds} round(s); ratio = msgs/s / {base_name} msgs/s; vs floor = msgs/s / masking floor msgs/s; cpu = % of one core (client / server)")
-print(f"per round: each round's msgs/s / the same round's {base_name} (the spread between rounds)")
-print()
-print("| case | server | msgs/s | MB/s | ratio vs raw | per round | vs floor | p50 us | p99 us | errors | cpu client/server | server CPU us/msg | client+server CPU us/msg |")
-print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|")
-for ci, case in enumerate(cases):
-    base = floor = None
-    raw_rounds = [load(os.path.join(out, f"r{r}-c{ci}-{base_server}.json")) for r in range(1, rounds + 1)]
-    for s in servers:
-        runs = [load(os.path.join(out, f"r{r}-c{ci}-{s}.json")) for r in range(1, rounds + 1)]
-        paired = " / ".join(
-            f"{a['msgs_per_sec'] / b['msgs_per_sec']:.2f}"
-            for a, b in zip(runs, raw_rounds)
-            if a and b and b["msgs_per_sec"] > 0
-        ) or "-"
-        runs = [r for r in runs if r]
-        if not runs:
-            print(f"| {case} | {label[s]} | failed | | | | | | | | | | |")
-            continue
-        rate = med([r["msgs_per_sec"] for r in runs])
-        mbps = med([r["mb_per_sec"] for r in runs])
-        p50 = med([(r.get("latency_us") or {}).get("p50") for r in runs])
-        p99 = med([(r.get("latency_us") or {}).get("p99") for r in runs])
-        errs = sum(r["errors"] for r in runs)
-        ccpu = med([r["client_cpu"]["percent"] for r in runs])
-        scpu = med([server_pct(r) for r in runs])
-        if s == base_server:
-            base = rate
-        if s == floor_server:
-            floor = rate
-        ratio = f"{rate / base:.2f}x" if base else "-"
-        vs_floor = f"{rate / floor:.2f}x" if floor else "-"
-        fmt = lambda v: "-" if v is None else f"{v:.0f}"
-        # CPU time per message is steadier than throughput on a shared VM:
-        # it does not depend on how the scheduler interleaves the two sides.
-        per = cpu_us_per_msg(runs, server_pct)
-        # Both processes together: with the two cores saturated, throughput
-        # goes as its inverse, so its ratio to the raw pair's bounds the
-        # throughput ratio (and shows what the load generator costs).
-        pair = cpu_us_per_msg(runs, lambda r: server_pct(r) + r["client_cpu"]["percent"])
-        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {vs_floor} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} | {pair} |")
+if cases:
+    print(f"Medians of {rounds} round(s); ratio = msgs/s / {base_name} msgs/s; vs floor = msgs/s / masking floor msgs/s; cpu = % of one core (client / server)")
+    print(f"per round: each round's msgs/s / the same round's {base_name} (the spread between rounds)")
+    print()
+    print("| case | server | msgs/s | MB/s | ratio vs raw | per round | vs floor | p50 us | p99 us | errors | cpu client/server | server CPU us/msg | client+server CPU us/msg |")
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|")
+    for ci, case in enumerate(cases):
+        base = floor = None
+        raw_rounds = [load(os.path.join(out, f"r{r}-c{ci}-{base_server}.json")) for r in range(1, rounds + 1)]
+        for s in servers:
+            runs = [load(os.path.join(out, f"r{r}-c{ci}-{s}.json")) for r in range(1, rounds + 1)]
+            paired = " / ".join(
+                f"{a['msgs_per_sec'] / b['msgs_per_sec']:.2f}"
+                for a, b in zip(runs, raw_rounds)
+                if a and b and b["msgs_per_sec"] > 0
+            ) or "-"
+            runs = [r for r in runs if r]
+            if not runs:
+                print(f"| {case} | {label[s]} | failed | | | | | | | | | | |")
+                continue
+            rate = med([r["msgs_per_sec"] for r in runs])
+            mbps = med([r["mb_per_sec"] for r in runs])
+            p50 = med([(r.get("latency_us") or {}).get("p50") for r in runs])
+            p99 = med([(r.get("latency_us") or {}).get("p99") for r in runs])
+            errs = sum(r["errors"] for r in runs)
+            ccpu = med([r["client_cpu"]["percent"] for r in runs])
+            scpu = med([server_pct(r) for r in runs])
+            if s == base_server:
+                base = rate
+            if s == floor_server:
+                floor = rate
+            ratio = f"{rate / base:.2f}x" if base else "-"
+            vs_floor = f"{rate / floor:.2f}x" if floor else "-"
+            fmt = lambda v: "-" if v is None else f"{v:.0f}"
+            # CPU time per message is steadier than throughput on a shared VM:
+            # it does not depend on how the scheduler interleaves the two sides.
+            per = cpu_us_per_msg(runs, server_pct)
+            # Both processes together: with the two cores saturated, throughput
+            # goes as its inverse, so its ratio to the raw pair's bounds the
+            # throughput ratio (and shows what the load generator costs).
+            pair = cpu_us_per_msg(runs, lambda r: server_pct(r) + r["client_cpu"]["percent"])
+            print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {vs_floor} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} | {pair} |")
 if idle_servers:
     print()
     print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")
