@@ -58,7 +58,7 @@ while [ $# -gt 0 ]; do
         --broadcast) BCAST="$2"; shift ;;
         --only) ONLY="$2"; shift ;;
         --servers) SERVERS="$2"; shift ;;
-        -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
