@@ -13,6 +13,7 @@
 #   scripts/bench-peers.sh --rounds 5 --duration 5s --idle 10000 --broadcast 10000
 #   scripts/bench-peers.sh --only 'd16' --servers 'tcp tether-lib' --idle 0 --broadcast 0
 #                                     # one case on two servers; skip idle and broadcast
+#   scripts/bench-peers.sh --tls      # the same over TLS (wss://), see below
 #
 # Builds everything in release (Tether's workspace and the separate one in
 # benches/peers/), starts each server on 127.0.0.1, runs the cases
@@ -30,16 +31,26 @@
 # use of both (percent of one core), so a saturated load generator shows,
 # and their CPU time per message, alone and together.
 # Raw results (one JSON summary per run) are kept in target/bench-peers/.
+#
+# --tls: every server speaks TLS (a self-signed certificate for 127.0.0.1
+# made with openssl into target/bench-peers/; `tether serve --tls-cert`,
+# the peers' `--tls CERT KEY`, all on rustls with the `ring` provider) and
+# the cases run over wss://. The baseline is a raw TLS echo (`tcp-echo
+# --tls`, driven by `tether bench --raw-tcp tls://...`: the same bytes over
+# TLS, no WebSocket); server `tls-mask` adds the masking floor over TLS.
+# Idle memory is per TLS connection; there is no broadcast run.
 set -euo pipefail
 
 ROUNDS=3
 DURATION=4s
 ONLY=""
-SERVERS="tcp tcp-mask tether tether-lib fastwebsockets tungstenite"
+SERVERS=""
 IDLE=10000
 BCAST=10000
+TLS=0
 while [ $# -gt 0 ]; do
     case "$1" in
+        --tls) TLS=1 ;;
         --quick) ROUNDS=1; DURATION=2s; IDLE=2000; BCAST=1000 ;;
         --rounds) ROUNDS="$2"; shift ;;
         --duration) DURATION="$2"; shift ;;
@@ -47,11 +58,19 @@ while [ $# -gt 0 ]; do
         --broadcast) BCAST="$2"; shift ;;
         --only) ONLY="$2"; shift ;;
         --servers) SERVERS="$2"; shift ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
 done
+
+if [ "$TLS" = 1 ]; then
+    BASE=tls; FLOOR=tls-mask; BCAST=0
+    : "${SERVERS:=tls tether tether-lib fastwebsockets tungstenite}"
+else
+    BASE=tcp; FLOOR=tcp-mask
+    : "${SERVERS:=tcp tcp-mask tether tether-lib fastwebsockets tungstenite}"
+fi
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -73,7 +92,7 @@ cargo build --release -q --manifest-path benches/peers/Cargo.toml
 TETHER="$ROOT/target/release/tether"
 PEERS="$ROOT/benches/peers/target/release"
 
-declare -A PORT=([tcp]=19104 [tcp-mask]=19106 [tether]=19101 [tether-lib]=19105 [fastwebsockets]=19102 [tungstenite]=19103)
+declare -A PORT=([tcp]=19104 [tcp-mask]=19106 [tether]=19101 [tether-lib]=19105 [fastwebsockets]=19102 [tungstenite]=19103 [tls]=19107 [tls-mask]=19108)
 declare -A PID=()
 
 serve_flags=(--listen "127.0.0.1:${PORT[tether]}" --max-message-size 2M --log warn)
@@ -81,16 +100,26 @@ serve_flags=(--listen "127.0.0.1:${PORT[tether]}" --max-message-size 2M --log wa
 if "$TETHER" serve --help 2>/dev/null | grep -q -- '--max-connections-per-ip'; then
     serve_flags+=(--max-connections 100000 --max-connections-per-ip 100000)
 fi
+peer_flags=()
+bench_flags=()
+if [ "$TLS" = 1 ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>/dev/null
+    serve_flags+=(--tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem")
+    peer_flags=(--tls "$OUT/cert.pem" "$OUT/key.pem")
+    bench_flags=(--cacert "$OUT/cert.pem")
+fi
 
 start_server() {
     local s="$1" port="${PORT[$1]}"
     case "$s" in
         tether) "$TETHER" serve "${serve_flags[@]}" >"$OUT/server-$s.log" 2>&1 & ;;
-        fastwebsockets) "$PEERS/fastwebsockets-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
-        tether-lib) "$PEERS/tether-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
-        tungstenite) "$PEERS/tungstenite-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
-        tcp) "$PEERS/tcp-echo" --listen "127.0.0.1:$port" >"$OUT/server-$s.log" 2>&1 & ;;
-        tcp-mask) "$PEERS/tcp-echo" --listen "127.0.0.1:$port" --unmask >"$OUT/server-$s.log" 2>&1 & ;;
+        fastwebsockets) "$PEERS/fastwebsockets-echo" --listen "127.0.0.1:$port" "${peer_flags[@]}" >"$OUT/server-$s.log" 2>&1 & ;;
+        tether-lib) "$PEERS/tether-echo" --listen "127.0.0.1:$port" "${peer_flags[@]}" >"$OUT/server-$s.log" 2>&1 & ;;
+        tungstenite) "$PEERS/tungstenite-echo" --listen "127.0.0.1:$port" "${peer_flags[@]}" >"$OUT/server-$s.log" 2>&1 & ;;
+        tcp|tls) "$PEERS/tcp-echo" --listen "127.0.0.1:$port" "${peer_flags[@]}" >"$OUT/server-$s.log" 2>&1 & ;;
+        tcp-mask|tls-mask) "$PEERS/tcp-echo" --listen "127.0.0.1:$port" --unmask "${peer_flags[@]}" >"$OUT/server-$s.log" 2>&1 & ;;
     esac
     PID[$s]=$!
     for _ in $(seq 100); do
@@ -116,11 +145,14 @@ stop_all() {
 }
 trap stop_all EXIT INT TERM
 
+WS=ws
+[ "$TLS" = 1 ] && WS=wss
 url_of() {
     case "$1" in
-        tether) echo "ws://127.0.0.1:${PORT[tether]}/echo" ;;
+        tether) echo "$WS://127.0.0.1:${PORT[tether]}/echo" ;;
         tcp|tcp-mask) echo "127.0.0.1:${PORT[$1]}" ;;
-        *) echo "ws://127.0.0.1:${PORT[$1]}/" ;;
+        tls|tls-mask) echo "tls://127.0.0.1:${PORT[$1]}" ;;
+        *) echo "$WS://127.0.0.1:${PORT[$1]}/" ;;
     esac
 }
 
@@ -142,7 +174,7 @@ if [ -n "$ONLY" ]; then
 fi
 nservers=$(wc -w <<<"$SERVERS")
 
-echo "== machine: $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== machine: $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)$([ "$TLS" = 1 ] && echo ', over TLS')"
 echo "== throughput: $ROUNDS round(s) x ${#CASES[@]} cases x $nservers servers, $DURATION each"
 for s in $SERVERS; do start_server "$s"; done
 
@@ -155,9 +187,11 @@ for round in $(seq "$ROUNDS"); do
         shift_by=$(( (round + ci) % ${#servers[@]} ))
         order=("${servers[@]:$shift_by}" "${servers[@]:0:$shift_by}")
         for s in "${order[@]}"; do
-            extra=()
-            [ "$s" = tcp ] && extra=(--raw-tcp)
-            [ "$s" = tcp-mask ] && extra=(--raw-tcp --raw-mask)
+            extra=("${bench_flags[@]}")
+            case "$s" in
+                tcp|tls) extra+=(--raw-tcp) ;;
+                tcp-mask|tls-mask) extra+=(--raw-tcp --raw-mask) ;;
+            esac
             f="$OUT/r${round}-c${ci}-$s.json"
             # shellcheck disable=SC2086
             if ! "$TETHER" bench "$(url_of "$s")" $flags -t "$DURATION" --json \
@@ -171,15 +205,16 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 stop_all
+echo "== load average after the throughput runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 IDLE_SERVERS=""
-[ "$IDLE" -gt 0 ] && IDLE_SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -v '^tcp' | tr '\n' ' ')
+[ "$IDLE" -gt 0 ] && IDLE_SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -Ev '^(tcp|tls)' | tr '\n' ' ')
 [ -n "$IDLE_SERVERS" ] && echo "== idle memory: $IDLE connections per server (fresh server each)"
 for s in $IDLE_SERVERS; do
     start_server "$s"
     f="$OUT/idle-$s.json"
     if ! "$TETHER" bench "$(url_of "$s")" --idle -c "$IDLE" -s 20 -t 1s --json \
-        --server-pid "${PID[$s]}" --log error >"$f" 2>"$f.err"; then
+        --server-pid "${PID[$s]}" "${bench_flags[@]}" --log error >"$f" 2>"$f.err"; then
         echo "  idle bench failed on $s (see $f.err)" >&2
         rm -f "$f"
     fi
@@ -201,13 +236,18 @@ stop_server tether
 fi
 
 echo
-SERVERS="$SERVERS" IDLE_SERVERS="$IDLE_SERVERS" BCAST="$BCAST" python3 - "$OUT" "$ROUNDS" "${CASES[@]}" <<'PY'
+SERVERS="$SERVERS" IDLE_SERVERS="$IDLE_SERVERS" BCAST="$BCAST" BASE="$BASE" FLOOR="$FLOOR" \
+    python3 - "$OUT" "$ROUNDS" "${CASES[@]}" <<'PY'
 import json, os, statistics, sys
 
 out, rounds, cases = sys.argv[1], int(sys.argv[2]), [c.split("|")[0] for c in sys.argv[3:]]
 servers = os.environ["SERVERS"].split()
 idle_servers = os.environ["IDLE_SERVERS"].split()
-label = {"tcp": "raw TCP echo", "tcp-mask": "raw TCP + masking (floor)", "tether": "tether serve", "tether-lib": "tether (library echo)", "fastwebsockets": "fastwebsockets", "tungstenite": "tokio-tungstenite"}
+base_server, floor_server = os.environ["BASE"], os.environ["FLOOR"]
+label = {"tcp": "raw TCP echo", "tcp-mask": "raw TCP + masking (floor)", "tls": "raw TLS echo", "tls-mask": "raw TLS + masking (floor)", "tether": "tether serve", "tether-lib": "tether (library echo)", "fastwebsockets": "fastwebsockets", "tungstenite": "tokio-tungstenite"}
+if base_server == "tls":
+    label.update({s: label[s] + " (TLS)" for s in ("tether", "tether-lib", "fastwebsockets", "tungstenite")})
+base_name = label[base_server]
 
 def load(path):
     try:
@@ -230,47 +270,48 @@ def cpu_us_per_msg(runs, pct):
              for r in runs if r["msgs_per_sec"] > 0 and server_pct(r) is not None])
     return "-" if v is None else f"{v:.2f}"
 
-print(f"Medians of {rounds} round(s); ratio = msgs/s / raw TCP echo msgs/s; vs floor = msgs/s / masking floor msgs/s; cpu = % of one core (client / server)")
-print("per round: each round's msgs/s / the same round's raw TCP echo (the spread between rounds)")
-print()
-print("| case | server | msgs/s | MB/s | ratio vs raw | per round | vs floor | p50 us | p99 us | errors | cpu client/server | server CPU us/msg | client+server CPU us/msg |")
-print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|")
-for ci, case in enumerate(cases):
-    base = floor = None
-    raw_rounds = [load(os.path.join(out, f"r{r}-c{ci}-tcp.json")) for r in range(1, rounds + 1)]
-    for s in servers:
-        runs = [load(os.path.join(out, f"r{r}-c{ci}-{s}.json")) for r in range(1, rounds + 1)]
-        paired = " / ".join(
-            f"{a['msgs_per_sec'] / b['msgs_per_sec']:.2f}"
-            for a, b in zip(runs, raw_rounds)
-            if a and b and b["msgs_per_sec"] > 0
-        ) or "-"
-        runs = [r for r in runs if r]
-        if not runs:
-            print(f"| {case} | {label[s]} | failed | | | | | | | | | | |")
-            continue
-        rate = med([r["msgs_per_sec"] for r in runs])
-        mbps = med([r["mb_per_sec"] for r in runs])
-        p50 = med([(r.get("latency_us") or {}).get("p50") for r in runs])
-        p99 = med([(r.get("latency_us") or {}).get("p99") for r in runs])
-        errs = sum(r["errors"] for r in runs)
-        ccpu = med([r["client_cpu"]["percent"] for r in runs])
-        scpu = med([server_pct(r) for r in runs])
-        if s == "tcp":
-            base = rate
-        if s == "tcp-mask":
-            floor = rate
-        ratio = f"{rate / base:.2f}x" if base else "-"
-        vs_floor = f"{rate / floor:.2f}x" if floor else "-"
-        fmt = lambda v: "-" if v is None else f"{v:.0f}"
-        # CPU time per message is steadier than throughput on a shared VM:
-        # it does not depend on how the scheduler interleaves the two sides.
-        per = cpu_us_per_msg(runs, server_pct)
-        # Both processes together: with the two cores saturated, throughput
-        # goes as its inverse, so its ratio to the raw pair's bounds the
-        # throughput ratio (and shows what the load generator costs).
-        pair = cpu_us_per_msg(runs, lambda r: server_pct(r) + r["client_cpu"]["percent"])
-        print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {vs_floor} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} | {pair} |")
+if cases:
+    print(f"Medians of {rounds} round(s); ratio = msgs/s / {base_name} msgs/s; vs floor = msgs/s / masking floor msgs/s; cpu = % of one core (client / server)")
+    print(f"per round: each round's msgs/s / the same round's {base_name} (the spread between rounds)")
+    print()
+    print("| case | server | msgs/s | MB/s | ratio vs raw | per round | vs floor | p50 us | p99 us | errors | cpu client/server | server CPU us/msg | client+server CPU us/msg |")
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|")
+    for ci, case in enumerate(cases):
+        base = floor = None
+        raw_rounds = [load(os.path.join(out, f"r{r}-c{ci}-{base_server}.json")) for r in range(1, rounds + 1)]
+        for s in servers:
+            runs = [load(os.path.join(out, f"r{r}-c{ci}-{s}.json")) for r in range(1, rounds + 1)]
+            paired = " / ".join(
+                f"{a['msgs_per_sec'] / b['msgs_per_sec']:.2f}"
+                for a, b in zip(runs, raw_rounds)
+                if a and b and b["msgs_per_sec"] > 0
+            ) or "-"
+            runs = [r for r in runs if r]
+            if not runs:
+                print(f"| {case} | {label[s]} | failed | | | | | | | | | | |")
+                continue
+            rate = med([r["msgs_per_sec"] for r in runs])
+            mbps = med([r["mb_per_sec"] for r in runs])
+            p50 = med([(r.get("latency_us") or {}).get("p50") for r in runs])
+            p99 = med([(r.get("latency_us") or {}).get("p99") for r in runs])
+            errs = sum(r["errors"] for r in runs)
+            ccpu = med([r["client_cpu"]["percent"] for r in runs])
+            scpu = med([server_pct(r) for r in runs])
+            if s == base_server:
+                base = rate
+            if s == floor_server:
+                floor = rate
+            ratio = f"{rate / base:.2f}x" if base else "-"
+            vs_floor = f"{rate / floor:.2f}x" if floor else "-"
+            fmt = lambda v: "-" if v is None else f"{v:.0f}"
+            # CPU time per message is steadier than throughput on a shared VM:
+            # it does not depend on how the scheduler interleaves the two sides.
+            per = cpu_us_per_msg(runs, server_pct)
+            # Both processes together: with the two cores saturated, throughput
+            # goes as its inverse, so its ratio to the raw pair's bounds the
+            # throughput ratio (and shows what the load generator costs).
+            pair = cpu_us_per_msg(runs, lambda r: server_pct(r) + r["client_cpu"]["percent"])
+            print(f"| {case} | {label[s]} | {rate:,.0f} | {mbps:,.1f} | {ratio} | {paired} | {vs_floor} | {fmt(p50)} | {fmt(p99)} | {errs} | {fmt(ccpu)} / {fmt(scpu)} | {per} | {pair} |")
 if idle_servers:
     print()
     print("| idle connections | server | connected | server RSS before -> after (KiB) | bytes per connection |")

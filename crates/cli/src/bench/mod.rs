@@ -13,7 +13,8 @@
 //!   transport's ceiling with identical bytes, the baseline the WebSocket
 //!   numbers are compared against. `--raw-mask` adds the masking every
 //!   WebSocket client must do (a fresh key per frame), to measure the floor
-//!   it sets.
+//!   it sets. Against a `tls://host:port` target the bytes go over TLS to a
+//!   TLS echo server (**raw TLS**), the baseline for `wss://` servers.
 //! * **broadcast** (`--broadcast`): `-c` subscribers join a room URL and one
 //!   publisher sends into it; each payload starts with a send timestamp, so
 //!   subscribers measure fan-out latency and the delivered message rate.
@@ -62,7 +63,9 @@ pub use report::Summary;
 /// Options of `tether bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Target: a ws:// URL (echo, broadcast, idle), or host:port with --raw-tcp.
+    /// Target: a ws:// or wss:// URL (echo, broadcast, idle), or with
+    /// --raw-tcp host:port (raw TCP) or tls://host:port (raw TLS, trusting
+    /// --cacert).
     pub url: String,
 
     /// Connections (subscribers in --broadcast mode).
@@ -97,7 +100,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Send pre-encoded masked frames to a plain TCP echo server (no handshake).
+    /// Send pre-encoded masked frames to a plain TCP echo server (no
+    /// handshake); to a TLS echo server, the same bytes over TLS, if the
+    /// target is tls://host:port (the baseline for wss:// servers).
     #[arg(long, conflicts_with_all = ["broadcast", "idle"])]
     pub raw_tcp: bool,
 
@@ -174,7 +179,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10, requires = "storm")]
     pub probes: usize,
 
-    /// Trust this CA (or self-signed server) certificate, PEM, for wss:// URLs.
+    /// Trust this CA (or self-signed server) certificate, PEM, for wss://
+    /// URLs and tls:// targets.
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<std::path::PathBuf>,
 
@@ -230,10 +236,19 @@ impl BenchArgs {
     }
 
     fn mode(&self) -> &'static str {
+        let tls = raw::is_tls(&self.url);
         if self.raw_tcp && self.raw_mask {
-            "raw-tcp-masked"
+            if tls {
+                "raw-tls-masked"
+            } else {
+                "raw-tcp-masked"
+            }
         } else if self.raw_tcp {
-            "raw-tcp"
+            if tls {
+                "raw-tls"
+            } else {
+                "raw-tcp"
+            }
         } else if self.recovery_storm {
             "recovery-storm"
         } else if self.broadcast {
@@ -340,7 +355,7 @@ pub fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<Summary> {
     let args = Arc::new(args);
     match args.mode() {
-        "raw-tcp" | "raw-tcp-masked" => raw::run(args).await,
+        "raw-tcp" | "raw-tcp-masked" | "raw-tls" | "raw-tls-masked" => raw::run(args).await,
         "broadcast" => broadcast::run(args).await,
         "recovery-storm" => pubsub::storm(args).await,
         "idle" => idle::run(args).await,

@@ -15,11 +15,15 @@
 //! XORs every byte it echoes, as a server's unmasking touches every byte),
 //! this measures the floor RFC 6455's masking puts under any WebSocket
 //! client and server pair: what no implementation can get below.
+//!
+//! With a `tls://` (or `wss://`) target the same bytes go over TLS, with
+//! the run's TLS settings (`--cacert`), to a TLS echo server: the limit
+//! for `wss://` servers, as plain raw TCP is for `ws://` ones.
 
 use super::echo::{collect, ConnCounts, Shared};
 use super::report::{Summary, Window};
 use super::stats::LocalLatencies;
-use super::{spawn_progress, BenchArgs, Progress};
+use super::{spawn_progress, BenchArgs, Progress, TLS};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -33,6 +37,8 @@ use tether::proto::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// The masking key of the pre-encoded frame (any key is as costly as another).
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -69,6 +75,53 @@ fn frame_parts(size: usize, text: bool) -> (Vec<u8>, Vec<u8>) {
 fn socket_addr(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// The TLS server name of a `tls://` or `wss://` target (its host), or
+/// `None` for a plain TCP one.
+fn tls_host(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once("://")?;
+    if !matches!(scheme, "tls" | "wss") {
+        return None;
+    }
+    let addr = socket_addr(url);
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => &addr,
+    };
+    Some(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )
+}
+
+/// Whether `url` asks for raw TLS rather than raw TCP.
+pub(super) fn is_tls(url: &str) -> bool {
+    tls_host(url).is_some()
+}
+
+/// A raw connection: plain TCP, or TLS over it.
+enum RawStream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Open one raw connection to `addr`, TLS to `tls_name` if given.
+async fn open(addr: &str, tls_name: Option<ServerName<'static>>) -> std::io::Result<RawStream> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let Some(name) = tls_name else {
+        return Ok(RawStream::Tcp(tcp));
+    };
+    let config = TLS
+        .get()
+        .ok_or_else(|| std::io::Error::other("TLS settings not initialised"))?
+        .clone();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    Ok(RawStream::Tls(Box::new(tls)))
 }
 
 /// Where the bytes written come from. Cloned for each connection: clones
@@ -147,8 +200,8 @@ impl Masker {
     }
 }
 
-struct RawConn<'a> {
-    tcp: TcpStream,
+struct RawConn<'a, S> {
+    stream: S,
     source: Source,
     frame_len: u64,
     size: u64,
@@ -158,6 +211,8 @@ struct RawConn<'a> {
     /// Bytes queued but not yet written.
     to_write: u64,
     written: u64,
+    /// Written bytes the stream may still hold (TLS records not yet sent).
+    unflushed: bool,
     read_total: u64,
     inflight: VecDeque<Instant>,
     buf: Box<[u8]>,
@@ -166,7 +221,7 @@ struct RawConn<'a> {
     progress: &'a Progress,
 }
 
-impl RawConn<'_> {
+impl<S: AsyncRead + AsyncWrite + Unpin> RawConn<'_, S> {
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         loop {
             if self.owed > 0 {
@@ -193,11 +248,12 @@ impl RawConn<'_> {
                         m.unwritten()
                     }
                 };
-                match Pin::new(&mut self.tcp).poll_write(cx, chunk) {
+                match Pin::new(&mut self.stream).poll_write(cx, chunk) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                     }
                     Poll::Ready(Ok(k)) => {
+                        self.unflushed = true;
                         self.written += k as u64;
                         self.to_write -= k as u64;
                         if let Source::Masking(m) = &mut self.source {
@@ -208,10 +264,19 @@ impl RawConn<'_> {
                     Poll::Pending => break,
                 }
             }
+            // TLS keeps the tail of a write as records until flushed; TCP
+            // flushes at once.
+            if self.to_write == 0 && self.unflushed {
+                match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = false,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
             let mut got = 0u64;
             loop {
                 let mut rb = ReadBuf::new(&mut self.buf);
-                match Pin::new(&mut self.tcp).poll_read(cx, &mut rb) {
+                match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
                     Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                         return Poll::Ready(Err(std::io::ErrorKind::UnexpectedEof.into()))
                     }
@@ -253,10 +318,27 @@ impl RawConn<'_> {
     }
 }
 
-/// Run raw TCP mode.
+/// What every connection of a run shares.
+struct Plan {
+    args: Arc<BenchArgs>,
+    shared: Arc<Shared>,
+    source: Source,
+    frame_len: u64,
+    read_size: usize,
+    deadline: Option<Instant>,
+}
+
+/// Run raw TCP (or raw TLS) mode.
 pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let shared = Arc::new(Shared::new());
     let addr = socket_addr(&args.url);
+    let tls_name = match tls_host(&args.url) {
+        Some(host) => Some(
+            ServerName::try_from(host.clone())
+                .map_err(|_| anyhow::anyhow!("`{host}` is not a valid TLS server name"))?,
+        ),
+        None => None,
+    };
     let frame = encode_frame(args.size, args.text);
     let frame_len = frame.len() as u64;
     let source = if args.raw_mask {
@@ -268,12 +350,10 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
     let limit = Arc::new(Semaphore::new(args.connect_concurrency as usize));
     let mut connecting = tokio::task::JoinSet::new();
     for i in 0..args.connections {
-        let (limit, addr) = (limit.clone(), addr.clone());
+        let (limit, addr, tls_name) = (limit.clone(), addr.clone(), tls_name.clone());
         connecting.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
-            let tcp = TcpStream::connect(&addr).await?;
-            tcp.set_nodelay(true)?;
-            Ok::<_, std::io::Error>((i, tcp))
+            Ok::<_, std::io::Error>((i, open(&addr, tls_name).await?))
         });
     }
     let mut conns = Vec::new();
@@ -285,8 +365,9 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
         }
     }
     if conns.is_empty() {
+        let what = if tls_name.is_some() { "TLS" } else { "TCP" };
         anyhow::bail!(
-            "no TCP connection to {addr} could be opened: {:?}",
+            "no {what} connection to {addr} could be opened: {:?}",
             shared.errors.samples()
         );
     }
@@ -300,57 +381,76 @@ pub(super) async fn run(args: Arc<BenchArgs>) -> anyhow::Result<Summary> {
         shared.progress.clone(),
         deadline.map(|_| args.measure_for()),
     );
-    let read_size = ((frame_len as usize) * args.depth as usize).clamp(4 << 10, 64 << 10);
+    let plan = Arc::new(Plan {
+        args: args.clone(),
+        shared: shared.clone(),
+        source,
+        frame_len,
+        read_size: ((frame_len as usize) * args.depth as usize).clamp(4 << 10, 64 << 10),
+        deadline,
+    });
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, tcp) in conns {
-        let (args, shared, source) = (args.clone(), shared.clone(), source.clone());
-        tasks.spawn(async move {
-            let depth = u64::from(args.depth);
-            let quota = args.quota(i);
-            let (allowed, owed) = match quota {
-                Some(q) => (q - depth.min(q), depth.min(q)),
-                None => (u64::MAX, depth),
-            };
-            let mut conn = RawConn {
-                tcp,
-                source,
-                frame_len,
-                size: args.size as u64,
-                allowed,
-                quota,
-                owed,
-                to_write: 0,
-                written: 0,
-                read_total: 0,
-                inflight: VecDeque::with_capacity(depth as usize),
-                buf: vec![0u8; read_size].into_boxed_slice(),
-                counts: ConnCounts::default(),
-                latencies: LocalLatencies::new(&shared.latencies, i),
-                progress: &shared.progress,
-            };
-            let result = if quota == Some(0) {
-                Some(Ok(()))
-            } else {
-                let drive = std::future::poll_fn(|cx| conn.poll_drive(cx));
-                match deadline {
-                    Some(d) => tokio::select! {
-                        r = drive => Some(r),
-                        _ = tokio::time::sleep_until(d.into()) => None,
-                    },
-                    None => Some(drive.await),
-                }
-            };
-            let done_at = Instant::now();
-            if let Some(Err(e)) = result {
-                shared.errors.record(e.to_string());
-            }
-            let _ = conn.tcp.shutdown().await;
-            (conn.counts, done_at)
-        });
+    for (i, stream) in conns {
+        match stream {
+            RawStream::Tcp(s) => tasks.spawn(drive(i, s, plan.clone())),
+            RawStream::Tls(s) => tasks.spawn(drive(i, s, plan.clone())),
+        };
     }
     let (total, elapsed, cpu) = collect(&mut tasks, deadline, &window, &args, &shared).await;
     progress.finish().await;
     Ok(shared.summary(&args, total.counts(connected, elapsed), cpu))
+}
+
+/// Drive connection `i` until the deadline or its quota; its counts and
+/// when it stopped.
+async fn drive<S>(i: usize, stream: S, plan: Arc<Plan>) -> (ConnCounts, Instant)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (args, shared) = (&plan.args, &plan.shared);
+    let depth = u64::from(args.depth);
+    let quota = args.quota(i);
+    let (allowed, owed) = match quota {
+        Some(q) => (q - depth.min(q), depth.min(q)),
+        None => (u64::MAX, depth),
+    };
+    let mut conn = RawConn {
+        stream,
+        source: plan.source.clone(),
+        frame_len: plan.frame_len,
+        size: args.size as u64,
+        allowed,
+        quota,
+        owed,
+        to_write: 0,
+        written: 0,
+        unflushed: false,
+        read_total: 0,
+        inflight: VecDeque::with_capacity(depth as usize),
+        buf: vec![0u8; plan.read_size].into_boxed_slice(),
+        counts: ConnCounts::default(),
+        latencies: LocalLatencies::new(&shared.latencies, i),
+        progress: &shared.progress,
+    };
+    let result = if quota == Some(0) {
+        Some(Ok(()))
+    } else {
+        let drive = std::future::poll_fn(|cx| conn.poll_drive(cx));
+        match plan.deadline {
+            Some(d) => tokio::select! {
+                r = drive => Some(r),
+                _ = tokio::time::sleep_until(d.into()) => None,
+            },
+            None => Some(drive.await),
+        }
+    };
+    let done_at = Instant::now();
+    if let Some(Err(e)) = result {
+        shared.errors.record(e.to_string());
+    }
+    // TLS sends close_notify, which can wait on a full socket: bounded.
+    let _ = tokio::time::timeout(args.close_timeout, conn.stream.shutdown()).await;
+    (conn.counts, done_at)
 }
 
 #[cfg(test)]
@@ -420,6 +520,81 @@ mod tests {
                 }
             }
             assert_eq!(server.poll_event().unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn tls_targets_are_told_from_plain_ones() {
+        assert_eq!(
+            tls_host("tls://localhost:9000").as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(
+            tls_host("wss://127.0.0.1:9000/echo").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(tls_host("tls://[::1]:9000").as_deref(), Some("::1"));
+        assert_eq!(tls_host("127.0.0.1:9000"), None);
+        assert_eq!(tls_host("tcp://127.0.0.1:9000"), None);
+        assert_eq!(tls_host("ws://127.0.0.1:9000/"), None);
+    }
+
+    /// Raw TLS mode: every frame goes through TLS to a TLS echo server and
+    /// every echo is counted, for small pipelined frames and large ones.
+    #[tokio::test]
+    async fn raw_tls_mode_counts_echoed_frames() {
+        use clap::Parser;
+        use tokio::io::AsyncReadExt;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            a: BenchArgs,
+        }
+        let pki = test_support::tls::Pki::new();
+        let acceptor = pki.acceptor();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n @ 1..) = tls.read(&mut buf).await {
+                        if tls.write_all(&buf[..n]).await.is_err() || tls.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let target = format!("tls://localhost:{port}");
+        let ca = pki.path("ca.pem");
+        for (size, depth, n) in [("1K", "5", 301u64), ("100K", "1", 20)] {
+            let t = T::parse_from([
+                "t",
+                "--raw-tcp",
+                &target,
+                "--cacert",
+                ca.to_str().unwrap(),
+                "-c",
+                "3",
+                "-d",
+                depth,
+                "-s",
+                size,
+                "-n",
+                &n.to_string(),
+            ]);
+            assert_eq!(t.a.mode(), "raw-tls");
+            super::super::init_tls(&t.a).unwrap();
+            let s = run(Arc::new(t.a)).await.unwrap();
+            let json = serde_json::to_value(&s).unwrap();
+            assert_eq!(json["errors"], 0, "{json:#}");
+            assert_eq!(json["connected"], 3, "{json:#}");
+            assert_eq!(json["messages_received"], n, "{json:#}");
         }
     }
 

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 /// Everything a run measured. Serialized as the `--json` output.
 #[derive(Serialize, Debug, Clone)]
 pub struct Summary {
-    /// `echo`, `raw-tcp`, `raw-tcp-masked`, `broadcast` or `idle`.
+    /// `echo`, `raw-tcp`, `raw-tcp-masked`, `raw-tls`, `raw-tls-masked`,
+    /// `broadcast` or `idle`.
     pub mode: String,
     pub url: String,
     /// Connections asked for (subscribers in broadcast mode).
