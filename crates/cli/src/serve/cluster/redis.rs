@@ -21,13 +21,13 @@
 //!
 //! # Order and loss
 //!
-//! Publishes are Lua scripts: a batch of one channel's publishes
-//! (`lua/publish_batch.lua`; those that arrived while the channel's last
-//! call was in flight) or one idempotent publish (`lua/publish.lua`). The
-//! offsets come from `HINCRBY` on the meta hash, the stream entries and the
-//! PUB/SUB messages are written in the same script, so every node receives
-//! one channel's publications in offset order. Each node checks what arrives against the
-//! last offset it delivered (see `subscriber.rs`): a gap is filled from the
+//! Publishes are one Lua script (`lua/publish.lua`), called with a batch
+//! of one channel's publishes (those that arrived while the channel's last
+//! call was in flight) or with one idempotent publish. The offsets come
+//! from `HINCRBY` on the meta hash, the stream entries and the PUB/SUB
+//! messages are written in the same script, so every node receives one
+//! channel's publications in offset order. Each node checks what arrives
+//! against the last offset it delivered (see `subscriber.rs`): a gap is filled from the
 //! stream, an older offset dropped, a new epoch or a gap history no longer
 //! covers becomes a reset.
 //!
@@ -59,8 +59,6 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish.lua")));
-static PUBLISH_BATCH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/publish_batch.lua")));
 pub(super) static HISTORY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/history.lua")));
 static PRESENCE_ADD: LazyLock<Script> =
@@ -215,6 +213,32 @@ impl Inner {
         self.conn.clone()
     }
 
+    /// The publish script's invocation for `data` (several messages, or
+    /// one with an idempotency key) on `channel`.
+    fn publish_invocation<'a>(
+        &self,
+        channel: &str,
+        opts: &PublishOptions,
+        data: impl IntoIterator<Item = &'a [u8]>,
+    ) -> redis::ScriptInvocation<'static> {
+        let keys = &self.keys;
+        let mut inv = PUBLISH.prepare_invoke();
+        inv.key(keys.stream(channel)).key(keys.meta(channel));
+        if let Some(key) = &opts.idempotency_key {
+            inv.key(keys.idempotency(channel, key));
+        }
+        inv.arg(keys.pubsub(channel))
+            .arg(opts.history_size)
+            .arg(secs(opts.history_ttl))
+            .arg(secs(self.config.meta_ttl))
+            .arg(new_epoch())
+            .arg(secs(opts.idempotency_ttl).max(1));
+        for d in data {
+            inv.arg(d);
+        }
+        inv
+    }
+
     /// The history script's invocation for `channel`: its position, and
     /// with `since`, the publications kept after it (at most `limit`, 0 =
     /// all).
@@ -293,13 +317,7 @@ fn parse_entry(entry: Value) -> Result<Publication, String> {
 
 /// Send `key`'s waiting publishes, a batch per script call, until none is
 /// left; then the next publish of the channel starts a new drain.
-async fn drain_publishes(
-    inner: Arc<Inner>,
-    key: String,
-    channel: String,
-    history_size: usize,
-    history_ttl: Duration,
-) {
+async fn drain_publishes(inner: Arc<Inner>, key: String, channel: String, opts: PublishOptions) {
     loop {
         let batch: Vec<Waiting> = {
             let mut publishing = lock(&inner.publishing);
@@ -322,20 +340,9 @@ async fn drain_publishes(
             }
             queue.drain(..len).collect()
         };
-        let keys = &inner.keys;
-        let mut inv = PUBLISH_BATCH.prepare_invoke();
-        inv.key(keys.stream(&channel))
-            .key(keys.meta(&channel))
-            .arg(keys.pubsub(&channel))
-            .arg(history_size)
-            .arg(secs(history_ttl))
-            .arg(secs(inner.config.meta_ttl))
-            .arg(new_epoch());
-        for w in &batch {
-            inv.arg(&w.data[..]);
-        }
+        let inv = inner.publish_invocation(&channel, &opts, batch.iter().map(|w| &w.data[..]));
         let mut conn = inner.conn();
-        let result: Result<(u64, String, u64), EngineError> =
+        let result: Result<(u64, String, u8, u64), EngineError> =
             inner.run(inv.invoke_async(&mut conn)).await;
         inner.metrics.publish_batches.fetch_add(1, Relaxed);
         inner
@@ -344,7 +351,7 @@ async fn drain_publishes(
             .fetch_add(batch.len() as u64, Relaxed);
         for (i, w) in batch.into_iter().enumerate() {
             let answer = match &result {
-                Ok((first, epoch, nodes)) => Ok(Published {
+                Ok((first, epoch, _, nodes)) => Ok(Published {
                     position: Position {
                         epoch: epoch.clone(),
                         offset: first + i as u64,
@@ -430,9 +437,9 @@ impl RedisEngine {
     /// node subscribed to it, with the next offset.
     ///
     /// Publishes of one channel that arrive while its last script call is
-    /// in flight go together in the next (`lua/publish_batch.lua`, up to
-    /// 64 or 256 KiB), in arrival order: under load Redis runs one script
-    /// per batch rather than per message. An idempotent publish runs alone.
+    /// in flight go together in the next (`lua/publish.lua`, up to 64 or
+    /// 256 KiB), in arrival order: under load Redis runs one script per
+    /// batch rather than per message. An idempotent publish runs alone.
     pub async fn publish(
         &self,
         channel: &str,
@@ -465,8 +472,7 @@ impl RedisEngine {
                         self.inner.clone(),
                         key,
                         channel.to_owned(),
-                        opts.history_size,
-                        opts.history_ttl,
+                        opts.clone(),
                     ));
                 }
             }
@@ -476,26 +482,14 @@ impl RedisEngine {
             .unwrap_or_else(|_| Err(EngineError::Failed("the engine has stopped".into())))
     }
 
-    /// An idempotent publish: at most once per key (`lua/publish.lua`).
+    /// An idempotent publish: at most once per key, in a call of its own.
     async fn publish_once(
         &self,
         channel: &str,
         data: &[u8],
         opts: &PublishOptions,
     ) -> Result<Published, EngineError> {
-        let keys = &self.inner.keys;
-        let mut inv = PUBLISH.prepare_invoke();
-        inv.key(keys.stream(channel)).key(keys.meta(channel));
-        if let Some(key) = &opts.idempotency_key {
-            inv.key(keys.idempotency(channel, key));
-        }
-        inv.arg(keys.pubsub(channel))
-            .arg(data)
-            .arg(opts.history_size)
-            .arg(secs(opts.history_ttl))
-            .arg(secs(self.inner.config.meta_ttl))
-            .arg(new_epoch())
-            .arg(secs(opts.idempotency_ttl).max(1));
+        let inv = self.inner.publish_invocation(channel, opts, [data]);
         let mut conn = self.inner.conn();
         let (offset, epoch, duplicate, nodes): (u64, String, u8, u64) =
             self.inner.run(inv.invoke_async(&mut conn)).await?;

@@ -3,7 +3,7 @@
 //! Raw TOML -> `DeflateConfig`; every error names its key.
 
 use super::raw::SizeValue;
-use crate::size::parse_size;
+use super::values::parse_size_value;
 use serde::{Deserialize, Serialize};
 use tether::proto::deflate::{CodecMemory, DeflateConfig};
 
@@ -104,12 +104,7 @@ impl RawDeflate {
 }
 
 fn size(v: &SizeValue, key: &str) -> Result<usize, String> {
-    match v {
-        SizeValue::Bytes(b) => {
-            usize::try_from(*b).map_err(|_| format!("`deflate.{key}` is too large"))
-        }
-        SizeValue::Text(t) => parse_size(t).map_err(|e| format!("`deflate.{key}`: {e}")),
-    }
+    parse_size_value(v, &format!("deflate.{key}"))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! connection). Raw TOML -> `Http2Settings`; every error names its key.
 
 use super::raw::SizeValue;
-use crate::size::parse_size;
+use super::values::parse_size_value;
 use serde::{Deserialize, Serialize};
 
 /// `[http2]`.
@@ -144,12 +144,7 @@ fn window(v: &SizeValue, key: &str) -> Result<u32, String> {
 }
 
 fn size(v: &SizeValue, key: &str) -> Result<usize, String> {
-    match v {
-        SizeValue::Bytes(b) => {
-            usize::try_from(*b).map_err(|_| format!("`http2.{key}` is too large"))
-        }
-        SizeValue::Text(t) => parse_size(t).map_err(|e| format!("`http2.{key}`: {e}")),
-    }
+    parse_size_value(v, &format!("http2.{key}"))
 }
 
 #[cfg(test)]

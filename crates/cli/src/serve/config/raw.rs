@@ -533,7 +533,7 @@ impl RawConfig {
         let largest = l
             .max_message_size
             .as_ref()
-            .and_then(|v| parse_size_value(v, "max_message_size").ok())
+            .and_then(|v| parse_size_value(v, "limits.max_message_size").ok())
             .map_or(0, |n| n as u64);
         l.max_queued_bytes_per_connection
             .get_or_insert(SizeValue::Bytes((8 << 20).max(2 * largest)));

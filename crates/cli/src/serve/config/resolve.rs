@@ -14,7 +14,7 @@ impl ServerConfig {
         let l = &raw.limits;
         let req = |o: Option<usize>, k: &str| o.ok_or_else(|| format!("`limits.{k}` is missing"));
         let size = |o: &Option<SizeValue>, k: &str| match o {
-            Some(v) => parse_size_value(v, k),
+            Some(v) => parse_size_value(v, &format!("limits.{k}")),
             None => Err(format!("`limits.{k}` is missing")),
         };
         let dur = |o: &Option<DurationValue>, k: &str| match o {

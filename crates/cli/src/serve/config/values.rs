@@ -31,11 +31,11 @@ pub(super) fn duration_at(v: &DurationValue, key: &str) -> Result<Duration, Stri
     }
 }
 
+/// A size setting in bytes; `key` is its full name for errors
+/// (`limits.max_message_size`).
 pub(super) fn parse_size_value(v: &SizeValue, key: &str) -> Result<usize, String> {
     match v {
-        SizeValue::Bytes(b) => {
-            usize::try_from(*b).map_err(|_| format!("`limits.{key}` is too large"))
-        }
-        SizeValue::Text(t) => parse_size(t).map_err(|e| format!("`limits.{key}`: {e}")),
+        SizeValue::Bytes(b) => usize::try_from(*b).map_err(|_| format!("`{key}` is too large")),
+        SizeValue::Text(t) => parse_size(t).map_err(|e| format!("`{key}`: {e}")),
     }
 }
