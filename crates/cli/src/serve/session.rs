@@ -173,7 +173,7 @@ struct InFlight {
     /// Bytes of the message behind each entry of `work`, oldest first.
     sizes: std::collections::VecDeque<usize>,
     bytes: usize,
-    /// The oldest entry is exclusive (nothing more is read meanwhile).
+    /// An exclusive entry is waiting (nothing more is read meanwhile).
     exclusive: bool,
     /// A message handed back until `work` is empty.
     deferred: Option<Message>,
@@ -196,7 +196,7 @@ impl InFlight {
         self.work.push_back(work);
         self.sizes.push_back(bytes);
         self.bytes += bytes;
-        self.exclusive = exclusive;
+        self.exclusive |= exclusive;
     }
 
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Apply> {
@@ -403,14 +403,13 @@ where
                 out.messages_in += 1;
                 out.bytes_in += m.len() as u64;
                 metrics.received(1, m.len() as u64);
-                let busy = pending.busy();
-                take(&mut pending, m, busy, member, &mut on_data);
+                take(&mut pending, m, member, &mut on_data);
             }
             Event::Done(apply) => {
                 apply(member);
                 if !pending.busy() {
                     if let Some(m) = pending.deferred.take() {
-                        take(&mut pending, m, false, member, &mut on_data);
+                        take(&mut pending, m, member, &mut on_data);
                     }
                 }
             }
@@ -420,10 +419,11 @@ where
 }
 
 /// Hand `m` to the handler and keep what it started.
-fn take<F>(pending: &mut InFlight, m: Message, busy: bool, member: &mut Member, on_data: &mut F)
+fn take<F>(pending: &mut InFlight, m: Message, member: &mut Member, on_data: &mut F)
 where
     F: FnMut(&mut Member, Message, bool) -> Work,
 {
+    let busy = pending.busy();
     let bytes = m.len();
     match on_data(member, m, busy) {
         Work::Done => {}
